@@ -1,0 +1,207 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Elementwise and layout kernels a CNN step needs without numpy's temporaries.
+
+- bias_add:      y[n, c, ...] += b[c], in place
+- bias_grad:     db[c] = sum of dy[n, c, ...] over N, H, W (accumulated in float64)
+- relu_forward:  max(x, 0) (NaN passes through), in place when out is x
+- relu_backward: dy where y > 0 else 0, in place when out is dy
+- rows_to_nchw:  the GEMM output of a convolution, (N*OH*OW, F), -> (N, F, OH, OW), plus bias
+- nchw_to_rows:  the reverse, and the per-channel sums (the bias gradient) in the same pass
+Oracles: fastnn.naive; tests: tests/test_elementwise.py.
+"""
+from cython.parallel cimport prange
+
+import numpy as np
+
+from fastnn import _checks
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    # Below this many elements one thread is faster than waking the OpenMP team.
+    PARALLEL_MIN = 65536
+
+
+def _channels(op, name, a):
+    """(N, C) or (N, C, H, W) float array -> (N, C, H*W)."""
+    if not (hasattr(a, "ndim") and a.ndim in (2, 4)):
+        shape = getattr(a, "shape", type(a).__name__)
+        raise ValueError(f"{op}: expected {name} as an (N, C) or (N, C, H, W) array, got {shape}")
+    _checks.array(op, name, a, a.ndim)
+    n, c = a.shape[:2]
+    return n, c, (a.shape[2] * a.shape[3] if a.ndim == 4 else 1)
+
+
+def _vector(op, name, b, length, dtype):
+    _checks.array(op, name, b, 1, dtypes=(dtype,))
+    _checks.same_shape(op, name, b, (length,))
+
+
+cdef void _bias_add(real[:, :, ::1] y, const real[::1] b) noexcept:
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], P = y.shape[2], p, i
+    cdef real v
+    with nogil:
+        if N * C * P < PARALLEL_MIN:
+            for p in range(N * C):
+                v = b[p % C]
+                for i in range(P):
+                    y[p // C, p % C, i] += v
+        else:
+            for p in prange(N * C, schedule="static"):
+                v = b[p % C]
+                for i in range(P):
+                    y[p // C, p % C, i] += v
+
+
+def bias_add(y, b):
+    """y (N, C) or (N, C, H, W) += b (C,) over the channel axis, in place; returns y."""
+    op = "bias_add"
+    N, C, P = _channels(op, "y", y)
+    _vector(op, "b", b, C, y.dtype)
+    if not y.flags.writeable:
+        raise ValueError(f"{op}: expected y writeable (the bias is added in place)")
+    if y.size:
+        if y.dtype == np.float32:
+            _bias_add[float](y.reshape(N, C, P), b)
+        else:
+            _bias_add[double](y.reshape(N, C, P), b)
+    return y
+
+
+cdef void _bias_grad(const real[:, :, ::1] dy, double[::1] acc) noexcept:
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], P = dy.shape[2], c, n, i
+    cdef double s
+    with nogil:
+        for c in prange(C, schedule="static", num_threads=1 if N * C * P < PARALLEL_MIN else 0):
+            s = 0
+            for n in range(N):
+                for i in range(P):
+                    s = s + dy[n, c, i]
+            acc[c] = s
+
+
+def bias_grad(dy):
+    """dy (N, C) or (N, C, H, W) -> db (C,): the sum over every axis but the channels."""
+    op = "bias_grad"
+    N, C, P = _channels(op, "dy", dy)
+    acc = np.zeros(C, dtype=np.float64)
+    if dy.size:
+        if dy.dtype == np.float32:
+            _bias_grad[float](dy.reshape(N, C, P), acc)
+        else:
+            _bias_grad[double](dy.reshape(N, C, P), acc)
+    return acc.astype(dy.dtype)
+
+
+cdef void _relu_fwd(const real[::1] x, real[::1] y) noexcept:
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real v
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
+            v = x[i]
+            y[i] = 0 if v < 0 else v
+
+
+cdef void _relu_bwd(const real[::1] dy, const real[::1] y, real[::1] dx) noexcept:
+    cdef Py_ssize_t i, n = dy.shape[0]
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
+            dx[i] = dy[i] if y[i] > 0 else 0
+
+
+def _flat(op, name, a):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
+    return _checks.array(op, name, a, a.ndim).reshape(-1)
+
+
+def relu_forward(x, out=None):
+    """max(x, 0) elementwise; pass out=x to work in place."""
+    op = "relu_forward"
+    xf = _flat(op, "x", x)
+    out = _checks.out_array(op, out, x.shape, x.dtype)
+    if x.dtype == np.float32:
+        _relu_fwd[float](xf, out.reshape(-1))
+    else:
+        _relu_fwd[double](xf, out.reshape(-1))
+    return out
+
+
+def relu_backward(dy, y, out=None):
+    """dx = dy where y > 0, else 0 (y: the forward's output or input); out=dy works in place."""
+    op = "relu_backward"
+    dyf = _flat(op, "dy", dy)
+    _checks.array(op, "y", y, dy.ndim, dtypes=(dy.dtype,))
+    _checks.same_shape(op, "y", y, dy.shape)
+    out = _checks.out_array(op, out, dy.shape, dy.dtype)
+    if dy.dtype == np.float32:
+        _relu_bwd[float](dyf, y.reshape(-1), out.reshape(-1))
+    else:
+        _relu_bwd[double](dyf, y.reshape(-1), out.reshape(-1))
+    return out
+
+
+cdef void _rows_to_nchw(const real[:, :, ::1] rows, const real[::1] b, bint has_bias,
+                        real[:, :, ::1] y) noexcept:
+    # rows viewed as (N, P, F), y as (N, F, P); one image per thread
+    cdef Py_ssize_t N = rows.shape[0], P = rows.shape[1], F = rows.shape[2], n, f, p
+    cdef real v
+    with nogil:
+        for n in prange(N, schedule="static", num_threads=1 if N * P * F < PARALLEL_MIN else 0):
+            for f in range(F):
+                v = b[f] if has_bias else 0
+                for p in range(P):
+                    y[n, f, p] = rows[n, p, f] + v
+
+
+def rows_to_nchw(rows, shape, b=None, out=None):
+    """Convolution GEMM output rows (N*OH*OW, F) -> y of shape = (N, F, OH, OW), + b (F,)."""
+    op = "rows_to_nchw"
+    N, F, OH, OW = _checks.shape4(op, "shape", shape)
+    _checks.array(op, "rows", rows, 2)
+    _checks.same_shape(op, "rows", rows, (N * OH * OW, F))
+    has_bias = b is not None
+    if has_bias:
+        _vector(op, "b", b, F, rows.dtype)
+    else:
+        b = np.zeros(F, dtype=rows.dtype)
+    y = _checks.out_array(op, out, (N, F, OH, OW), rows.dtype)
+    if N:
+        if rows.dtype == np.float32:
+            _rows_to_nchw[float](rows.reshape(N, OH * OW, F), b, has_bias, y.reshape(N, F, OH * OW))
+        else:
+            _rows_to_nchw[double](rows.reshape(N, OH * OW, F), b, has_bias, y.reshape(N, F, OH * OW))
+    return y
+
+
+cdef void _nchw_to_rows(const real[:, :, ::1] y, real[:, :, ::1] rows, double[:, ::1] part) noexcept:
+    # y viewed as (N, F, P), rows as (N, P, F); part[n, f] = sum over p of y[n, f, p]
+    cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2], n, f, p
+    cdef double s
+    cdef real v
+    with nogil:
+        for n in prange(N, schedule="static", num_threads=1 if N * P * F < PARALLEL_MIN else 0):
+            for f in range(F):
+                s = 0
+                for p in range(P):
+                    v = y[n, f, p]
+                    rows[n, p, f] = v
+                    s = s + v
+                part[n, f] = s
+
+
+def nchw_to_rows(y, out=None):
+    """y (N, F, OH, OW) -> (rows (N*OH*OW, F), sums (F,)): the layout the convolution's
+    backward GEMMs take, and the bias gradient (sum over N, OH, OW), read in one pass."""
+    op = "nchw_to_rows"
+    N, F, OH, OW = _checks.image(op, "y", y)
+    rows = _checks.out_array(op, out, (N * OH * OW, F), y.dtype)
+    part = np.zeros((N, F), dtype=np.float64)
+    if N:
+        if y.dtype == np.float32:
+            _nchw_to_rows[float](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
+        else:
+            _nchw_to_rows[double](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
+    return rows, part.sum(axis=0).astype(y.dtype)

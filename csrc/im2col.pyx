@@ -1,0 +1,157 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""im2col / col2im for NCHW images, float32 and float64.
+
+Layout (DESIGN.md): cols has shape (N*OH*OW, C*KH*KW), one row per output position, one column
+per (channel, ky, kx). col2im is the adjoint: overlapping windows accumulate. The oracles are
+fastnn.naive.im2col / col2im; tests/test_im2col.py holds them equal.
+"""
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+import numpy as np
+
+from fastnn import _checks
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    # Below this many output elements one thread is faster than waking the OpenMP team.
+    PARALLEL_MIN = 32768
+
+
+cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+cdef void _im2col_image(const real* x, real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                        Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """One image (C, H, W) -> its OH*OW rows of cols."""
+    cdef Py_ssize_t K = C * KH * KW
+    cdef Py_ssize_t oh, ow, c, ky, kx, iy, iy0, ix0, kx0, kx1
+    cdef real* dst
+    cdef const real* src
+    for oh in range(OH):
+        iy0 = oh * SH - PH
+        for ow in range(OW):
+            ix0 = ow * SW - PW
+            # columns [kx0, kx1) of this window fall inside the image; the rest is padding
+            kx0 = _clamp(-ix0, 0, KW)
+            kx1 = _clamp(W - ix0, kx0, KW)
+            dst = cols + (oh * OW + ow) * K
+            for c in range(C):
+                for ky in range(KH):
+                    iy = iy0 + ky
+                    if iy < 0 or iy >= H:
+                        memset(dst, 0, KW * sizeof(real))
+                    else:
+                        src = x + (c * H + iy) * W + ix0
+                        for kx in range(kx0):
+                            dst[kx] = 0
+                        for kx in range(kx0, kx1):
+                            dst[kx] = src[kx]
+                        for kx in range(kx1, KW):
+                            dst[kx] = 0
+                    dst += KW
+
+
+cdef void _col2im_image(const real* cols, real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                        Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """OH*OW rows of cols -> one image (C, H, W), accumulating overlaps in row order."""
+    cdef Py_ssize_t K = C * KH * KW
+    cdef Py_ssize_t oh, ow, c, ky, kx, iy, iy0, ix0, kx0, kx1
+    cdef const real* src
+    cdef real* dst
+    memset(x, 0, C * H * W * sizeof(real))
+    for oh in range(OH):
+        iy0 = oh * SH - PH
+        for ow in range(OW):
+            ix0 = ow * SW - PW
+            kx0 = _clamp(-ix0, 0, KW)
+            kx1 = _clamp(W - ix0, kx0, KW)
+            src = cols + (oh * OW + ow) * K
+            for c in range(C):
+                for ky in range(KH):
+                    iy = iy0 + ky
+                    if iy >= 0 and iy < H:
+                        dst = x + (c * H + iy) * W + ix0
+                        for kx in range(kx0, kx1):
+                            dst[kx] += src[kx]
+                    src += KW
+
+
+cdef void _im2col(const real[:, :, :, ::1] x, real[:, ::1] cols,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t n, rows = OH * OW, K = C * KH * KW
+    cdef int threads = 1 if N * rows * K < PARALLEL_MIN else 0
+    cdef const real* xp = &x[0, 0, 0, 0]
+    cdef real* cp = &cols[0, 0]
+    with nogil:
+        if threads == 1:
+            for n in range(N):
+                _im2col_image(xp + n * C * H * W, cp + n * rows * K,
+                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+        else:
+            for n in prange(N, schedule="static"):
+                _im2col_image(xp + n * C * H * W, cp + n * rows * K,
+                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+cdef void _col2im(const real[:, ::1] cols, real[:, :, :, ::1] x,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t n, rows = OH * OW, K = C * KH * KW
+    cdef int threads = 1 if N * rows * K < PARALLEL_MIN else 0
+    cdef const real* cp = &cols[0, 0]
+    cdef real* xp = &x[0, 0, 0, 0]
+    with nogil:
+        if threads == 1:
+            for n in range(N):
+                _col2im_image(cp + n * rows * K, xp + n * C * H * W,
+                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+        else:
+            for n in prange(N, schedule="static"):
+                _col2im_image(cp + n * rows * K, xp + n * C * H * W,
+                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def im2col(x, kernel, stride, pad, out=None):
+    """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW). kernel, stride, pad: (h, w) pairs."""
+    op = "im2col"
+    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+    N, C, H, W = _checks.image(op, "x", x)
+    OH, OW = _checks.window(op, (H, W), kernel, stride, pad)
+    (KH, KW), (SH, SW), (PH, PW) = kernel, stride, pad
+    cols = _checks.out_array(op, out, (N * OH * OW, C * KH * KW), x.dtype)
+    if N == 0:
+        return cols
+    if x.dtype == np.float32:
+        _im2col[float](x, cols, KH, KW, SH, SW, PH, PW, OH, OW)
+    else:
+        _im2col[double](x, cols, KH, KW, SH, SW, PH, PW, OH, OW)
+    return cols
+
+
+def col2im(cols, x_shape, kernel, stride, pad, out=None):
+    """cols (N*OH*OW, C*KH*KW) -> x (N, C, H, W), summing where windows overlap."""
+    op = "col2im"
+    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+    N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
+    OH, OW = _checks.window(op, (H, W), kernel, stride, pad)
+    (KH, KW), (SH, SW), (PH, PW) = kernel, stride, pad
+    _checks.array(op, "cols", cols, 2)
+    _checks.same_shape(op, "cols", cols, (N * OH * OW, C * KH * KW))
+    x = _checks.out_array(op, out, (N, C, H, W), cols.dtype)
+    if N == 0:
+        return x
+    if cols.dtype == np.float32:
+        _col2im[float](cols, x, KH, KW, SH, SW, PH, PW, OH, OW)
+    else:
+        _col2im[double](cols, x, KH, KW, SH, SW, PH, PW, OH, OW)
+    return x

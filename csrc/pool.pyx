@@ -1,0 +1,267 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Max and average pooling over NCHW images, forward and backward, float32 and float64.
+
+Max pooling pads with -inf (padding never wins) and returns, for every output, the flat index
+(iy * W + ix) of the winning pixel in its (H, W) plane: the first maximum in (ky, kx) scan order,
+or the first NaN. Average pooling pads with zeros and always divides by KH*KW (PyTorch's
+count_include_pad=True). Backward passes accumulate where windows overlap.
+Oracles: fastnn.naive.max_pool2d_* / avg_pool2d_*; tests: tests/test_pool.py.
+"""
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+import numpy as np
+
+from fastnn import _checks
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    # Below this many output elements one thread is faster than waking the OpenMP team.
+    PARALLEL_MIN = 32768
+
+
+cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+cdef struct Geom:
+    Py_ssize_t H, W, KH, KW, SH, SW, PH, PW, OH, OW
+
+
+cdef inline Py_ssize_t _argmax_update(const real* x, Py_ssize_t best_i,
+                                      Py_ssize_t idx) noexcept nogil:
+    """best_i, or idx if x[idx] beats x[best_i] (greater, or the first NaN).
+
+    Branch-free: on random data `take` is unpredictable, and a mispredicted branch per pixel
+    costs more than the arithmetic. The mask -take is all ones exactly when take is 1."""
+    cdef real v = x[idx], best = x[best_i]
+    cdef Py_ssize_t take = (v > best) | ((v != v) & (best == best))
+    return best_i ^ ((best_i ^ idx) & -take)
+
+
+cdef void _max_plane(const real* x, real* y, int* arg, Geom g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ky, kx, iy0, ix0, ky0, ky1, kx0, kx1, best_i, o
+    cdef bint two_by_two = g.KH == 2 and g.KW == 2
+    for oh in range(g.OH):
+        iy0 = oh * g.SH - g.PH
+        ky0 = _clamp(-iy0, 0, g.KH)
+        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        for ow in range(g.OW):
+            ix0 = ow * g.SW - g.PW
+            kx0 = _clamp(-ix0, 0, g.KW)
+            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            # the geometry checks guarantee at least one real pixel per window
+            best_i = (iy0 + ky0) * g.W + ix0 + kx0
+            if two_by_two and ky1 - ky0 == 2 and kx1 - kx0 == 2:
+                # the common 2x2 window, fully inside the image: unrolled, same scan order
+                best_i = _argmax_update(x, best_i, best_i + 1)
+                o = (iy0 + 1) * g.W + ix0
+                best_i = _argmax_update(x, best_i, o)
+                best_i = _argmax_update(x, best_i, o + 1)
+            else:
+                for ky in range(ky0, ky1):
+                    for kx in range(kx0, kx1):
+                        best_i = _argmax_update(x, best_i, (iy0 + ky) * g.W + ix0 + kx)
+            y[oh * g.OW + ow] = x[best_i]
+            arg[oh * g.OW + ow] = <int>best_i
+
+
+cdef Py_ssize_t _max_back_plane(const real* dy, const int* arg, real* dx, Geom g) noexcept nogil:
+    """Scatter one plane's gradient; return how many indices were out of range (then skipped)."""
+    cdef Py_ssize_t i, a, bad = 0, size = g.H * g.W
+    memset(dx, 0, size * sizeof(real))
+    for i in range(g.OH * g.OW):
+        a = arg[i]
+        if a < 0 or a >= size:
+            bad += 1
+        else:
+            dx[a] += dy[i]
+    return bad
+
+
+cdef void _avg_plane(const real* x, real* y, Geom g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ky, kx, iy0, ix0, ky0, ky1, kx0, kx1
+    cdef real s
+    cdef real scale = <real>1.0 / <real>(g.KH * g.KW)
+    for oh in range(g.OH):
+        iy0 = oh * g.SH - g.PH
+        ky0 = _clamp(-iy0, 0, g.KH)
+        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        for ow in range(g.OW):
+            ix0 = ow * g.SW - g.PW
+            kx0 = _clamp(-ix0, 0, g.KW)
+            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            s = 0
+            for ky in range(ky0, ky1):
+                for kx in range(kx0, kx1):
+                    s = s + x[(iy0 + ky) * g.W + ix0 + kx]
+            y[oh * g.OW + ow] = s * scale
+
+
+cdef void _avg_back_plane(const real* dy, real* dx, Geom g) noexcept nogil:
+    cdef Py_ssize_t oh, ow, ky, kx, iy0, ix0, ky0, ky1, kx0, kx1
+    cdef real d
+    cdef real scale = <real>1.0 / <real>(g.KH * g.KW)
+    memset(dx, 0, g.H * g.W * sizeof(real))
+    for oh in range(g.OH):
+        iy0 = oh * g.SH - g.PH
+        ky0 = _clamp(-iy0, 0, g.KH)
+        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        for ow in range(g.OW):
+            ix0 = ow * g.SW - g.PW
+            kx0 = _clamp(-ix0, 0, g.KW)
+            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            d = dy[oh * g.OW + ow] * scale
+            for ky in range(ky0, ky1):
+                for kx in range(kx0, kx1):
+                    dx[(iy0 + ky) * g.W + ix0 + kx] += d
+
+
+cdef void _max_fwd(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] arg,
+                   Geom g) noexcept:
+    cdef Py_ssize_t p, planes = x.shape[0] * x.shape[1]
+    cdef Py_ssize_t isz = g.H * g.W, osz = g.OH * g.OW
+    cdef const real* xp = &x[0, 0, 0, 0]
+    cdef real* yp = &y[0, 0, 0, 0]
+    cdef int* ap = &arg[0, 0, 0, 0]
+    with nogil:
+        if planes * isz < PARALLEL_MIN:
+            for p in range(planes):
+                _max_plane(xp + p * isz, yp + p * osz, ap + p * osz, g)
+        else:
+            for p in prange(planes, schedule="static"):
+                _max_plane(xp + p * isz, yp + p * osz, ap + p * osz, g)
+
+
+cdef Py_ssize_t _max_bwd(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] arg,
+                         real[:, :, :, ::1] dx, Geom g) noexcept:
+    cdef Py_ssize_t p, planes = dx.shape[0] * dx.shape[1], bad = 0
+    cdef Py_ssize_t isz = g.H * g.W, osz = g.OH * g.OW
+    cdef const real* dyp = &dy[0, 0, 0, 0]
+    cdef const int* ap = &arg[0, 0, 0, 0]
+    cdef real* dxp = &dx[0, 0, 0, 0]
+    with nogil:
+        if planes * isz < PARALLEL_MIN:
+            for p in range(planes):
+                bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
+        else:
+            for p in prange(planes, schedule="static"):
+                bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
+        return bad
+
+
+cdef void _avg_fwd(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Geom g) noexcept:
+    cdef Py_ssize_t p, planes = x.shape[0] * x.shape[1]
+    cdef Py_ssize_t isz = g.H * g.W, osz = g.OH * g.OW
+    cdef const real* xp = &x[0, 0, 0, 0]
+    cdef real* yp = &y[0, 0, 0, 0]
+    with nogil:
+        if planes * isz < PARALLEL_MIN:
+            for p in range(planes):
+                _avg_plane(xp + p * isz, yp + p * osz, g)
+        else:
+            for p in prange(planes, schedule="static"):
+                _avg_plane(xp + p * isz, yp + p * osz, g)
+
+
+cdef void _avg_bwd(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Geom g) noexcept:
+    cdef Py_ssize_t p, planes = dx.shape[0] * dx.shape[1]
+    cdef Py_ssize_t isz = g.H * g.W, osz = g.OH * g.OW
+    cdef const real* dyp = &dy[0, 0, 0, 0]
+    cdef real* dxp = &dx[0, 0, 0, 0]
+    with nogil:
+        if planes * isz < PARALLEL_MIN:
+            for p in range(planes):
+                _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
+        else:
+            for p in prange(planes, schedule="static"):
+                _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
+
+
+cdef Geom _geom(op, hw, kernel, stride, pad, bint max_pool) except *:
+    cdef Geom g
+    oh, ow = _checks.window(op, hw, kernel, stride, pad, max_pool=max_pool)
+    g.H, g.W = hw
+    (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW) = kernel, stride, pad
+    g.OH, g.OW = oh, ow
+    return g
+
+
+def _grad_args(op, dy, x_shape, kernel, stride, pad, bint max_pool):
+    """Check (dy, x_shape) against the window; return (Geom, dx)."""
+    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+    N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
+    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, max_pool)
+    _checks.array(op, "dy", dy, 4, layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (N, C, g.OH, g.OW))
+    return g, np.empty((N, C, H, W), dtype=dy.dtype)
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """x (N, C, H, W) -> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW))."""
+    op = "max_pool2d_forward"
+    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
+    N, C, H, W = _checks.image(op, "x", x)
+    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, True)
+    y = np.empty((N, C, g.OH, g.OW), dtype=x.dtype)
+    arg = np.empty((N, C, g.OH, g.OW), dtype=_checks.INDEX_DTYPE)
+    if N == 0:
+        return y, arg
+    if x.dtype == np.float32:
+        _max_fwd[float](x, y, arg, g)
+    else:
+        _max_fwd[double](x, y, arg, g)
+    return y, arg
+
+
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+    """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W)."""
+    op = "max_pool2d_backward"
+    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, True)
+    cdef Geom g = g_dict
+    _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
+    _checks.same_shape(op, "argmax", argmax, dy.shape)
+    cdef Py_ssize_t bad = 0
+    if dx.shape[0] == 0:
+        return dx
+    if dy.dtype == np.float32:
+        bad = _max_bwd[float](dy, argmax, dx, g)
+    else:
+        bad = _max_bwd[double](dy, argmax, dx, g)
+    if bad:
+        raise ValueError(f"{op}: {bad} argmax entries lie outside their {g.H}x{g.W} plane "
+                         f"(expected indices in [0, {g.H * g.W}))")
+    return dx
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """x (N, C, H, W) -> y (N, C, OH, OW), the mean over each window (zero padding counted)."""
+    op = "avg_pool2d_forward"
+    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
+    N, C, H, W = _checks.image(op, "x", x)
+    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, False)
+    y = np.empty((N, C, g.OH, g.OW), dtype=x.dtype)
+    if N == 0:
+        return y
+    if x.dtype == np.float32:
+        _avg_fwd[float](x, y, g)
+    else:
+        _avg_fwd[double](x, y, g)
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each window's gradient spread evenly over it."""
+    op = "avg_pool2d_backward"
+    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, False)
+    cdef Geom g = g_dict
+    if dx.shape[0] == 0:
+        return dx
+    if dy.dtype == np.float32:
+        _avg_bwd[float](dy, dx, g)
+    else:
+        _avg_bwd[double](dy, dx, g)
+    return dx

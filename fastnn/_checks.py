@@ -1,0 +1,125 @@
+"""Argument checks shared by every backend's Python-facing wrappers.
+
+A compiled kernel trusts its arguments completely, so everything a kernel relies on is checked
+here first: array type, dtype, ndim, contiguity, sizes and window geometry. Each failure raises
+TypeError (wrong kind of thing) or ValueError (right kind, wrong value) with a message that names
+the operation, what was expected and what came.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPE = np.dtype(np.int32)  # max-pool argmax: flat index into one (H, W) plane
+_MAX_PLANE = 2**31 - 1  # so that an int32 index can address every pixel of a plane
+
+
+def pair(value, what, op):
+    """An int or an (h, w) pair of ints -> (h, w)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: expected {what} as an int or an (h, w) pair of ints, got {value!r}")
+
+
+def geometry(op, kernel, stride, pad):
+    """(kernel, stride, pad), each an int or an (h, w) pair -> three (h, w) pairs.
+
+    stride=None means stride = kernel (the pooling default)."""
+    kernel = pair(kernel, "kernel_size", op)
+    stride = kernel if stride is None else pair(stride, "stride", op)
+    return kernel, stride, pair(pad, "pad", op)
+
+
+def conv_output_size(size, kernel, stride, pad):
+    """The one formula for a sliding window's output length: (H + 2*pad - K) // stride + 1."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def window(op, hw, kernel, stride, pad, max_pool=False):
+    """Validate a 2-D sliding window over an (H, W) input; return (OH, OW).
+
+    kernel, stride, pad are (h, w) pairs. For max pooling the padding may be at most half the
+    kernel (as in PyTorch), so every window holds at least one real pixel.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{op}: expected a kernel of at least 1x1, got {kh}x{kw}")
+    if sh < 1 or sw < 1:
+        raise ValueError(f"{op}: expected a positive stride, got ({sh}, {sw})")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{op}: expected a non-negative padding, got ({ph}, {pw})")
+    if max_pool and (2 * ph > kh or 2 * pw > kw):
+        raise ValueError(
+            f"{op}: padding ({ph}, {pw}) must be at most half the kernel {kh}x{kw}")
+    h, w = hw
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(
+            f"{op}: kernel {kh}x{kw} is larger than the padded input "
+            f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding ({ph}, {pw}))")
+    return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+
+def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None):
+    """Check that `a` is a C-contiguous numpy array of `ndim` dims and one of `dtypes`."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
+    if a.ndim != ndim:
+        what = layout or f"{ndim}-D"
+        raise ValueError(f"{op}: expected {name} as a {what} array, got shape {a.shape}")
+    if a.dtype not in dtypes:
+        names = " or ".join(str(d) for d in dtypes)
+        raise TypeError(f"{op}: expected {name} of dtype {names}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(
+            f"{op}: expected {name} C-contiguous, got a strided view of shape {a.shape} "
+            f"(pass np.ascontiguousarray({name}))")
+    return a
+
+
+def image(op, name, x):
+    """A float NCHW batch -> (N, C, H, W)."""
+    array(op, name, x, 4, layout="4-D NCHW")
+    n, c, h, w = x.shape
+    if c < 1 or h < 1 or w < 1:
+        raise ValueError(f"{op}: expected {name} with C, H, W >= 1, got shape {x.shape}")
+    if h * w > _MAX_PLANE:
+        raise ValueError(f"{op}: an image plane of {h}x{w} pixels is too large")
+    return n, c, h, w
+
+
+def shape4(op, name, shape):
+    """An (N, C, H, W) tuple of ints given as a shape argument."""
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)):
+        raise TypeError(f"{op}: expected {name} as an (N, C, H, W) tuple of ints, got {shape!r}")
+    n, c, h, w = (int(s) for s in shape)
+    if n < 0 or c < 1 or h < 1 or w < 1:
+        raise ValueError(f"{op}: expected {name} with N >= 0 and C, H, W >= 1, got {shape!r}")
+    if h * w > _MAX_PLANE:
+        raise ValueError(f"{op}: an image plane of {h}x{w} pixels is too large")
+    return n, c, h, w
+
+
+def same_shape(op, name, a, shape):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {a.shape}")
+
+
+def same_dtype(op, name, a, dtype):
+    if a.dtype != dtype:
+        raise TypeError(f"{op}: expected {name} of dtype {dtype} (as the input), got {a.dtype}")
+
+
+def out_array(op, out, shape, dtype):
+    """Return a fresh output array, or check a caller-given `out` and return it."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    array(op, "out", out, len(shape), dtypes=(np.dtype(dtype),))
+    same_shape(op, "out", out, shape)
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: expected out writeable, got a read-only array")
+    return out

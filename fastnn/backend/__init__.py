@@ -1,0 +1,36 @@
+"""Backends and the choice between them: by where the arrays live, never by a global setting.
+
+backend_of(x, ...) returns the backend owning all its array arguments. numpy arrays belong to
+the CPU backend; the CUDA backend (numba device arrays) plugs in here when it lands. Mixing arrays
+of different backends raises a TypeError that names both.
+"""
+import numpy as np
+
+from fastnn.backend.base import Backend
+from fastnn.backend.cpu import HAVE_EXT, cpu
+
+__all__ = ["Backend", "HAVE_EXT", "backend_of", "cpu"]
+
+
+def _owner(a):
+    if isinstance(a, np.ndarray):
+        return cpu
+    raise TypeError(f"expected a numpy.ndarray (the only array kind of the backends "
+                    f"available), got {type(a).__module__}.{type(a).__name__}")
+
+
+def backend_of(*arrays):
+    """The backend of the given arrays (None entries are skipped); all must agree."""
+    found, first = None, None
+    for a in arrays:
+        if a is None:
+            continue
+        b = _owner(a)
+        if found is None:
+            found, first = b, a
+        elif b is not found:
+            raise TypeError(f"arrays live on different backends: {type(first).__name__} on "
+                            f"{found.name} and {type(a).__name__} on {b.name}")
+    if found is None:
+        raise TypeError("backend_of: expected at least one array, got none")
+    return found

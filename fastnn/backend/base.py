@@ -1,0 +1,58 @@
+"""The closed op set every backend implements.
+
+Layers and fastnn.ops are written once against these methods; a backend (cpu now, cuda next)
+supplies them for its own arrays. Geometry arguments (kernel, stride, pad) are ints or (h, w)
+pairs; images are NCHW and C-contiguous; every op validates its arguments and raises
+TypeError/ValueError naming the op, what it expected and what it got.
+"""
+
+
+class Backend:
+    name = "abstract"
+
+    def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
+        """op(a) @ op(b) for 2-D arrays, where op transposes when asked; into `out` if given."""
+        raise NotImplementedError
+
+    def im2col(self, x, kernel, stride, pad, out=None):
+        """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow)."""
+        raise NotImplementedError
+
+    def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
+        """The adjoint of im2col: cols -> x of x_shape, overlapping windows summed."""
+        raise NotImplementedError
+
+    def rows_to_nchw(self, rows, shape, b=None, out=None):
+        """Convolution GEMM output (N*OH*OW, F) -> (N, F, OH, OW), plus the bias b (F,)."""
+        raise NotImplementedError
+
+    def nchw_to_rows(self, y, out=None):
+        """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,))."""
+        raise NotImplementedError
+
+    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+        """-> (y, argmax int32): argmax holds the winner's flat index in its (H, W) plane."""
+        raise NotImplementedError
+
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+        raise NotImplementedError
+
+    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+        raise NotImplementedError
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0):
+        raise NotImplementedError
+
+    def bias_add(self, y, b):
+        """y (N, C[, H, W]) += b (C,), in place; returns y."""
+        raise NotImplementedError
+
+    def bias_grad(self, dy):
+        """dy (N, C[, H, W]) -> (C,): the sum over every axis but the channels."""
+        raise NotImplementedError
+
+    def relu_forward(self, x, out=None):
+        raise NotImplementedError
+
+    def relu_backward(self, dy, y, out=None):
+        raise NotImplementedError

@@ -1,0 +1,84 @@
+"""The CPU backend: numpy arrays, BLAS GEMM through numpy, compiled Cython kernels (csrc/)."""
+import numpy as np
+
+from fastnn import _checks
+from fastnn.backend.base import Backend
+
+try:
+    from fastnn import _cpu_elementwise, _cpu_im2col, _cpu_pool
+except ImportError as exc:  # a source checkout that was never built
+    _IMPORT_ERROR = exc
+    _cpu_elementwise = _cpu_im2col = _cpu_pool = None
+else:
+    _IMPORT_ERROR = None
+
+HAVE_EXT = _IMPORT_ERROR is None
+
+
+class _Missing:
+    """Stands in for a compiled module that failed to import, and says how to fix it."""
+
+    def __getattr__(self, name):
+        raise ImportError(
+            f"fastnn's compiled CPU kernels are not built ({_IMPORT_ERROR}); "
+            "install the package with `pip install .` (or `pip install -e .` in a checkout)")
+
+
+class CPUBackend(Backend):
+    name = "cpu"
+
+    def __init__(self):
+        missing = _Missing()
+        self._im2col = _cpu_im2col or missing
+        self._pool = _cpu_pool or missing
+        self._elementwise = _cpu_elementwise or missing
+
+    def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
+        op = "gemm"
+        _checks.array(op, "a", a, 2)
+        _checks.array(op, "b", b, 2, dtypes=(a.dtype,))
+        a_op, b_op = (a.T if trans_a else a), (b.T if trans_b else b)
+        if a_op.shape[1] != b_op.shape[0]:
+            raise ValueError(f"{op}: inner sizes differ: op(a) is {a_op.shape}, "
+                             f"op(b) is {b_op.shape}")
+        out = _checks.out_array(op, out, (a_op.shape[0], b_op.shape[1]), a.dtype)
+        return np.matmul(a_op, b_op, out=out)
+
+    def im2col(self, x, kernel, stride, pad, out=None):
+        return self._im2col.im2col(x, kernel, stride, pad, out=out)
+
+    def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
+        return self._im2col.col2im(cols, x_shape, kernel, stride, pad, out=out)
+
+    def rows_to_nchw(self, rows, shape, b=None, out=None):
+        return self._elementwise.rows_to_nchw(rows, shape, b, out=out)
+
+    def nchw_to_rows(self, y, out=None):
+        return self._elementwise.nchw_to_rows(y, out=out)
+
+    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+        return self._pool.max_pool2d_forward(x, kernel_size, stride, pad)
+
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+        return self._pool.max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride, pad)
+
+    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+        return self._pool.avg_pool2d_forward(x, kernel_size, stride, pad)
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0):
+        return self._pool.avg_pool2d_backward(dy, x_shape, kernel_size, stride, pad)
+
+    def bias_add(self, y, b):
+        return self._elementwise.bias_add(y, b)
+
+    def bias_grad(self, dy):
+        return self._elementwise.bias_grad(dy)
+
+    def relu_forward(self, x, out=None):
+        return self._elementwise.relu_forward(x, out=out)
+
+    def relu_backward(self, dy, y, out=None):
+        return self._elementwise.relu_backward(dy, y, out=out)
+
+
+cpu = CPUBackend()

@@ -1,0 +1,227 @@
+"""Plain-loop definitions of every kernel: the oracle for tests and the baseline for benchmarks.
+
+Written to be read, not to be fast: one loop per index, no vectorisation tricks. Each function
+mirrors one compiled kernel (csrc/*.pyx, later fastnn/backend/cuda) and shares its signature
+conventions: NCHW images, stride and pad given as (h, w) pairs or ints, im2col rows ordered
+(n, oh, ow) and columns (c, ky, kx). Accumulations run in the same order as the compiled kernels,
+so the float64 results of im2col, col2im and max pooling agree exactly.
+"""
+import numpy as np
+
+from fastnn._checks import conv_output_size, geometry
+
+
+def im2col(x, kernel, stride=1, pad=0):
+    """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW); padding reads as 0."""
+    (kh, kw), (sh, sw), (ph, pw) = geometry("im2col", kernel, stride, pad)
+    n_img, c_in, h, w = x.shape
+    oh_n, ow_n = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    cols = np.zeros((n_img * oh_n * ow_n, c_in * kh * kw), dtype=x.dtype)
+    for n in range(n_img):
+        for oh in range(oh_n):
+            for ow in range(ow_n):
+                row = (n * oh_n + oh) * ow_n + ow
+                for c in range(c_in):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy, ix = oh * sh - ph + ky, ow * sw - pw + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                cols[row, (c * kh + ky) * kw + kx] = x[n, c, iy, ix]
+    return cols
+
+
+def col2im(cols, x_shape, kernel, stride=1, pad=0):
+    """The adjoint of im2col: every entry of cols is added back to the pixel it came from."""
+    (kh, kw), (sh, sw), (ph, pw) = geometry("col2im", kernel, stride, pad)
+    n_img, c_in, h, w = x_shape
+    oh_n, ow_n = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    x = np.zeros(x_shape, dtype=cols.dtype)
+    for n in range(n_img):
+        for oh in range(oh_n):
+            for ow in range(ow_n):
+                row = (n * oh_n + oh) * ow_n + ow
+                for c in range(c_in):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy, ix = oh * sh - ph + ky, ow * sw - pw + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                x[n, c, iy, ix] += cols[row, (c * kh + ky) * kw + kx]
+    return x
+
+
+def conv2d_forward(x, W, b=None, stride=1, pad=0):
+    """Direct convolution (cross-correlation): y[n, f, oh, ow] = sum_c,ky,kx x_pad * W + b[f]."""
+    f_out, c_in, kh, kw = W.shape
+    _, (sh, sw), (ph, pw) = geometry("conv2d_forward", (kh, kw), stride, pad)
+    n_img, _, h, w = x.shape
+    oh_n, ow_n = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    y = np.zeros((n_img, f_out, oh_n, ow_n), dtype=x.dtype)
+    for n in range(n_img):
+        for f in range(f_out):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    total = 0.0 if b is None else float(b[f])
+                    for c in range(c_in):
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                iy, ix = oh * sh - ph + ky, ow * sw - pw + kx
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    total += float(x[n, c, iy, ix]) * float(W[f, c, ky, kx])
+                    y[n, f, oh, ow] = total
+    return y
+
+
+def conv2d_backward(dy, x, W, stride=1, pad=0):
+    """Gradients of conv2d_forward: (dx, dW, db), by the chain rule on the direct loops."""
+    f_out, c_in, kh, kw = W.shape
+    _, (sh, sw), (ph, pw) = geometry("conv2d_backward", (kh, kw), stride, pad)
+    n_img, _, h, w = x.shape
+    _, _, oh_n, ow_n = dy.shape
+    dx, dW = np.zeros(x.shape, dtype=x.dtype), np.zeros(W.shape, dtype=W.dtype)
+    db = np.zeros(f_out, dtype=W.dtype)
+    for n in range(n_img):
+        for f in range(f_out):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    g = dy[n, f, oh, ow]
+                    db[f] += g
+                    for c in range(c_in):
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                iy, ix = oh * sh - ph + ky, ow * sw - pw + kx
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    dW[f, c, ky, kx] += g * x[n, c, iy, ix]
+                                    dx[n, c, iy, ix] += g * W[f, c, ky, kx]
+    return dx, dW, db
+
+
+def _pool_windows(x_shape, kernel, stride, pad, op):
+    """Yield (n, c, oh, ow, [(iy, ix), ...]) for every window, listing only real pixels."""
+    (kh, kw), (sh, sw), (ph, pw) = geometry(op, kernel, stride, pad)
+    n_img, c_in, h, w = x_shape
+    oh_n, ow_n = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    for n in range(n_img):
+        for c in range(c_in):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    pixels = [(oh * sh - ph + ky, ow * sw - pw + kx)
+                              for ky in range(kh) for kx in range(kw)]
+                    yield n, c, oh, ow, [(iy, ix) for iy, ix in pixels
+                                         if 0 <= iy < h and 0 <= ix < w]
+
+
+def _pool_out_shape(x_shape, kernel, stride, pad, op):
+    (kh, kw), (sh, sw), (ph, pw) = geometry(op, kernel, stride, pad)
+    n_img, c_in, h, w = x_shape
+    return n_img, c_in, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """-> (y, argmax): the window maximum (padding never wins; the first maximum, or the first
+    NaN, in scan order) and its flat index iy * W + ix in the (H, W) plane."""
+    op = "max_pool2d_forward"
+    shape = _pool_out_shape(x.shape, kernel_size, stride, pad, op)
+    y, argmax = np.zeros(shape, dtype=x.dtype), np.zeros(shape, dtype=np.int32)
+    w = x.shape[3]
+    for n, c, oh, ow, pixels in _pool_windows(x.shape, kernel_size, stride, pad, op):
+        best_iy, best_ix = pixels[0]
+        for iy, ix in pixels:
+            v, best = x[n, c, iy, ix], x[n, c, best_iy, best_ix]
+            if v > best or (np.isnan(v) and not np.isnan(best)):
+                best_iy, best_ix = iy, ix
+        y[n, c, oh, ow] = x[n, c, best_iy, best_ix]
+        argmax[n, c, oh, ow] = best_iy * w + best_ix
+    return y, argmax
+
+
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, pad=0):
+    """Route each output's gradient to the pixel that won its window (summing overlaps)."""
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    w = x_shape[3]
+    n_img, c_in, oh_n, ow_n = dy.shape
+    for n in range(n_img):
+        for c in range(c_in):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    a = int(argmax[n, c, oh, ow])
+                    dx[n, c, a // w, a % w] += dy[n, c, oh, ow]
+    return dx
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """The mean over each window, padding counted as zeros (divisor KH*KW)."""
+    op = "avg_pool2d_forward"
+    (kh, kw), _, _ = geometry(op, kernel_size, stride, pad)
+    y = np.zeros(_pool_out_shape(x.shape, kernel_size, stride, pad, op), dtype=x.dtype)
+    for n, c, oh, ow, pixels in _pool_windows(x.shape, kernel_size, stride, pad, op):
+        y[n, c, oh, ow] = sum(float(x[n, c, iy, ix]) for iy, ix in pixels) / (kh * kw)
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
+    """Spread each output's gradient evenly (1 / (KH*KW)) over the real pixels of its window."""
+    op = "avg_pool2d_backward"
+    (kh, kw), _, _ = geometry(op, kernel_size, stride, pad)
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    for n, c, oh, ow, pixels in _pool_windows(x_shape, kernel_size, stride, pad, op):
+        for iy, ix in pixels:
+            dx[n, c, iy, ix] += dy[n, c, oh, ow] / (kh * kw)
+    return dx
+
+
+def bias_add(y, b):
+    """y[n, c, ...] + b[c] for (N, C) or (N, C, H, W) input (a new array)."""
+    out = y.copy()
+    for n in range(y.shape[0]):
+        for c in range(y.shape[1]):
+            out[n, c] += b[c]
+    return out
+
+
+def bias_grad(dy):
+    """The sum of dy over every axis but the channel axis 1."""
+    db = np.zeros(dy.shape[1], dtype=np.float64)
+    for n in range(dy.shape[0]):
+        for c in range(dy.shape[1]):
+            for v in np.ravel(dy[n, c]):
+                db[c] += float(v)
+    return db.astype(dy.dtype)
+
+
+def relu_forward(x):
+    out = x.copy()
+    for i, v in enumerate(x.flat):
+        out.flat[i] = 0 if v < 0 else v
+    return out
+
+
+def relu_backward(dy, y):
+    dx = np.zeros_like(dy)
+    for i, (g, v) in enumerate(zip(dy.flat, y.flat)):
+        dx.flat[i] = g if v > 0 else 0
+    return dx
+
+
+def rows_to_nchw(rows, shape, b=None):
+    """Rows (N*OH*OW, F), one per output position, -> (N, F, OH, OW), plus b[f]."""
+    n_img, f_out, oh_n, ow_n = shape
+    y = np.zeros(shape, dtype=rows.dtype)
+    for n in range(n_img):
+        for f in range(f_out):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    v = rows[(n * oh_n + oh) * ow_n + ow, f]
+                    y[n, f, oh, ow] = v if b is None else v + b[f]
+    return y
+
+
+def nchw_to_rows(y):
+    """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,))."""
+    n_img, f_out, oh_n, ow_n = y.shape
+    rows = np.zeros((n_img * oh_n * ow_n, f_out), dtype=y.dtype)
+    for n in range(n_img):
+        for f in range(f_out):
+            for oh in range(oh_n):
+                for ow in range(ow_n):
+                    rows[(n * oh_n + oh) * ow_n + ow, f] = y[n, f, oh, ow]
+    return rows, bias_grad(y)

@@ -1,0 +1,139 @@
+"""The functional API: stateless forward/backward ops on NCHW arrays.
+
+Every op asks the backend of its arrays (fastnn.backend.backend_of) and calls its kernels, so the
+same code runs on every device. stride and pad are an int or an (h, w) pair everywhere.
+
+    cols = im2col(x, 5, 5)                           # (N*OH*OW, C*25)
+    y, cols = conv2d_forward(x, W, b, return_cols=True)
+    dx, dW, db = conv2d_backward(dy, x, W, cols=cols)
+    y, argmax = max_pool2d_forward(x, 2)             # stride defaults to the kernel size
+    dx = max_pool2d_backward(dy, argmax, x.shape, 2)
+"""
+from fastnn import _checks
+from fastnn.backend import backend_of
+
+__all__ = [
+    "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "bias_add", "bias_grad", "relu_forward", "relu_backward",
+]
+
+
+def im2col(x, kh, kw, stride=1, pad=0):
+    """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW): one row per output position, one column
+    per (channel, ky, kx); padding reads as zeros."""
+    return backend_of(x).im2col(x, (kh, kw), stride, pad)
+
+
+def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
+    """The adjoint of im2col: cols (N*OH*OW, C*KH*KW) -> x (N, C, H, W); entries that came
+    from the same pixel (overlapping windows) are summed."""
+    return backend_of(cols).col2im(cols, tuple(x_shape), (kh, kw), stride, pad)
+
+
+def _conv_args(op, x, W, b, stride, pad):
+    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs."""
+    n, c, h, w = _checks.image(op, "x", x)
+    _checks.array(op, "W", W, 4, layout="4-D (F, C, KH, KW)")
+    _checks.same_dtype(op, "W", W, x.dtype)
+    if W.shape[1] != c or min(W.shape) < 1:
+        raise ValueError(f"{op}: expected W of shape (F, {c}, KH, KW) for x with {c} channels, "
+                         f"got {W.shape}")
+    if b is not None:
+        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
+        _checks.same_shape(op, "b", b, (W.shape[0],))
+    kernel = (W.shape[2], W.shape[3])
+    stride, pad = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
+    _checks.window(op, (h, w), kernel, stride, pad)
+    return kernel, stride, pad
+
+
+def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False):
+    """Convolution (cross-correlation) through im2col and one GEMM.
+
+    x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
+    With return_cols=True returns (y, cols): pass cols to conv2d_backward to skip a second
+    im2col.
+    """
+    kernel, stride, pad = _conv_args("conv2d_forward", x, W, b, stride, pad)
+    B = backend_of(x, W, b)
+    cols = B.im2col(x, kernel, stride, pad)          # (N*OH*OW, C*KH*KW)
+    f = W.shape[0]
+    rows = B.gemm(cols, W.reshape(f, -1), trans_b=True)   # (N*OH*OW, F)
+    oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
+    ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
+    y = B.rows_to_nchw(rows, (x.shape[0], f, oh, ow), b)
+    return (y, cols) if return_cols else y
+
+
+def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True):
+    """Gradients of conv2d_forward -> (dx, dW, db).
+
+    dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
+    is the forward's im2col matrix (recomputed from x when None). With need_dx=False (a first
+    layer) dx is None and its GEMM and col2im are skipped.
+    """
+    op = "conv2d_backward"
+    kernel, stride, pad = _conv_args(op, x, W, None, stride, pad)
+    B = backend_of(dy, x, W, cols)
+    f = W.shape[0]
+    oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
+    ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
+    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (x.shape[0], f, oh, ow))
+    if cols is None:
+        cols = B.im2col(x, kernel, stride, pad)
+    else:
+        _checks.array(op, "cols", cols, 2, dtypes=(x.dtype,))
+        _checks.same_shape(op, "cols", cols, (x.shape[0] * oh * ow, W[0].size))
+    rows, db = B.nchw_to_rows(dy)                    # (N*OH*OW, F), (F,)
+    dW = B.gemm(rows, cols, trans_a=True).reshape(W.shape)
+    dx = None
+    if need_dx:
+        dcols = B.gemm(rows, W.reshape(f, -1))       # (N*OH*OW, C*KH*KW)
+        dx = B.col2im(dcols, x.shape, kernel, stride, pad)
+    return dx, dW, db
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """-> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW)). stride defaults to kernel_size;
+    padding counts as -inf and may be at most half the kernel. argmax[n, c, i, j] is the flat
+    index iy * W + ix of the winning pixel in its plane: keep it for the backward pass."""
+    return backend_of(x).max_pool2d_forward(x, kernel_size, stride, pad)
+
+
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's winner."""
+    return backend_of(dy, argmax).max_pool2d_backward(dy, argmax, tuple(x_shape), kernel_size,
+                                                      stride, pad)
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
+    """The mean over each window; padding counts as zeros (divisor KH*KW, PyTorch's
+    count_include_pad=True)."""
+    return backend_of(x).avg_pool2d_forward(x, kernel_size, stride, pad)
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient spread as dy / (KH*KW)."""
+    return backend_of(dy).avg_pool2d_backward(dy, tuple(x_shape), kernel_size, stride, pad)
+
+
+def bias_add(y, b):
+    """y (N, C) or (N, C, H, W) += b (C,) over the channel axis, in place; returns y."""
+    return backend_of(y, b).bias_add(y, b)
+
+
+def bias_grad(dy):
+    """dy (N, C) or (N, C, H, W) -> (C,): the sum over batch and space."""
+    return backend_of(dy).bias_grad(dy)
+
+
+def relu_forward(x, out=None):
+    """max(x, 0); out=x works in place."""
+    return backend_of(x, out).relu_forward(x, out=out)
+
+
+def relu_backward(dy, y, out=None):
+    """dy where y > 0 else 0 (y: the forward's output); out=dy works in place."""
+    return backend_of(dy, y, out).relu_backward(dy, y, out=out)

@@ -1,0 +1,187 @@
+"""Hundreds of malformed calls at every kernel's Python-facing wrapper: each must raise
+TypeError or ValueError (never crash the interpreter, never return garbage).
+
+Calls are built from one valid call per kernel by breaking one argument, then two at once.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+from fastnn import ops
+from fastnn.backend import cpu
+
+RNG = np.random.default_rng(0)
+
+
+def _f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+BAD_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.float16, np.complex64,
+              np.complex128, np.bool_, object]
+
+
+def _generic_bad(a, optional=False, ok_ndims="same"):
+    """Values no float-array argument accepts (None is fine for an optional one): Python
+    objects, every other dtype, strided views of the same shape, and arrays of many shapes of
+    a wrong number of dimensions (ok_ndims: the accepted ones; None means any)."""
+    ok_ndims = (a.ndim,) if ok_ndims == "same" else ok_ndims
+    bad = [] if optional else [None]
+    bad += [3, 2.5, "x", a.tolist(), tuple(a.shape), {"a": 1}, memoryview(b"abcd"), np.float32(1)]
+    bad += [a.astype(t) for t in BAD_DTYPES]
+    strided = np.repeat(a, 2, axis=-1)[..., ::2]  # same shape and dtype, not contiguous
+    bad.append(strided)
+    if a.ndim >= 2:
+        bad += [np.asfortranarray(a), np.swapaxes(np.swapaxes(a, 0, 1).copy(), 0, 1)]
+    if ok_ndims is not None:
+        shapes = np.random.default_rng(a.size)
+        for ndim in range(0, 9):
+            if ndim in ok_ndims:
+                continue
+            for _ in range(30):
+                shape = tuple(int(v) for v in shapes.integers(1, 6, size=ndim))
+                bad.append(np.ones(shape, a.dtype))
+    return bad
+
+
+DTYPE_FLIPS = set()  # ids of dtype-flipped arrays: flipping two operands together is valid
+
+
+def _shape_bad(a):
+    """Same kind of array, wrong shape: for arguments whose shape is fixed by the others."""
+    bad = []
+    for axis in range(a.ndim):
+        bigger = list(a.shape)
+        bigger[axis] += 1
+        bad.append(np.zeros(bigger, a.dtype))
+    flipped = a.astype(np.float64 if a.dtype == np.float32 else np.float32)
+    DTYPE_FLIPS.add(id(flipped))
+    return bad + [flipped]
+
+
+GEOMETRY_BAD = [0, -1, 2.5, "2", None, (1, 2, 3), (1,), (0, 1), (1, -2), True, 1000, [2.0, 2]]
+STRIDE_BAD = [g for g in GEOMETRY_BAD if g not in (None, 1000)]  # a huge stride is valid
+PAD_BAD = [-1, 2.5, "1", (1, 2, 3), (-1, 0), True, [0.5, 0]]
+SHAPE_BAD = [None, (1, 2, 3), (1, 2, 3, 4, 5), (-1, 1, 8, 8), ("a", 1, 8, 8), (2.0, 1, 8, 8),
+             (2, 0, 8, 8), (2, 1, 0, 8), 7]
+
+x = _f32(2, 3, 8, 8)
+cols = cpu.im2col(x, (3, 3), (1, 1), (1, 1))
+y, arg = cpu.max_pool2d_forward(x, 2)
+dy_pool = _f32(*y.shape)
+rows = _f32(2 * 8 * 8, 4)
+W = _f32(4, 3, 3, 3)
+dy_conv = _f32(2, 4, 8, 8)
+
+# name -> (function, valid kwargs, {arg: bad values})
+KERNELS = {
+    "im2col": (cpu.im2col, dict(x=x, kernel=3, stride=1, pad=1),
+               dict(x=_generic_bad(x), kernel=GEOMETRY_BAD, stride=STRIDE_BAD, pad=PAD_BAD,
+                    out=_generic_bad(cols, optional=True) + _shape_bad(cols))),
+    "col2im": (cpu.col2im, dict(cols=cols, x_shape=x.shape, kernel=3, stride=1, pad=1),
+               dict(cols=_generic_bad(cols) + _shape_bad(cols)[:-1], x_shape=SHAPE_BAD,
+                    kernel=GEOMETRY_BAD, stride=STRIDE_BAD, pad=PAD_BAD,
+                    out=_generic_bad(x, optional=True) + _shape_bad(x))),
+    "max_pool2d_forward": (cpu.max_pool2d_forward, dict(x=x, kernel_size=2, stride=2, pad=0),
+                           dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
+                                stride=STRIDE_BAD,
+                                pad=PAD_BAD + [2, (0, 2)])),
+    "max_pool2d_backward": (cpu.max_pool2d_backward,
+                            dict(dy=dy_pool, argmax=arg, x_shape=x.shape, kernel_size=2),
+                            dict(dy=_generic_bad(dy_pool) + _shape_bad(dy_pool)[:-1],
+                                 argmax=[None, arg.astype(np.int64), arg.astype(np.float32),
+                                         arg[None], arg.reshape(-1), arg + 64, arg - 1000,
+                                         np.repeat(arg, 2, axis=-1)[..., ::2]]
+                                 + [a.astype(np.int32) for a in _shape_bad(dy_pool)[:-1]],
+                                 x_shape=SHAPE_BAD, kernel_size=GEOMETRY_BAD,
+                                 stride=STRIDE_BAD,
+                                 pad=PAD_BAD + [2])),
+    "avg_pool2d_forward": (cpu.avg_pool2d_forward, dict(x=x, kernel_size=2, stride=2, pad=0),
+                           dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
+                                stride=STRIDE_BAD, pad=PAD_BAD)),
+    "avg_pool2d_backward": (cpu.avg_pool2d_backward,
+                            dict(dy=dy_pool, x_shape=x.shape, kernel_size=2),
+                            dict(dy=_generic_bad(dy_pool) + _shape_bad(dy_pool)[:-1],
+                                 x_shape=SHAPE_BAD, kernel_size=GEOMETRY_BAD,
+                                 stride=STRIDE_BAD, pad=PAD_BAD)),
+    "bias_add": (cpu.bias_add, dict(y=x.copy(), b=_f32(3)),
+                 dict(y=_generic_bad(x, ok_ndims=(2, 4)) + [x[:, :2]],
+                      b=_generic_bad(_f32(3)) + _shape_bad(_f32(3)))),
+    "bias_grad": (cpu.bias_grad, dict(dy=x), dict(dy=_generic_bad(x, ok_ndims=(2, 4)))),
+    "relu_forward": (cpu.relu_forward, dict(x=x), dict(x=_generic_bad(x, ok_ndims=None),
+                                                          out=_generic_bad(x, optional=True) + _shape_bad(x))),
+    "relu_backward": (cpu.relu_backward, dict(dy=x, y=x),
+                      dict(dy=_generic_bad(x, ok_ndims=None), y=_generic_bad(x) + _shape_bad(x),
+                           out=_generic_bad(x, optional=True) + _shape_bad(x))),
+    "rows_to_nchw": (cpu.rows_to_nchw, dict(rows=rows, shape=(2, 4, 8, 8), b=_f32(4)),
+                     dict(rows=_generic_bad(rows) + _shape_bad(rows), shape=SHAPE_BAD,
+                          b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
+                          out=_generic_bad(dy_conv, optional=True) + _shape_bad(dy_conv))),
+    "nchw_to_rows": (cpu.nchw_to_rows, dict(y=dy_conv),
+                     dict(y=_generic_bad(dy_conv), out=_generic_bad(rows, optional=True) + _shape_bad(rows))),
+    "gemm": (cpu.gemm, dict(a=rows, b=_f32(4, 5)),
+             dict(a=_generic_bad(rows) + [rows[:, :3]],
+                  b=_generic_bad(_f32(4, 5)) + _shape_bad(_f32(4, 5))[::2],
+                  out=_generic_bad(_f32(128, 5), optional=True) + _shape_bad(_f32(128, 5)))),
+    "conv2d_forward": (ops.conv2d_forward, dict(x=x, W=W, b=_f32(4), stride=1, pad=1),
+                       dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
+                            b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
+                            stride=STRIDE_BAD + [None], pad=PAD_BAD)),
+    "conv2d_backward": (ops.conv2d_backward, dict(dy=dy_conv, x=x, W=W, stride=1, pad=1),
+                        dict(dy=_generic_bad(dy_conv) + _shape_bad(dy_conv), x=_generic_bad(x),
+                             W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
+                             cols=_generic_bad(cols)[1:] + _shape_bad(cols),
+                             stride=STRIDE_BAD + [None], pad=PAD_BAD)),
+}
+
+
+def _malformed_calls(valid, bad):
+    """Every single-argument break, then every pair of breaks of two different arguments."""
+    singles = [{name: v} for name, values in bad.items() for v in values]
+    pairs = [{**a, **b} for a, b in itertools.combinations(singles, 2)
+             if a.keys() != b.keys()
+             and not all(id(v) in DTYPE_FLIPS for v in (*a.values(), *b.values()))]
+    calls = singles + pairs[::max(1, len(pairs) // 300)]
+    return [{**valid, **change} for change in calls]
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_malformed_calls_raise(name):
+    fn, valid, bad = KERNELS[name]
+    fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in valid.items()})
+    calls = _malformed_calls(valid, bad)
+    assert len(calls) >= 200
+    accepted = []
+    for kwargs in calls:
+        try:
+            fn(**kwargs)
+        except (TypeError, ValueError):
+            continue
+        accepted.append(_describe(kwargs, valid))
+    assert not accepted, f"{len(accepted)} malformed calls were accepted, e.g. {accepted[:3]}"
+
+
+def _describe(kwargs, valid):
+    def short(v):
+        if isinstance(v, np.ndarray):
+            return f"ndarray{v.shape}:{v.dtype}:{'C' if v.flags.c_contiguous else 'strided'}"
+        return repr(v)[:40]
+    return {k: short(v) for k, v in kwargs.items() if v is not valid.get(k)}
+
+
+def test_messages_name_expected_and_received():
+    with pytest.raises(ValueError, match=r"im2col: expected x as a 4-D NCHW array, got shape \(100, 784\)"):
+        ops.im2col(np.zeros((100, 784), np.float32), 5, 5)
+    with pytest.raises(TypeError, match="expected x of dtype float32 or float64, got int64"):
+        ops.im2col(np.zeros((1, 1, 4, 4), np.int64), 2, 2)
+    with pytest.raises(ValueError, match=r"kernel 5x5 is larger than the padded input 4x4"):
+        ops.im2col(np.zeros((1, 1, 4, 4)), 5, 5)
+    with pytest.raises(ValueError, match="expected a positive stride, got"):
+        ops.max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, stride=0)
+    with pytest.raises(ValueError, match=r"expected cols of shape \(9, 4\), got \(8, 4\)"):
+        ops.col2im(np.zeros((8, 4)), (1, 1, 4, 4), 2, 2)
+    with pytest.raises(ValueError, match=r"argmax entries lie outside their 8x8 plane"):
+        cpu.max_pool2d_backward(dy_pool, arg + 64, x.shape, 2)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.max_pool2d_forward(np.zeros((1, 1, 4, 4)).transpose(0, 1, 3, 2)[..., ::2], 1)

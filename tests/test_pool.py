@@ -1,0 +1,94 @@
+"""Max and average pooling (csrc/pool.pyx) against the naive oracles (fastnn.naive)."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import window_configs
+
+from fastnn import naive, ops
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def _tol(dtype):
+    return dict(rtol=1e-6, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+
+
+@given(cfg=window_configs(max_pool=True), dtype=DTYPES, ties=st.booleans())
+def test_max_pool_matches_naive(cfg, dtype, ties):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(cfg["shape"]).astype(dtype)
+    if ties:  # few distinct values: the first maximum in scan order must win
+        x = np.round(x).astype(dtype)
+    k, s, p = cfg["kernel"], cfg["stride"], cfg["pad"]
+    y, arg = ops.max_pool2d_forward(x, k, s, p)
+    y_ref, arg_ref = naive.max_pool2d_forward(x, k, s, p)
+    assert y.dtype == dtype and arg.dtype == np.int32
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.max_pool2d_backward(dy, arg, x.shape, k, s, p)
+    np.testing.assert_array_equal(dx, naive.max_pool2d_backward(dy, arg_ref, x.shape))
+
+
+@given(cfg=window_configs(), dtype=DTYPES)
+def test_avg_pool_matches_naive(cfg, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(cfg["shape"]).astype(dtype)
+    k, s, p = cfg["kernel"], cfg["stride"], cfg["pad"]
+    y = ops.avg_pool2d_forward(x, k, s, p)
+    np.testing.assert_allclose(y, naive.avg_pool2d_forward(x, k, s, p), **_tol(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.avg_pool2d_backward(dy, x.shape, k, s, p)
+    np.testing.assert_allclose(dx, naive.avg_pool2d_backward(dy, x.shape, k, s, p), **_tol(dtype))
+
+
+def test_max_pool_padding_never_wins():
+    x = -np.ones((1, 1, 2, 2))
+    y, arg = ops.max_pool2d_forward(x, 2, stride=1, pad=1)
+    np.testing.assert_array_equal(y, -np.ones((1, 1, 3, 3)))
+    np.testing.assert_array_equal(arg[0, 0], [[0, 0, 1], [0, 0, 1], [2, 2, 3]])
+
+
+def test_max_pool_nan_propagates():
+    x = np.array([[[[1.0, np.nan], [3.0, 2.0]]]])
+    y, arg = ops.max_pool2d_forward(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1
+
+
+def test_max_pool_known_values():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    y, arg = ops.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(y[0, 0], [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(arg[0, 0], [[5, 7], [13, 15]])
+    dx = ops.max_pool2d_backward(np.ones_like(y), arg, x.shape, 2)
+    assert dx.sum() == 4 and dx[0, 0, 1, 1] == 1 and dx[0, 0, 0, 0] == 0
+
+
+def test_overlapping_max_pool_backward_accumulates():
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 5  # the centre wins all four 2x2 stride-1 windows
+    y, arg = ops.max_pool2d_forward(x, 2, stride=1)
+    dx = ops.max_pool2d_backward(np.ones_like(y), arg, x.shape, 2, stride=1)
+    assert dx[0, 0, 1, 1] == 4 and dx.sum() == 4
+
+
+def test_avg_pool_counts_padding_as_zero():
+    x = np.ones((1, 1, 2, 2))
+    y = ops.avg_pool2d_forward(x, 2, stride=1, pad=1)
+    np.testing.assert_allclose(y[0, 0], [[0.25, 0.5, 0.25], [0.5, 1, 0.5], [0.25, 0.5, 0.25]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_path_matches_oracle(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6, 30, 31)).astype(dtype)  # above the OpenMP threshold
+    y, arg = ops.max_pool2d_forward(x, 3, 2, 1)
+    y_ref, arg_ref = naive.max_pool2d_forward(x, 3, 2, 1)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(ops.max_pool2d_backward(dy, arg, x.shape, 3, 2, 1),
+                                  naive.max_pool2d_backward(dy, arg, x.shape))
+    np.testing.assert_allclose(ops.avg_pool2d_forward(x, 3, 2, 1),
+                               naive.avg_pool2d_forward(x, 3, 2, 1), **_tol(dtype))
