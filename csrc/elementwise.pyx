@@ -95,20 +95,31 @@ def bias_grad(dy):
     return acc.astype(dy.dtype)
 
 
+# The elementwise loops read every operand before selecting, through raw pointers, so the C
+# compiler turns the select into a branch-free blend and vectorises: on random data a branch per
+# element mispredicts half the time, which made relu_backward ten times slower.
+
 cdef void _relu_fwd(const real[::1] x, real[::1] y) noexcept:
     cdef Py_ssize_t i, n = x.shape[0]
+    cdef const real* xp = &x[0]
+    cdef real* yp = &y[0]
     cdef real v
     with nogil:
         for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
-            v = x[i]
-            y[i] = 0 if v < 0 else v
+            v = xp[i]
+            yp[i] = 0 if v < 0 else v
 
 
 cdef void _relu_bwd(const real[::1] dy, const real[::1] y, real[::1] dx) noexcept:
     cdef Py_ssize_t i, n = dy.shape[0]
+    cdef const real* dyp = &dy[0]
+    cdef const real* yp = &y[0]
+    cdef real* dxp = &dx[0]
+    cdef real g
     with nogil:
         for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
-            dx[i] = dy[i] if y[i] > 0 else 0
+            g = dyp[i]
+            dxp[i] = g if yp[i] > 0 else 0
 
 
 def _flat(op, name, a):
@@ -122,6 +133,8 @@ def relu_forward(x, out=None):
     op = "relu_forward"
     xf = _flat(op, "x", x)
     out = _checks.out_array(op, out, x.shape, x.dtype)
+    if x.size == 0:
+        return out
     if x.dtype == np.float32:
         _relu_fwd[float](xf, out.reshape(-1))
     else:
@@ -136,6 +149,8 @@ def relu_backward(dy, y, out=None):
     _checks.array(op, "y", y, dy.ndim, dtypes=(dy.dtype,))
     _checks.same_shape(op, "y", y, dy.shape)
     out = _checks.out_array(op, out, dy.shape, dy.dtype)
+    if dy.size == 0:
+        return out
     if dy.dtype == np.float32:
         _relu_bwd[float](dyf, y.reshape(-1), out.reshape(-1))
     else:

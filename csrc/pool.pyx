@@ -190,24 +190,24 @@ cdef Geom _geom(op, hw, kernel, stride, pad, bint max_pool) except *:
     return g
 
 
-def _grad_args(op, dy, x_shape, kernel, stride, pad, bint max_pool):
+def _grad_args(op, dy, x_shape, kernel, stride, pad, bint max_pool, out):
     """Check (dy, x_shape) against the window; return (Geom, dx)."""
     kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
     N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
     cdef Geom g = _geom(op, (H, W), kernel, stride, pad, max_pool)
     _checks.array(op, "dy", dy, 4, layout="4-D NCHW")
     _checks.same_shape(op, "dy", dy, (N, C, g.OH, g.OW))
-    return g, np.empty((N, C, H, W), dtype=dy.dtype)
+    return g, _checks.out_array(op, out, (N, C, H, W), dy.dtype)
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
+def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
     """x (N, C, H, W) -> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW))."""
     op = "max_pool2d_forward"
     kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
     N, C, H, W = _checks.image(op, "x", x)
     cdef Geom g = _geom(op, (H, W), kernel, stride, pad, True)
-    y = np.empty((N, C, g.OH, g.OW), dtype=x.dtype)
-    arg = np.empty((N, C, g.OH, g.OW), dtype=_checks.INDEX_DTYPE)
+    y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
+    arg = _checks.out_array(op, argmax_out, (N, C, g.OH, g.OW), _checks.INDEX_DTYPE, "argmax_out")
     if N == 0:
         return y, arg
     if x.dtype == np.float32:
@@ -217,10 +217,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
     return y, arg
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W)."""
     op = "max_pool2d_backward"
-    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, True)
+    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, True, out)
     cdef Geom g = g_dict
     _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
     _checks.same_shape(op, "argmax", argmax, dy.shape)
@@ -237,13 +237,13 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0):
     return dx
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
+def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):
     """x (N, C, H, W) -> y (N, C, OH, OW), the mean over each window (zero padding counted)."""
     op = "avg_pool2d_forward"
     kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
     N, C, H, W = _checks.image(op, "x", x)
     cdef Geom g = _geom(op, (H, W), kernel, stride, pad, False)
-    y = np.empty((N, C, g.OH, g.OW), dtype=x.dtype)
+    y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
     if N == 0:
         return y
     if x.dtype == np.float32:
@@ -253,10 +253,10 @@ def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
     return y
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) -> dx (N, C, H, W): each window's gradient spread evenly over it."""
     op = "avg_pool2d_backward"
-    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, False)
+    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, False, out)
     cdef Geom g = g_dict
     if dx.shape[0] == 0:
         return dx

@@ -114,12 +114,12 @@ def same_dtype(op, name, a, dtype):
         raise TypeError(f"{op}: expected {name} of dtype {dtype} (as the input), got {a.dtype}")
 
 
-def out_array(op, out, shape, dtype):
+def out_array(op, out, shape, dtype, name="out"):
     """Return a fresh output array, or check a caller-given `out` and return it."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    array(op, "out", out, len(shape), dtypes=(np.dtype(dtype),))
-    same_shape(op, "out", out, shape)
+    array(op, name, out, len(shape), dtypes=(np.dtype(dtype),))
+    same_shape(op, name, out, shape)
     if not out.flags.writeable:
-        raise ValueError(f"{op}: expected out writeable, got a read-only array")
+        raise ValueError(f"{op}: expected {name} writeable, got a read-only array")
     return out

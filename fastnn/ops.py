@@ -28,7 +28,7 @@ def im2col(x, kh, kw, stride=1, pad=0):
 def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
     """The adjoint of im2col: cols (N*OH*OW, C*KH*KW) -> x (N, C, H, W); entries that came
     from the same pixel (overlapping windows) are summed."""
-    return backend_of(cols).col2im(cols, tuple(x_shape), (kh, kw), stride, pad)
+    return backend_of(cols).col2im(cols, _shape(x_shape), (kh, kw), stride, pad)
 
 
 def _conv_args(op, x, W, b, stride, pad):
@@ -48,75 +48,83 @@ def _conv_args(op, x, W, b, stride, pad):
     return kernel, stride, pad
 
 
-def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False):
+def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None):
     """Convolution (cross-correlation) through im2col and one GEMM.
 
     x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
     With return_cols=True returns (y, cols): pass cols to conv2d_backward to skip a second
-    im2col.
+    im2col. out / cols_out: preallocated y / cols to write into (a layer reuses them).
     """
     kernel, stride, pad = _conv_args("conv2d_forward", x, W, b, stride, pad)
-    B = backend_of(x, W, b)
-    cols = B.im2col(x, kernel, stride, pad)          # (N*OH*OW, C*KH*KW)
-    f = W.shape[0]
-    rows = B.gemm(cols, W.reshape(f, -1), trans_b=True)   # (N*OH*OW, F)
+    B = backend_of(x, W, b, out, cols_out)
+    n, f = x.shape[0], W.shape[0]
     oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
     ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
-    y = B.rows_to_nchw(rows, (x.shape[0], f, oh, ow), b)
+    cols = B.im2col(x, kernel, stride, pad, out=cols_out)          # (N*OH*OW, C*KH*KW)
+    rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
+    B.gemm(cols, W.reshape(f, -1), trans_b=True, out=rows)          # (N*OH*OW, F)
+    y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out)
     return (y, cols) if return_cols else y
 
 
-def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True):
+def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None):
     """Gradients of conv2d_forward -> (dx, dW, db).
 
     dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
     is the forward's im2col matrix (recomputed from x when None). With need_dx=False (a first
-    layer) dx is None and its GEMM and col2im are skipped.
+    layer) dx is None and its GEMM and col2im are skipped. dx_out: a preallocated dx.
     """
     op = "conv2d_backward"
     kernel, stride, pad = _conv_args(op, x, W, None, stride, pad)
-    B = backend_of(dy, x, W, cols)
-    f = W.shape[0]
+    B = backend_of(dy, x, W, cols, dx_out)
+    n, f = x.shape[0], W.shape[0]
     oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
     ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
-    _checks.same_shape(op, "dy", dy, (x.shape[0], f, oh, ow))
+    _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
     if cols is None:
-        cols = B.im2col(x, kernel, stride, pad)
+        cols = B.im2col(x, kernel, stride, pad, out=B.scratch("conv_cols", (n * oh * ow, W[0].size), x.dtype))
     else:
         _checks.array(op, "cols", cols, 2, dtypes=(x.dtype,))
-        _checks.same_shape(op, "cols", cols, (x.shape[0] * oh * ow, W[0].size))
-    rows, db = B.nchw_to_rows(dy)                    # (N*OH*OW, F), (F,)
-    dW = B.gemm(rows, cols, trans_a=True).reshape(W.shape)
+        _checks.same_shape(op, "cols", cols, (n * oh * ow, W[0].size))
+    rows, db = B.nchw_to_rows(dy, out=B.scratch("conv_rows", (n * oh * ow, f), x.dtype))
+    dW = B.gemm(rows, cols, trans_a=True).reshape(W.shape)         # (F, C*KH*KW)
     dx = None
     if need_dx:
-        dcols = B.gemm(rows, W.reshape(f, -1))       # (N*OH*OW, C*KH*KW)
-        dx = B.col2im(dcols, x.shape, kernel, stride, pad)
+        dcols = B.gemm(rows, W.reshape(f, -1), out=B.scratch("conv_dcols", cols.shape, x.dtype))
+        dx = B.col2im(dcols, x.shape, kernel, stride, pad, out=dx_out)
     return dx, dW, db
 
 
-def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
+def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
     """-> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW)). stride defaults to kernel_size;
     padding counts as -inf and may be at most half the kernel. argmax[n, c, i, j] is the flat
     index iy * W + ix of the winning pixel in its plane: keep it for the backward pass."""
-    return backend_of(x).max_pool2d_forward(x, kernel_size, stride, pad)
+    return backend_of(x, out, argmax_out).max_pool2d_forward(x, kernel_size, stride, pad,
+                                                             out=out, argmax_out=argmax_out)
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's winner."""
-    return backend_of(dy, argmax).max_pool2d_backward(dy, argmax, tuple(x_shape), kernel_size,
-                                                      stride, pad)
+    return backend_of(dy, argmax, out).max_pool2d_backward(dy, argmax, _shape(x_shape),
+                                                           kernel_size, stride, pad, out=out)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, pad=0):
+def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):
     """The mean over each window; padding counts as zeros (divisor KH*KW, PyTorch's
     count_include_pad=True)."""
-    return backend_of(x).avg_pool2d_forward(x, kernel_size, stride, pad)
+    return backend_of(x, out).avg_pool2d_forward(x, kernel_size, stride, pad, out=out)
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient spread as dy / (KH*KW)."""
-    return backend_of(dy).avg_pool2d_backward(dy, tuple(x_shape), kernel_size, stride, pad)
+    return backend_of(dy, out).avg_pool2d_backward(dy, _shape(x_shape), kernel_size, stride,
+                                                   pad, out=out)
+
+
+def _shape(shape):
+    """A shape given as a list or tuple -> tuple; anything else is left for the checks."""
+    return tuple(shape) if isinstance(shape, (list, tuple)) else shape
 
 
 def bias_add(y, b):

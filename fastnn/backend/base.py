@@ -5,10 +5,32 @@ supplies them for its own arrays. Geometry arguments (kernel, stride, pad) are i
 pairs; images are NCHW and C-contiguous; every op validates its arguments and raises
 TypeError/ValueError naming the op, what it expected and what it got.
 """
+import threading
 
 
 class Backend:
     name = "abstract"
+
+    def __init__(self):
+        self._scratch = threading.local()
+
+    def empty(self, shape, dtype):
+        """A new uninitialised array on this backend."""
+        raise NotImplementedError
+
+    def scratch(self, tag, shape, dtype):
+        """A reusable temporary for one op's internal use, cached per (tag, shape, dtype) and
+        per thread: an op that takes one must be done with it before it returns. Fresh large
+        arrays cost page faults on every call; reusing them is what keeps a training step
+        from allocating in its steady state."""
+        cache = getattr(self._scratch, "buffers", None)
+        if cache is None:
+            cache = self._scratch.buffers = {}
+        key = (tag, tuple(shape), str(dtype))
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = self.empty(shape, dtype)
+        return buf
 
     def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
         """op(a) @ op(b) for 2-D arrays, where op transposes when asked; into `out` if given."""
@@ -30,17 +52,17 @@ class Backend:
         """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,))."""
         raise NotImplementedError
 
-    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
         """-> (y, argmax int32): argmax holds the winner's flat index in its (H, W) plane."""
         raise NotImplementedError
 
-    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0):
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
         raise NotImplementedError
 
-    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
+    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
         raise NotImplementedError
 
-    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0):
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
         raise NotImplementedError
 
     def bias_add(self, y, b):

@@ -28,10 +28,14 @@ class CPUBackend(Backend):
     name = "cpu"
 
     def __init__(self):
+        super().__init__()
         missing = _Missing()
         self._im2col = _cpu_im2col or missing
         self._pool = _cpu_pool or missing
         self._elementwise = _cpu_elementwise or missing
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
 
     def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
         op = "gemm"
@@ -56,17 +60,17 @@ class CPUBackend(Backend):
     def nchw_to_rows(self, y, out=None):
         return self._elementwise.nchw_to_rows(y, out=out)
 
-    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
-        return self._pool.max_pool2d_forward(x, kernel_size, stride, pad)
+    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
+        return self._pool.max_pool2d_forward(x, kernel_size, stride, pad, out, argmax_out)
 
-    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0):
-        return self._pool.max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride, pad)
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
+        return self._pool.max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride, pad, out)
 
-    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0):
-        return self._pool.avg_pool2d_forward(x, kernel_size, stride, pad)
+    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
+        return self._pool.avg_pool2d_forward(x, kernel_size, stride, pad, out)
 
-    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0):
-        return self._pool.avg_pool2d_backward(dy, x_shape, kernel_size, stride, pad)
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
+        return self._pool.avg_pool2d_backward(dy, x_shape, kernel_size, stride, pad, out)
 
     def bias_add(self, y, b):
         return self._elementwise.bias_add(y, b)

@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+try:  # PyTorch CPU joins the comparison where it is installed
+    import torch
+except ImportError:
+    torch = None
+else:
+    torch.set_num_threads(2)  # the 2-core machines these targets are stated for
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+
+# (N, C, H, W), filters, kernel, pad: the course's SimpleConvNet and DeepConvNet layers
+CONV_SHAPES = {
+    "simple": ((100, 1, 28, 28), 30, 5, 0),
+    "deep": ((100, 32, 14, 14), 32, 3, 1),
+}
+POOL_SHAPE = (100, 30, 24, 24)
+
+
+@pytest.fixture(scope="session")
+def rng():
+    return np.random.default_rng(0)
