@@ -15,10 +15,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def blas_info():
+    import numpy as np  # noqa: F401 - load numpy's BLAS so threadpoolctl can see it
+    import fastnn  # noqa: F401 - and fastnn's OpenMP runtime
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        import numpy as np
         cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{cfg.get('name')} {cfg.get('version')} (kernel unknown: pip install threadpoolctl)"
     libs = [f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "

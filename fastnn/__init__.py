@@ -5,7 +5,8 @@ or probes for a GPU. HAVE_EXT tells whether the compiled kernels are present; wi
 ops raise an ImportError that says how to build them.
 """
 from fastnn import naive, ops
-from fastnn.backend import HAVE_EXT, backend_of
+from fastnn.backend import HAVE_EXT, HAVE_OPENMP, backend_of, get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["HAVE_EXT", "backend_of", "naive", "ops", "__version__"]
+__all__ = ["HAVE_EXT", "HAVE_OPENMP", "backend_of", "get_num_threads", "naive", "ops",
+           "set_num_threads", "__version__"]

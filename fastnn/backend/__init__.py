@@ -7,9 +7,10 @@ of different backends raises a TypeError that names both.
 import numpy as np
 
 from fastnn.backend.base import Backend
-from fastnn.backend.cpu import HAVE_EXT, cpu
+from fastnn.backend.cpu import HAVE_EXT, HAVE_OPENMP, cpu, get_num_threads, set_num_threads
 
-__all__ = ["Backend", "HAVE_EXT", "backend_of", "cpu"]
+__all__ = ["Backend", "HAVE_EXT", "HAVE_OPENMP", "backend_of", "cpu", "get_num_threads",
+           "set_num_threads"]
 
 
 def _owner(a):

@@ -1,27 +1,54 @@
 """The CPU backend: numpy arrays, BLAS GEMM through numpy, compiled Cython kernels (csrc/)."""
+import os
+
 import numpy as np
 
 from fastnn import _checks
 from fastnn.backend.base import Backend
+from fastnn.backend.cpu_gemm import ParallelGemm
+
+# Two thread pools share the cores: OpenMP's (our kernels) and the BLAS library's (numpy's
+# GEMM). OpenMP threads that busy-wait after a kernel steal the cores a following GEMM needs
+# (measured: 2-3x slower conv steps on 2 cores), so unless the user chose otherwise they sleep
+# as soon as their work is done. This must be set before the OpenMP runtime loads, which
+# happens with the first compiled module below.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
-    from fastnn import _cpu_elementwise, _cpu_im2col, _cpu_pool
+    from fastnn import _cpu_elementwise, _cpu_im2col, _cpu_pool, _cpu_threads
 except ImportError as exc:  # a source checkout that was never built
     _IMPORT_ERROR = exc
-    _cpu_elementwise = _cpu_im2col = _cpu_pool = None
+    _cpu_elementwise = _cpu_im2col = _cpu_pool = _cpu_threads = None
 else:
     _IMPORT_ERROR = None
 
 HAVE_EXT = _IMPORT_ERROR is None
+HAVE_OPENMP = HAVE_EXT and _cpu_threads.HAVE_OPENMP
+
+
+def set_num_threads(n):
+    """Use at most n threads in fastnn's compiled CPU kernels (numpy's BLAS keeps its own)."""
+    if not HAVE_EXT:
+        raise _missing_error()
+    _cpu_threads.set_num_threads(n)
+
+
+def get_num_threads():
+    """How many threads fastnn's compiled CPU kernels may use."""
+    return _cpu_threads.get_num_threads() if HAVE_EXT else 1
+
+
+def _missing_error():
+    return ImportError(
+        f"fastnn's compiled CPU kernels are not built ({_IMPORT_ERROR}); "
+        "install the package with `pip install .` (or `pip install -e .` in a checkout)")
 
 
 class _Missing:
     """Stands in for a compiled module that failed to import, and says how to fix it."""
 
     def __getattr__(self, name):
-        raise ImportError(
-            f"fastnn's compiled CPU kernels are not built ({_IMPORT_ERROR}); "
-            "install the package with `pip install .` (or `pip install -e .` in a checkout)")
+        raise _missing_error()
 
 
 class CPUBackend(Backend):
@@ -33,6 +60,7 @@ class CPUBackend(Backend):
         self._im2col = _cpu_im2col or missing
         self._pool = _cpu_pool or missing
         self._elementwise = _cpu_elementwise or missing
+        self._gemm = ParallelGemm()
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
@@ -46,7 +74,7 @@ class CPUBackend(Backend):
             raise ValueError(f"{op}: inner sizes differ: op(a) is {a_op.shape}, "
                              f"op(b) is {b_op.shape}")
         out = _checks.out_array(op, out, (a_op.shape[0], b_op.shape[1]), a.dtype)
-        return np.matmul(a_op, b_op, out=out)
+        return self._gemm(a_op, b_op, out, get_num_threads())
 
     def im2col(self, x, kernel, stride, pad, out=None):
         return self._im2col.im2col(x, kernel, stride, pad, out=out)

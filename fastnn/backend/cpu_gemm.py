@@ -1,0 +1,71 @@
+"""GEMM on the CPU: numpy's BLAS, run single-threaded on row (or inner) blocks split across
+fastnn's own worker threads.
+
+Why not just np.matmul with the BLAS library's threads: after each call OpenBLAS's worker
+threads busy-wait (about 0.1 s) for more work. On a machine with few cores they then compete
+with the OpenMP threads of the kernels that run between the GEMMs (im2col, pooling, ...), and a
+conv layer's forward pass measured 2-5x slower than the sum of its parts. So fastnn keeps
+numpy's BLAS at one thread while its own GEMMs run, and parallelises them itself: each block is
+an ordinary np.matmul (which releases the GIL) into a slice of the preallocated output.
+"""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# Below this many multiply-adds a GEMM runs whole on the calling thread: handing a block to
+# another thread costs some tens of microseconds.
+_SPLIT_MIN_MACS = 1 << 21
+
+
+class ParallelGemm:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._blas = None  # threadpoolctl controllers of the loaded BLAS libraries, found lazily
+        self._pool = None
+        self._workers = 0
+
+    def _setup(self, threads):
+        with self._lock:
+            if self._blas is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                    self._blas = [lc for lc in ThreadpoolController().lib_controllers
+                                  if lc.user_api == "blas"]
+                except Exception:  # noqa: BLE001 - without it, BLAS keeps its own threads
+                    self._blas = []
+            if threads > 1 and self._workers != threads - 1:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="fastnn-gemm")
+                self._workers = threads - 1
+
+    def __call__(self, a, b, out, threads):
+        """out[...] = a @ b (a, b may be transposed views), using up to `threads` threads."""
+        self._setup(threads)
+        m, k = a.shape
+        n = b.shape[1]
+        if not self._blas or threads < 2 or m * n * k < _SPLIT_MIN_MACS:
+            return np.matmul(a, b, out=out)
+        saved = [lc.num_threads for lc in self._blas]
+        for lc in self._blas:
+            lc.set_num_threads(1)
+        try:
+            if m >= k:  # split the rows of a and out
+                edges = np.linspace(0, m, threads + 1).astype(int)
+                jobs = [self._pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
+                        for lo, hi in zip(edges[1:-1], edges[2:])]
+                np.matmul(a[:edges[1]], b, out=out[:edges[1]])
+                for job in jobs:
+                    job.result()
+            else:  # split the inner dimension and add the partial products
+                edges = np.linspace(0, k, threads + 1).astype(int)
+                jobs = [self._pool.submit(np.matmul, a[:, lo:hi], b[lo:hi])
+                        for lo, hi in zip(edges[1:-1], edges[2:])]
+                np.matmul(a[:, :edges[1]], b[:edges[1]], out=out)
+                for job in jobs:
+                    out += job.result()
+        finally:
+            for lc, n_threads in zip(self._blas, saved):
+                lc.set_num_threads(n_threads)
+        return out
