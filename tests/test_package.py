@@ -29,3 +29,32 @@ def test_backend_is_chosen_by_the_arrays():
         backend_of([1.0, 2.0])
     with pytest.raises(TypeError, match="at least one array"):
         backend_of(None)
+
+
+def test_num_threads_round_trip():
+    before = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        assert fastnn.get_num_threads() == 1
+        x = np.random.default_rng(0).standard_normal((8, 3, 20, 20))
+        serial = fastnn.ops.im2col(x, 3, 3, pad=1)
+        fastnn.set_num_threads(2)
+        np.testing.assert_array_equal(fastnn.ops.im2col(x, 3, 3, pad=1), serial)
+    finally:
+        fastnn.set_num_threads(before)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="expected a positive int"):
+            fastnn.set_num_threads(bad)
+
+
+def test_parallel_gemm_matches_numpy():
+    from fastnn.backend import cpu
+    rng = np.random.default_rng(1)
+    for m, k, n in [(5000, 300, 32), (32, 20000, 25), (7, 3, 2)]:  # row split, inner split, whole
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        np.testing.assert_allclose(cpu.gemm(a, b), a @ b, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(cpu.gemm(a.T.copy(), b, trans_a=True), a @ b, rtol=1e-4,
+                                   atol=1e-3)
+        np.testing.assert_allclose(cpu.gemm(a, b.T.copy(), trans_b=True), a @ b, rtol=1e-4,
+                                   atol=1e-3)
