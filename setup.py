@@ -53,10 +53,11 @@ extensions = [
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for path in sorted(glob.glob("csrc/*.pyx"))
+    for path in sorted(glob.glob("csrc/*.pyx"))  # csrc/common.pxd is cimported by them all
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
+    ext_modules=cythonize(extensions, include_path=["csrc"],
+                          compiler_directives={"language_level": "3"}),
     cmdclass={"build_ext": BuildExt},
 )

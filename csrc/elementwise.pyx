@@ -13,15 +13,8 @@ from cython.parallel cimport prange
 
 import numpy as np
 
+from common cimport real, team
 from fastnn import _checks
-
-ctypedef fused real:
-    float
-    double
-
-cdef enum:
-    # Below this many elements one thread is faster than waking the OpenMP team.
-    PARALLEL_MIN = 65536
 
 
 def _channels(op, name, a):
@@ -43,16 +36,10 @@ cdef void _bias_add(real[:, :, ::1] y, const real[::1] b) noexcept:
     cdef Py_ssize_t N = y.shape[0], C = y.shape[1], P = y.shape[2], p, i
     cdef real v
     with nogil:
-        if N * C * P < PARALLEL_MIN:
-            for p in range(N * C):
-                v = b[p % C]
-                for i in range(P):
-                    y[p // C, p % C, i] += v
-        else:
-            for p in prange(N * C, schedule="static"):
-                v = b[p % C]
-                for i in range(P):
-                    y[p // C, p % C, i] += v
+        for p in prange(N * C, schedule="static", num_threads=team(N * C * P)):
+            v = b[p % C]
+            for i in range(P):
+                y[p // C, p % C, i] += v
 
 
 def bias_add(y, b):
@@ -74,7 +61,7 @@ cdef void _bias_grad(const real[:, :, ::1] dy, double[::1] acc) noexcept:
     cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], P = dy.shape[2], c, n, i
     cdef double s
     with nogil:
-        for c in prange(C, schedule="static", num_threads=1 if N * C * P < PARALLEL_MIN else 0):
+        for c in prange(C, schedule="static", num_threads=team(N * C * P)):
             s = 0
             for n in range(N):
                 for i in range(P):
@@ -105,7 +92,7 @@ cdef void _relu_fwd(const real[::1] x, real[::1] y) noexcept:
     cdef real* yp = &y[0]
     cdef real v
     with nogil:
-        for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
+        for i in prange(n, schedule="static", num_threads=team(n)):
             v = xp[i]
             yp[i] = 0 if v < 0 else v
 
@@ -117,7 +104,7 @@ cdef void _relu_bwd(const real[::1] dy, const real[::1] y, real[::1] dx) noexcep
     cdef real* dxp = &dx[0]
     cdef real g
     with nogil:
-        for i in prange(n, schedule="static", num_threads=1 if n < PARALLEL_MIN else 0):
+        for i in prange(n, schedule="static", num_threads=team(n)):
             g = dyp[i]
             dxp[i] = g if yp[i] > 0 else 0
 
@@ -164,7 +151,7 @@ cdef void _rows_to_nchw(const real[:, :, ::1] rows, const real[::1] b, bint has_
     cdef Py_ssize_t N = rows.shape[0], P = rows.shape[1], F = rows.shape[2], n, f, p
     cdef real v
     with nogil:
-        for n in prange(N, schedule="static", num_threads=1 if N * P * F < PARALLEL_MIN else 0):
+        for n in prange(N, schedule="static", num_threads=team(N * P * F)):
             for f in range(F):
                 v = b[f] if has_bias else 0
                 for p in range(P):
@@ -197,7 +184,7 @@ cdef void _nchw_to_rows(const real[:, :, ::1] y, real[:, :, ::1] rows, double[:,
     cdef double s
     cdef real v
     with nogil:
-        for n in prange(N, schedule="static", num_threads=1 if N * P * F < PARALLEL_MIN else 0):
+        for n in prange(N, schedule="static", num_threads=team(N * P * F)):
             for f in range(F):
                 s = 0
                 for p in range(P):

@@ -10,19 +10,8 @@ from libc.string cimport memset
 
 import numpy as np
 
+from common cimport clamp, real, team
 from fastnn import _checks
-
-ctypedef fused real:
-    float
-    double
-
-cdef enum:
-    # Below this many output elements one thread is faster than waking the OpenMP team.
-    PARALLEL_MIN = 32768
-
-
-cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    return lo if v < lo else (hi if v > hi else v)
 
 
 cdef void _im2col_image(const real* x, real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -38,8 +27,8 @@ cdef void _im2col_image(const real* x, real* cols, Py_ssize_t C, Py_ssize_t H, P
         for ow in range(OW):
             ix0 = ow * SW - PW
             # columns [kx0, kx1) of this window fall inside the image; the rest is padding
-            kx0 = _clamp(-ix0, 0, KW)
-            kx1 = _clamp(W - ix0, kx0, KW)
+            kx0 = clamp(-ix0, 0, KW)
+            kx1 = clamp(W - ix0, kx0, KW)
             dst = cols + (oh * OW + ow) * K
             for c in range(C):
                 for ky in range(KH):
@@ -70,8 +59,8 @@ cdef void _col2im_image(const real* cols, real* x, Py_ssize_t C, Py_ssize_t H, P
         iy0 = oh * SH - PH
         for ow in range(OW):
             ix0 = ow * SW - PW
-            kx0 = _clamp(-ix0, 0, KW)
-            kx1 = _clamp(W - ix0, kx0, KW)
+            kx0 = clamp(-ix0, 0, KW)
+            kx1 = clamp(W - ix0, kx0, KW)
             src = cols + (oh * OW + ow) * K
             for c in range(C):
                 for ky in range(KH):
@@ -88,18 +77,12 @@ cdef void _im2col(const real[:, :, :, ::1] x, real[:, ::1] cols,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t n, rows = OH * OW, K = C * KH * KW
-    cdef int threads = 1 if N * rows * K < PARALLEL_MIN else 0
     cdef const real* xp = &x[0, 0, 0, 0]
     cdef real* cp = &cols[0, 0]
     with nogil:
-        if threads == 1:
-            for n in range(N):
-                _im2col_image(xp + n * C * H * W, cp + n * rows * K,
-                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-        else:
-            for n in prange(N, schedule="static"):
-                _im2col_image(xp + n * C * H * W, cp + n * rows * K,
-                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+        for n in prange(N, schedule="static", num_threads=team(N * rows * K)):
+            _im2col_image(xp + n * C * H * W, cp + n * rows * K,
+                          C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
 
 
 cdef void _col2im(const real[:, ::1] cols, real[:, :, :, ::1] x,
@@ -107,18 +90,12 @@ cdef void _col2im(const real[:, ::1] cols, real[:, :, :, ::1] x,
                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t n, rows = OH * OW, K = C * KH * KW
-    cdef int threads = 1 if N * rows * K < PARALLEL_MIN else 0
     cdef const real* cp = &cols[0, 0]
     cdef real* xp = &x[0, 0, 0, 0]
     with nogil:
-        if threads == 1:
-            for n in range(N):
-                _col2im_image(cp + n * rows * K, xp + n * C * H * W,
-                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-        else:
-            for n in prange(N, schedule="static"):
-                _col2im_image(cp + n * rows * K, xp + n * C * H * W,
-                              C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+        for n in prange(N, schedule="static", num_threads=team(N * rows * K)):
+            _col2im_image(cp + n * rows * K, xp + n * C * H * W,
+                          C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
 
 
 def im2col(x, kernel, stride, pad, out=None):

@@ -12,19 +12,8 @@ from libc.string cimport memset
 
 import numpy as np
 
+from common cimport clamp, real, team
 from fastnn import _checks
-
-ctypedef fused real:
-    float
-    double
-
-cdef enum:
-    # Below this many output elements one thread is faster than waking the OpenMP team.
-    PARALLEL_MIN = 32768
-
-
-cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    return lo if v < lo else (hi if v > hi else v)
 
 
 cdef struct Geom:
@@ -47,12 +36,12 @@ cdef void _max_plane(const real* x, real* y, int* arg, Geom g) noexcept nogil:
     cdef bint two_by_two = g.KH == 2 and g.KW == 2
     for oh in range(g.OH):
         iy0 = oh * g.SH - g.PH
-        ky0 = _clamp(-iy0, 0, g.KH)
-        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        ky0 = clamp(-iy0, 0, g.KH)
+        ky1 = clamp(g.H - iy0, ky0, g.KH)
         for ow in range(g.OW):
             ix0 = ow * g.SW - g.PW
-            kx0 = _clamp(-ix0, 0, g.KW)
-            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            kx0 = clamp(-ix0, 0, g.KW)
+            kx1 = clamp(g.W - ix0, kx0, g.KW)
             # the geometry checks guarantee at least one real pixel per window
             best_i = (iy0 + ky0) * g.W + ix0 + kx0
             if two_by_two and ky1 - ky0 == 2 and kx1 - kx0 == 2:
@@ -88,12 +77,12 @@ cdef void _avg_plane(const real* x, real* y, Geom g) noexcept nogil:
     cdef real scale = <real>1.0 / <real>(g.KH * g.KW)
     for oh in range(g.OH):
         iy0 = oh * g.SH - g.PH
-        ky0 = _clamp(-iy0, 0, g.KH)
-        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        ky0 = clamp(-iy0, 0, g.KH)
+        ky1 = clamp(g.H - iy0, ky0, g.KH)
         for ow in range(g.OW):
             ix0 = ow * g.SW - g.PW
-            kx0 = _clamp(-ix0, 0, g.KW)
-            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            kx0 = clamp(-ix0, 0, g.KW)
+            kx1 = clamp(g.W - ix0, kx0, g.KW)
             s = 0
             for ky in range(ky0, ky1):
                 for kx in range(kx0, kx1):
@@ -108,12 +97,12 @@ cdef void _avg_back_plane(const real* dy, real* dx, Geom g) noexcept nogil:
     memset(dx, 0, g.H * g.W * sizeof(real))
     for oh in range(g.OH):
         iy0 = oh * g.SH - g.PH
-        ky0 = _clamp(-iy0, 0, g.KH)
-        ky1 = _clamp(g.H - iy0, ky0, g.KH)
+        ky0 = clamp(-iy0, 0, g.KH)
+        ky1 = clamp(g.H - iy0, ky0, g.KH)
         for ow in range(g.OW):
             ix0 = ow * g.SW - g.PW
-            kx0 = _clamp(-ix0, 0, g.KW)
-            kx1 = _clamp(g.W - ix0, kx0, g.KW)
+            kx0 = clamp(-ix0, 0, g.KW)
+            kx1 = clamp(g.W - ix0, kx0, g.KW)
             d = dy[oh * g.OW + ow] * scale
             for ky in range(ky0, ky1):
                 for kx in range(kx0, kx1):
@@ -128,12 +117,8 @@ cdef void _max_fwd(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :
     cdef real* yp = &y[0, 0, 0, 0]
     cdef int* ap = &arg[0, 0, 0, 0]
     with nogil:
-        if planes * isz < PARALLEL_MIN:
-            for p in range(planes):
-                _max_plane(xp + p * isz, yp + p * osz, ap + p * osz, g)
-        else:
-            for p in prange(planes, schedule="static"):
-                _max_plane(xp + p * isz, yp + p * osz, ap + p * osz, g)
+        for p in prange(planes, schedule="static", num_threads=team(planes * isz)):
+            _max_plane(xp + p * isz, yp + p * osz, ap + p * osz, g)
 
 
 cdef Py_ssize_t _max_bwd(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] arg,
@@ -144,12 +129,8 @@ cdef Py_ssize_t _max_bwd(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] ar
     cdef const int* ap = &arg[0, 0, 0, 0]
     cdef real* dxp = &dx[0, 0, 0, 0]
     with nogil:
-        if planes * isz < PARALLEL_MIN:
-            for p in range(planes):
-                bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
-        else:
-            for p in prange(planes, schedule="static"):
-                bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
+        for p in prange(planes, schedule="static", num_threads=team(planes * isz)):
+            bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
         return bad
 
 
@@ -159,12 +140,8 @@ cdef void _avg_fwd(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, Geom g) noe
     cdef const real* xp = &x[0, 0, 0, 0]
     cdef real* yp = &y[0, 0, 0, 0]
     with nogil:
-        if planes * isz < PARALLEL_MIN:
-            for p in range(planes):
-                _avg_plane(xp + p * isz, yp + p * osz, g)
-        else:
-            for p in prange(planes, schedule="static"):
-                _avg_plane(xp + p * isz, yp + p * osz, g)
+        for p in prange(planes, schedule="static", num_threads=team(planes * isz)):
+            _avg_plane(xp + p * isz, yp + p * osz, g)
 
 
 cdef void _avg_bwd(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Geom g) noexcept:
@@ -173,12 +150,8 @@ cdef void _avg_bwd(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Geom g) n
     cdef const real* dyp = &dy[0, 0, 0, 0]
     cdef real* dxp = &dx[0, 0, 0, 0]
     with nogil:
-        if planes * isz < PARALLEL_MIN:
-            for p in range(planes):
-                _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
-        else:
-            for p in prange(planes, schedule="static"):
-                _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
+        for p in prange(planes, schedule="static", num_threads=team(planes * isz)):
+            _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
 
 
 cdef Geom _geom(op, hw, kernel, stride, pad, bint max_pool) except *:
