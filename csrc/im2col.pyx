@@ -10,66 +10,77 @@ from libc.string cimport memset
 
 import numpy as np
 
-from common cimport clamp, real, team
+from common cimport real, team
 from fastnn import _checks
 
+
+cdef inline Py_ssize_t _count_below(Py_ssize_t limit, Py_ssize_t step) noexcept nogil:
+    """How many o >= 0 satisfy o * step < limit (0 when limit <= 0)."""
+    return 0 if limit <= 0 else (limit + step - 1) // step
+
+
+# Both kernels walk one output row oh at a time: its OW rows of cols form a block of OW*K
+# values that stays in L1. Inside it the innermost loop runs along ow, so a (c, ky, kx) column
+# of the block is one strided pass over an input row, and the padding tests happen once per
+# column instead of once per pixel (3x faster than looping over (c, ky, kx) innermost for 3x3
+# kernels). The valid ow of column kx are those with 0 <= ow*SW + kx - PW < W: [ow0, ow1).
 
 cdef void _im2col_image(const real* x, real* cols, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
     """One image (C, H, W) -> its OH*OW rows of cols."""
     cdef Py_ssize_t K = C * KH * KW
-    cdef Py_ssize_t oh, ow, c, ky, kx, iy, iy0, ix0, kx0, kx1
+    cdef Py_ssize_t oh, ow, c, ky, kx, iy, ow0, ow1
     cdef real* dst
     cdef const real* src
     for oh in range(OH):
-        iy0 = oh * SH - PH
-        for ow in range(OW):
-            ix0 = ow * SW - PW
-            # columns [kx0, kx1) of this window fall inside the image; the rest is padding
-            kx0 = clamp(-ix0, 0, KW)
-            kx1 = clamp(W - ix0, kx0, KW)
-            dst = cols + (oh * OW + ow) * K
-            for c in range(C):
-                for ky in range(KH):
-                    iy = iy0 + ky
+        for c in range(C):
+            for ky in range(KH):
+                iy = oh * SH - PH + ky
+                for kx in range(KW):
+                    dst = cols + oh * OW * K + (c * KH + ky) * KW + kx
                     if iy < 0 or iy >= H:
-                        memset(dst, 0, KW * sizeof(real))
+                        ow0 = ow1 = OW
                     else:
-                        src = x + (c * H + iy) * W + ix0
-                        for kx in range(kx0):
-                            dst[kx] = 0
-                        for kx in range(kx0, kx1):
-                            dst[kx] = src[kx]
-                        for kx in range(kx1, KW):
-                            dst[kx] = 0
-                    dst += KW
+                        ow0 = min(_count_below(PW - kx, SW), OW)
+                        ow1 = max(min(_count_below(W + PW - kx, SW), OW), ow0)
+                    for ow in range(ow0):
+                        dst[ow * K] = 0
+                    if ow1 > ow0:
+                        src = x + (c * H + iy) * W + (ow0 * SW + kx - PW)
+                        for ow in range(ow0, ow1):
+                            dst[ow * K] = src[(ow - ow0) * SW]
+                    for ow in range(ow1, OW):
+                        dst[ow * K] = 0
 
 
 cdef void _col2im_image(const real* cols, real* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
-    """OH*OW rows of cols -> one image (C, H, W), accumulating overlaps in row order."""
+    """OH*OW rows of cols -> one image (C, H, W), accumulating where windows overlap.
+
+    kx runs backwards so that every pixel receives its contributions in (oh, ow) order, the
+    order of the naive oracle: the float64 results agree exactly."""
     cdef Py_ssize_t K = C * KH * KW
-    cdef Py_ssize_t oh, ow, c, ky, kx, iy, iy0, ix0, kx0, kx1
+    cdef Py_ssize_t oh, ow, c, ky, kx, iy, ow0, ow1
     cdef const real* src
     cdef real* dst
     memset(x, 0, C * H * W * sizeof(real))
     for oh in range(OH):
-        iy0 = oh * SH - PH
-        for ow in range(OW):
-            ix0 = ow * SW - PW
-            kx0 = clamp(-ix0, 0, KW)
-            kx1 = clamp(W - ix0, kx0, KW)
-            src = cols + (oh * OW + ow) * K
-            for c in range(C):
-                for ky in range(KH):
-                    iy = iy0 + ky
-                    if iy >= 0 and iy < H:
-                        dst = x + (c * H + iy) * W + ix0
-                        for kx in range(kx0, kx1):
-                            dst[kx] += src[kx]
-                    src += KW
+        for c in range(C):
+            for ky in range(KH):
+                iy = oh * SH - PH + ky
+                if iy < 0 or iy >= H:
+                    continue
+                for kx in range(KW - 1, -1, -1):
+                    ow0 = min(_count_below(PW - kx, SW), OW)
+                    ow1 = max(min(_count_below(W + PW - kx, SW), OW), ow0)
+                    if ow1 == ow0:
+                        continue
+                    src = cols + oh * OW * K + (c * KH + ky) * KW + kx
+                    dst = x + (c * H + iy) * W + (ow0 * SW + kx - PW)
+                    for ow in range(ow0, ow1):
+                        dst[(ow - ow0) * SW] += src[ow * K]
 
 
 cdef void _im2col(const real[:, :, :, ::1] x, real[:, ::1] cols,
