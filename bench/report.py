@@ -38,10 +38,11 @@ def main():
     if args.k:
         cmd += ["-k", args.k]
     proc = subprocess.run(cmd, cwd=HERE)
-    if not os.path.exists(out):
+    try:
+        with open(out) as f:
+            data = json.load(f)
+    except (OSError, ValueError):  # pytest failed before writing any result
         sys.exit(proc.returncode or 1)
-    with open(out) as f:
-        data = json.load(f)
 
     groups = {}
     for bench in data["benchmarks"]:
