@@ -20,33 +20,41 @@ _SPLIT_MIN_MACS = 1 << 21
 
 class ParallelGemm:
     def __init__(self):
+        # Held for a whole call: the BLAS thread count is process-wide, so two callers
+        # interleaving their save/restore could leave BLAS at one thread for good.
         self._lock = threading.Lock()
         self._blas = None  # threadpoolctl controllers of the loaded BLAS libraries, found lazily
         self._pool = None
         self._workers = 0
 
     def _setup(self, threads):
-        with self._lock:
-            if self._blas is None:
-                try:
-                    from threadpoolctl import ThreadpoolController
-                    self._blas = [lc for lc in ThreadpoolController().lib_controllers
-                                  if lc.user_api == "blas"]
-                except Exception:  # noqa: BLE001 - without it, BLAS keeps its own threads
-                    self._blas = []
-            if threads > 1 and self._workers != threads - 1:
-                if self._pool is not None:
-                    self._pool.shutdown(wait=True)
-                self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="fastnn-gemm")
-                self._workers = threads - 1
+        if self._blas is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                self._blas = [lc for lc in ThreadpoolController().lib_controllers
+                              if lc.user_api == "blas"]
+            except Exception:  # noqa: BLE001 - without it, BLAS keeps its own threads
+                self._blas = []
+        if threads > 1 and self._workers != threads - 1:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="fastnn-gemm")
+            self._workers = threads - 1
 
     def __call__(self, a, b, out, threads):
         """out[...] = a @ b (a, b may be transposed views), using up to `threads` threads."""
-        self._setup(threads)
         m, k = a.shape
         n = b.shape[1]
-        if not self._blas or threads < 2 or m * n * k < _SPLIT_MIN_MACS:
+        if threads < 2 or m * n * k < _SPLIT_MIN_MACS:
             return np.matmul(a, b, out=out)
+        with self._lock:
+            self._setup(threads)
+            if not self._blas:
+                return np.matmul(a, b, out=out)
+            return self._split(a, b, out, threads)
+
+    def _split(self, a, b, out, threads):
+        m, k = a.shape
         saved = [lc.num_threads for lc in self._blas]
         for lc in self._blas:
             lc.set_num_threads(1)
