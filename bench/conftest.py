@@ -1,6 +1,3 @@
-import numpy as np
-import pytest
-
 try:  # PyTorch CPU joins the comparison where it is installed
     import torch
 except ImportError:
@@ -8,7 +5,6 @@ except ImportError:
 else:
     torch.set_num_threads(2)  # the 2-core machines these targets are stated for
 
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 # (N, C, H, W), filters, kernel, pad: the course's SimpleConvNet and DeepConvNet layers
 CONV_SHAPES = {
@@ -17,7 +13,3 @@ CONV_SHAPES = {
 }
 POOL_SHAPE = (100, 30, 24, 24)
 
-
-@pytest.fixture(scope="session")
-def rng():
-    return np.random.default_rng(0)

@@ -4,7 +4,7 @@ Groups compare implementations of one thing on one shape; bench/report.py prints
 and ratios of one run. Naive loops run a single round (they take seconds)."""
 import numpy as np
 import pytest
-from conftest import CONV_SHAPES, POOL_SHAPE, needs_torch, torch
+from conftest import CONV_SHAPES, POOL_SHAPE, torch
 
 import numpy_ref
 from fastnn import naive, ops

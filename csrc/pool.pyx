@@ -154,31 +154,30 @@ cdef void _avg_bwd(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Geom g) n
             _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
 
 
-cdef Geom _geom(op, hw, kernel, stride, pad, bint max_pool) except *:
+cdef Geom _geom(op, hw, kernel_size, stride, pad, bint max_pool) except *:
+    """Normalise and check a pooling window over an (H, W) input."""
     cdef Geom g
-    oh, ow = _checks.window(op, hw, kernel, stride, pad, max_pool=max_pool)
+    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
+    g.OH, g.OW = _checks.window(op, hw, kernel, stride, pad, max_pool=max_pool)
     g.H, g.W = hw
     (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW) = kernel, stride, pad
-    g.OH, g.OW = oh, ow
     return g
 
 
-def _grad_args(op, dy, x_shape, kernel, stride, pad, bint max_pool, out):
-    """Check (dy, x_shape) against the window; return (Geom, dx)."""
-    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+cdef Geom _grad_geom(op, dy, x_shape, kernel_size, stride, pad, bint max_pool) except *:
+    """Check a backward pass's dy against x_shape and the window."""
     N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
-    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, max_pool)
+    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, max_pool)
     _checks.array(op, "dy", dy, 4, layout="4-D NCHW")
     _checks.same_shape(op, "dy", dy, (N, C, g.OH, g.OW))
-    return g, _checks.out_array(op, out, (N, C, H, W), dy.dtype)
+    return g
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
     """x (N, C, H, W) -> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW))."""
     op = "max_pool2d_forward"
-    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
     N, C, H, W = _checks.image(op, "x", x)
-    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, True)
+    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, True)
     y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
     arg = _checks.out_array(op, argmax_out, (N, C, g.OH, g.OW), _checks.INDEX_DTYPE, "argmax_out")
     if N == 0:
@@ -193,8 +192,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=
 def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W)."""
     op = "max_pool2d_backward"
-    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, True, out)
-    cdef Geom g = g_dict
+    cdef Geom g = _grad_geom(op, dy, x_shape, kernel_size, stride, pad, True)
+    dx = _checks.out_array(op, out, (dy.shape[0], dy.shape[1], g.H, g.W), dy.dtype)
     _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
     _checks.same_shape(op, "argmax", argmax, dy.shape)
     cdef Py_ssize_t bad = 0
@@ -213,9 +212,8 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, ou
 def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):
     """x (N, C, H, W) -> y (N, C, OH, OW), the mean over each window (zero padding counted)."""
     op = "avg_pool2d_forward"
-    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
     N, C, H, W = _checks.image(op, "x", x)
-    cdef Geom g = _geom(op, (H, W), kernel, stride, pad, False)
+    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, False)
     y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
     if N == 0:
         return y
@@ -229,8 +227,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):
 def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0, out=None):
     """dy (N, C, OH, OW) -> dx (N, C, H, W): each window's gradient spread evenly over it."""
     op = "avg_pool2d_backward"
-    g_dict, dx = _grad_args(op, dy, x_shape, kernel_size, stride, pad, False, out)
-    cdef Geom g = g_dict
+    cdef Geom g = _grad_geom(op, dy, x_shape, kernel_size, stride, pad, False)
+    dx = _checks.out_array(op, out, (dy.shape[0], dy.shape[1], g.H, g.W), dy.dtype)
     if dx.shape[0] == 0:
         return dx
     if dy.dtype == np.float32:

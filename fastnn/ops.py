@@ -32,7 +32,8 @@ def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
 
 
 def _conv_args(op, x, W, b, stride, pad):
-    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs."""
+    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs and the
+    output size (OH, OW)."""
     n, c, h, w = _checks.image(op, "x", x)
     _checks.array(op, "W", W, 4, layout="4-D (F, C, KH, KW)")
     _checks.same_dtype(op, "W", W, x.dtype)
@@ -44,8 +45,7 @@ def _conv_args(op, x, W, b, stride, pad):
         _checks.same_shape(op, "b", b, (W.shape[0],))
     kernel = (W.shape[2], W.shape[3])
     stride, pad = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
-    _checks.window(op, (h, w), kernel, stride, pad)
-    return kernel, stride, pad
+    return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
 
 
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None):
@@ -55,11 +55,9 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
     With return_cols=True returns (y, cols): pass cols to conv2d_backward to skip a second
     im2col. out / cols_out: preallocated y / cols to write into (a layer reuses them).
     """
-    kernel, stride, pad = _conv_args("conv2d_forward", x, W, b, stride, pad)
+    kernel, stride, pad, (oh, ow) = _conv_args("conv2d_forward", x, W, b, stride, pad)
     B = backend_of(x, W, b, out, cols_out)
     n, f = x.shape[0], W.shape[0]
-    oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
-    ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
     cols = B.im2col(x, kernel, stride, pad, out=cols_out)          # (N*OH*OW, C*KH*KW)
     rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
     B.gemm(cols, W.reshape(f, -1), trans_b=True, out=rows)          # (N*OH*OW, F)
@@ -75,11 +73,9 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
     layer) dx is None and its GEMM and col2im are skipped. dx_out: a preallocated dx.
     """
     op = "conv2d_backward"
-    kernel, stride, pad = _conv_args(op, x, W, None, stride, pad)
+    kernel, stride, pad, (oh, ow) = _conv_args(op, x, W, None, stride, pad)
     B = backend_of(dy, x, W, cols, dx_out)
     n, f = x.shape[0], W.shape[0]
-    oh = _checks.conv_output_size(x.shape[2], kernel[0], stride[0], pad[0])
-    ow = _checks.conv_output_size(x.shape[3], kernel[1], stride[1], pad[1])
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
     _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
     if cols is None:

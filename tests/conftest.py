@@ -1,5 +1,3 @@
-import numpy as np
-import pytest
 from hypothesis import settings
 
 # Kernels are deterministic; a modest number of random configurations per property is plenty,
@@ -7,7 +5,3 @@ from hypothesis import settings
 settings.register_profile("fastnn", max_examples=60, deadline=None)
 settings.load_profile("fastnn")
 
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)

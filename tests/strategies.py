@@ -22,7 +22,3 @@ def window_configs(draw, max_pool=False):
     return dict(shape=(n, c, h, w), kernel=(kh, kw), stride=(sh, sw), pad=(ph, pw),
                 out=(oh, ow))
 
-
-def as_arg(pair, draw_int):
-    """Pass a square pair as a plain int half of the time, to cover both spellings."""
-    return pair[0] if pair[0] == pair[1] and draw_int else pair
