@@ -57,29 +57,28 @@ def bias_add(y, b):
     return y
 
 
-cdef void _bias_grad(const real[:, :, ::1] dy, double[::1] acc) noexcept:
+cdef void _bias_grad(const real[:, :, ::1] dy, real[::1] db) noexcept:
     cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], P = dy.shape[2], c, n, i
     cdef double s
     with nogil:
         for c in prange(C, schedule="static", num_threads=team(N * C * P)):
-            s = 0
+            s = 0  # accumulated in float64 whatever the dtype
             for n in range(N):
                 for i in range(P):
                     s = s + dy[n, c, i]
-            acc[c] = s
+            db[c] = <real>s
 
 
-def bias_grad(dy):
+def bias_grad(dy, out=None):
     """dy (N, C) or (N, C, H, W) -> db (C,): the sum over every axis but the channels."""
     op = "bias_grad"
     N, C, P = _channels(op, "dy", dy)
-    acc = np.zeros(C, dtype=np.float64)
-    if dy.size:
-        if dy.dtype == np.float32:
-            _bias_grad[float](dy.reshape(N, C, P), acc)
-        else:
-            _bias_grad[double](dy.reshape(N, C, P), acc)
-    return acc.astype(dy.dtype)
+    db = _checks.out_array(op, out, (C,), dy.dtype)
+    if dy.dtype == np.float32:
+        _bias_grad[float](dy.reshape(N, C, P), db)
+    else:
+        _bias_grad[double](dy.reshape(N, C, P), db)
+    return db
 
 
 # The elementwise loops read every operand before selecting, through raw pointers, so the C
@@ -194,16 +193,34 @@ cdef void _nchw_to_rows(const real[:, :, ::1] y, real[:, :, ::1] rows, double[:,
                 part[n, f] = s
 
 
-def nchw_to_rows(y, out=None):
+cdef void _column_sums(const double[:, ::1] part, real[::1] sums) noexcept:
+    cdef Py_ssize_t N = part.shape[0], F = part.shape[1], n, f
+    cdef double s
+    for f in range(F):
+        s = 0
+        for n in range(N):
+            s = s + part[n, f]
+        sums[f] = <real>s
+
+
+def nchw_to_rows(y, out=None, sums_out=None, partial=None):
     """y (N, F, OH, OW) -> (rows (N*OH*OW, F), sums (F,)): the layout the convolution's
-    backward GEMMs take, and the bias gradient (sum over N, OH, OW), read in one pass."""
+    backward GEMMs take, and the bias gradient (sum over N, OH, OW), read in one pass.
+    partial: an optional float64 (N, F) work array for the per-image sums."""
     op = "nchw_to_rows"
     N, F, OH, OW = _checks.image(op, "y", y)
     rows = _checks.out_array(op, out, (N * OH * OW, F), y.dtype)
-    part = np.zeros((N, F), dtype=np.float64)
+    sums = _checks.out_array(op, sums_out, (F,), y.dtype, name="sums_out")
+    part = _checks.out_array(op, partial, (N, F), np.float64, name="partial")
     if N:
         if y.dtype == np.float32:
             _nchw_to_rows[float](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
         else:
             _nchw_to_rows[double](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
-    return rows, part.sum(axis=0).astype(y.dtype)
+        if y.dtype == np.float32:
+            _column_sums[float](part, sums)
+        else:
+            _column_sums[double](part, sums)
+    else:
+        sums[:] = 0
+    return rows, sums

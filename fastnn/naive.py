@@ -6,6 +6,8 @@ conventions: NCHW images, stride and pad given as (h, w) pairs or ints, im2col r
 (n, oh, ow) and columns (c, ky, kx). Accumulations run in the same order as the compiled kernels,
 so the float64 results of im2col, col2im and max pooling agree exactly.
 """
+import math
+
 import numpy as np
 
 from fastnn._checks import conv_output_size, geometry
@@ -225,3 +227,73 @@ def nchw_to_rows(y):
                 for ow in range(ow_n):
                     rows[(n * oh_n + oh) * ow_n + ow, f] = y[n, f, oh, ow]
     return rows, bias_grad(y)
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """-> (mean loss, probs): row by row, probs = exp(x - max) / sum, loss = -log probs[label]."""
+    n_rows, n_classes = logits.shape
+    probs = np.zeros_like(logits)
+    total = 0.0
+    for n in range(n_rows):
+        row_max = max(logits[n])
+        s = sum(math.exp(v - row_max) for v in logits[n])
+        for c in range(n_classes):
+            probs[n, c] = math.exp(logits[n, c] - row_max) / s
+        total += math.log(s) + row_max - logits[n, labels[n]]
+    return total / n_rows, probs
+
+
+def softmax_cross_entropy_backward(probs, labels):
+    """(probs - onehot(labels)) / N."""
+    n_rows, n_classes = probs.shape
+    dx = np.zeros_like(probs)
+    for n in range(n_rows):
+        for c in range(n_classes):
+            dx[n, c] = (probs[n, c] - (1.0 if c == labels[n] else 0.0)) / n_rows
+    return dx
+
+
+# Optimizer updates, one element at a time, on copies: -> the new (p, state...) arrays.
+
+def sgd_update(p, g, lr):
+    p = p.copy()
+    for i in range(p.size):
+        p.flat[i] -= lr * g.flat[i]
+    return p
+
+
+def momentum_update(p, g, v, lr, mu, nesterov=False):
+    p, v = p.copy(), v.copy()
+    for i in range(p.size):
+        v.flat[i] = mu * v.flat[i] - lr * g.flat[i]
+        p.flat[i] += (mu * v.flat[i] - lr * g.flat[i]) if nesterov else v.flat[i]
+    return p, v
+
+
+def adagrad_update(p, g, h, lr, eps):
+    p, h = p.copy(), h.copy()
+    for i in range(p.size):
+        h.flat[i] += g.flat[i] ** 2
+        p.flat[i] -= lr * g.flat[i] / (math.sqrt(h.flat[i]) + eps)
+    return p, h
+
+
+def rmsprop_update(p, g, h, lr, rho, eps):
+    p, h = p.copy(), h.copy()
+    for i in range(p.size):
+        h.flat[i] = rho * h.flat[i] + (1 - rho) * g.flat[i] ** 2
+        p.flat[i] -= lr * g.flat[i] / (math.sqrt(h.flat[i]) + eps)
+    return p, h
+
+
+def adam_update(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay=0.0):
+    """Step t (from 1) of Adam (AdamW when weight_decay > 0), bias-corrected moments."""
+    p, m, v = p.copy(), m.copy(), v.copy()
+    for i in range(p.size):
+        m.flat[i] = beta1 * m.flat[i] + (1 - beta1) * g.flat[i]
+        v.flat[i] = beta2 * v.flat[i] + (1 - beta2) * g.flat[i] ** 2
+        m_hat = m.flat[i] / (1 - beta1 ** t)
+        v_hat = v.flat[i] / (1 - beta2 ** t)
+        p.flat[i] -= lr * weight_decay * p.flat[i]
+        p.flat[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return p, m, v

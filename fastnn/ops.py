@@ -65,29 +65,41 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
     return (y, cols) if return_cols else y
 
 
-def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None):
+def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None,
+                    dW_out=None, db_out=None, need_dW=True):
     """Gradients of conv2d_forward -> (dx, dW, db).
 
     dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
     is the forward's im2col matrix (recomputed from x when None). With need_dx=False (a first
-    layer) dx is None and its GEMM and col2im are skipped. dx_out: a preallocated dx.
+    layer) dx is None and its GEMM and col2im are skipped; with need_dW=False (frozen weights)
+    dW and db are None. dx_out, dW_out, db_out: preallocated outputs to write into.
     """
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _conv_args(op, x, W, None, stride, pad)
-    B = backend_of(dy, x, W, cols, dx_out)
+    B = backend_of(dy, x, W, cols, dx_out, dW_out, db_out)
     n, f = x.shape[0], W.shape[0]
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
     _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
-    if cols is None:
-        cols = B.im2col(x, kernel, stride, pad, out=B.scratch("conv_cols", (n * oh * ow, W[0].size), x.dtype))
-    else:
+    if dW_out is not None:
+        _checks.out_array(op, dW_out, W.shape, W.dtype, name="dW_out")
+    if cols is None and need_dW:
+        cols = B.im2col(x, kernel, stride, pad,
+                        out=B.scratch("conv_cols", (n * oh * ow, W[0].size), x.dtype))
+    elif cols is not None:
         _checks.array(op, "cols", cols, 2, dtypes=(x.dtype,))
         _checks.same_shape(op, "cols", cols, (n * oh * ow, W[0].size))
-    rows, db = B.nchw_to_rows(dy, out=B.scratch("conv_rows", (n * oh * ow, f), x.dtype))
-    dW = B.gemm(rows, cols, trans_a=True).reshape(W.shape)         # (F, C*KH*KW)
+    rows, db = B.nchw_to_rows(dy, out=B.scratch("conv_rows", (n * oh * ow, f), x.dtype),
+                              sums_out=db_out)
+    dW = None
+    if need_dW:
+        dW2d = None if dW_out is None else dW_out.reshape(f, -1)
+        dW = B.gemm(rows, cols, trans_a=True, out=dW2d).reshape(W.shape)  # (F, C*KH*KW)
+    else:
+        db = None
     dx = None
     if need_dx:
-        dcols = B.gemm(rows, W.reshape(f, -1), out=B.scratch("conv_dcols", cols.shape, x.dtype))
+        dcols = B.scratch("conv_dcols", (n * oh * ow, W[0].size), x.dtype)
+        B.gemm(rows, W.reshape(f, -1), out=dcols)                    # (N*OH*OW, C*KH*KW)
         dx = B.col2im(dcols, x.shape, kernel, stride, pad, out=dx_out)
     return dx, dW, db
 

@@ -10,6 +10,9 @@ import threading
 
 class Backend:
     name = "abstract"
+    # The array module for generic math (exp, where, sums, ...) on this backend's arrays, in
+    # the manner of Chainer's `xp`: numpy on the CPU. Layers use it with out= buffers.
+    xp = None
 
     def __init__(self):
         self._scratch = threading.local()
@@ -48,7 +51,7 @@ class Backend:
         """Convolution GEMM output (N*OH*OW, F) -> (N, F, OH, OW), plus the bias b (F,)."""
         raise NotImplementedError
 
-    def nchw_to_rows(self, y, out=None):
+    def nchw_to_rows(self, y, out=None, sums_out=None):
         """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,))."""
         raise NotImplementedError
 
@@ -69,7 +72,7 @@ class Backend:
         """y (N, C[, H, W]) += b (C,), in place; returns y."""
         raise NotImplementedError
 
-    def bias_grad(self, dy):
+    def bias_grad(self, dy, out=None):
         """dy (N, C[, H, W]) -> (C,): the sum over every axis but the channels."""
         raise NotImplementedError
 
@@ -77,4 +80,33 @@ class Backend:
         raise NotImplementedError
 
     def relu_backward(self, dy, y, out=None):
+        raise NotImplementedError
+
+    # Losses (fused): logits (N, C), labels int64 (N,).
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
+        """-> (mean loss as a Python float, softmax probabilities (N, C))."""
+        raise NotImplementedError
+
+    def softmax_cross_entropy_backward(self, probs, labels, out=None):
+        """-> dlogits = (probs - onehot(labels)) / N."""
+        raise NotImplementedError
+
+    # Optimizer updates (fused, in place; formulas in fastnn.optim).
+    def sgd_update(self, p, g, lr):
+        raise NotImplementedError
+
+    def momentum_update(self, p, g, v, lr, mu, nesterov=False):
+        raise NotImplementedError
+
+    def adagrad_update(self, p, g, h, lr, eps):
+        raise NotImplementedError
+
+    def rmsprop_update(self, p, g, h, lr, rho, eps):
+        raise NotImplementedError
+
+    def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
+        raise NotImplementedError
+
+    def add_penalty_grad(self, kind, p, g, lam):
+        """g += lam * p (kind "l2") or lam * sign(p) (kind "l1"), in place."""
         raise NotImplementedError

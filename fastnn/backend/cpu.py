@@ -15,10 +15,11 @@ from fastnn.backend.cpu_gemm import ParallelGemm
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
-    from fastnn import _cpu_elementwise, _cpu_im2col, _cpu_pool, _cpu_threads
+    from fastnn import (_cpu_elementwise, _cpu_im2col, _cpu_loss, _cpu_optim, _cpu_pool,
+                        _cpu_threads)
 except ImportError as exc:  # a source checkout that was never built
     _IMPORT_ERROR = exc
-    _cpu_elementwise = _cpu_im2col = _cpu_pool = _cpu_threads = None
+    _cpu_elementwise = _cpu_im2col = _cpu_loss = _cpu_optim = _cpu_pool = _cpu_threads = None
 else:
     _IMPORT_ERROR = None
 
@@ -53,6 +54,7 @@ class _Missing:
 
 class CPUBackend(Backend):
     name = "cpu"
+    xp = np
 
     def __init__(self):
         super().__init__()
@@ -60,6 +62,8 @@ class CPUBackend(Backend):
         self._im2col = _cpu_im2col or missing
         self._pool = _cpu_pool or missing
         self._elementwise = _cpu_elementwise or missing
+        self._loss = _cpu_loss or missing
+        self._optim = _cpu_optim or missing
         self._gemm = ParallelGemm()
 
     def empty(self, shape, dtype):
@@ -85,8 +89,11 @@ class CPUBackend(Backend):
     def rows_to_nchw(self, rows, shape, b=None, out=None):
         return self._elementwise.rows_to_nchw(rows, shape, b, out=out)
 
-    def nchw_to_rows(self, y, out=None):
-        return self._elementwise.nchw_to_rows(y, out=out)
+    def nchw_to_rows(self, y, out=None, sums_out=None):
+        partial = None
+        if getattr(y, "ndim", 0) == 4:
+            partial = self.scratch("nchw_partial", y.shape[:2], np.float64)
+        return self._elementwise.nchw_to_rows(y, out=out, sums_out=sums_out, partial=partial)
 
     def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
         return self._pool.max_pool2d_forward(x, kernel_size, stride, pad, out, argmax_out)
@@ -103,14 +110,38 @@ class CPUBackend(Backend):
     def bias_add(self, y, b):
         return self._elementwise.bias_add(y, b)
 
-    def bias_grad(self, dy):
-        return self._elementwise.bias_grad(dy)
+    def bias_grad(self, dy, out=None):
+        return self._elementwise.bias_grad(dy, out=out)
 
     def relu_forward(self, x, out=None):
         return self._elementwise.relu_forward(x, out=out)
 
     def relu_backward(self, dy, y, out=None):
         return self._elementwise.relu_backward(dy, y, out=out)
+
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
+        return self._loss.softmax_cross_entropy_forward(logits, labels, probs_out)
+
+    def softmax_cross_entropy_backward(self, probs, labels, out=None):
+        return self._loss.softmax_cross_entropy_backward(probs, labels, out)
+
+    def sgd_update(self, p, g, lr):
+        self._optim.sgd(p, g, lr)
+
+    def momentum_update(self, p, g, v, lr, mu, nesterov=False):
+        self._optim.momentum(p, g, v, lr, mu, nesterov)
+
+    def adagrad_update(self, p, g, h, lr, eps):
+        self._optim.adagrad(p, g, h, lr, eps)
+
+    def rmsprop_update(self, p, g, h, lr, rho, eps):
+        self._optim.rmsprop(p, g, h, lr, rho, eps)
+
+    def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
+        self._optim.adam(p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay)
+
+    def add_penalty_grad(self, kind, p, g, lam):
+        self._optim.add_penalty_grad(kind, p, g, lam)
 
 
 cpu = CPUBackend()

@@ -1,0 +1,182 @@
+"""Activations (elementwise), Softmax and Maxout.
+
+Each keeps what its backward needs: ReLU, Sigmoid and Tanh their output y; LeakyReLU its input.
+    ReLU:      y = max(x, 0)                  dx = dy * (y > 0)
+    LeakyReLU: y = x if x > 0 else alpha*x    dx = dy * (1 if x > 0 else alpha)
+    Sigmoid:   y = 1 / (1 + exp(-x))          dx = dy * y * (1 - y)
+    Tanh:      y = tanh(x)                    dx = dy * (1 - y^2)
+    Step:      y = 1 if x > 0 else 0          (no useful gradient: backward raises)
+    Identity:  y = x                          dx = dy
+    Softmax:   y = exp(x - max) / sum(...)    dx = y * (dy - sum(dy * y))   over axis 1
+    Maxout:    y[:, c] = max over x[:, c*k : (c+1)*k]; dx routes dy to each group's maximum
+"""
+from fastnn.backend import backend_of
+from fastnn.layers.base import Layer, check_positive_int
+
+
+class _Elementwise(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def _forward(self, x):
+        self._check_input(x, (x.ndim,) if getattr(x, "ndim", 0) >= 1 else (1,))
+        y = self._buffer("y", x.shape, x.dtype, like=x)
+        self._compute(backend_of(x), x, y)
+        return y
+
+    def _backward(self, dy, need_dx):
+        self._check_grad(dy, self._buffers["y"].shape, self._buffers["y"].dtype)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", dy.shape, dy.dtype, like=dy)
+        self._gradient(backend_of(dy), dy, dx)
+        return dx
+
+
+class ReLU(_Elementwise):
+    def _compute(self, B, x, y):
+        B.relu_forward(x, out=y)
+        self._cache = y
+
+    def _gradient(self, B, dy, dx):
+        B.relu_backward(dy, self._cache, out=dx)
+
+
+class LeakyReLU(_Elementwise):
+    def __init__(self, alpha=0.01, name=None):
+        super().__init__(name)
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha < 1:
+            raise ValueError(f"{self.label}: expected alpha in [0, 1), got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _compute(self, B, x, y):
+        B.xp.multiply(x, self.alpha, out=y)
+        B.xp.maximum(x, y, out=y)  # max(x, alpha*x) is x for x > 0 and alpha*x otherwise
+        self._cache = x
+
+    def _gradient(self, B, dy, dx):
+        B.xp.multiply(dy, self.alpha, out=dx)
+        B.xp.copyto(dx, dy, where=self._cache > 0)
+
+
+class Sigmoid(_Elementwise):
+    def _compute(self, B, x, y):
+        # 1 / (1 + exp(-x)) == (1 + tanh(x/2)) / 2, which never overflows
+        xp = B.xp
+        xp.multiply(x, 0.5, out=y)
+        xp.tanh(y, out=y)
+        y += 1
+        y *= 0.5
+        self._cache = y
+
+    def _gradient(self, B, dy, dx):
+        y = self._cache
+        B.xp.subtract(1, y, out=dx)
+        dx *= y
+        dx *= dy
+
+
+class Tanh(_Elementwise):
+    def _compute(self, B, x, y):
+        B.xp.tanh(x, out=y)
+        self._cache = y
+
+    def _gradient(self, B, dy, dx):
+        y = self._cache
+        B.xp.multiply(y, y, out=dx)
+        B.xp.subtract(1, dx, out=dx)
+        dx *= dy
+
+
+class Step(_Elementwise):
+    def _compute(self, B, x, y):
+        B.xp.greater(x, 0, out=y)
+
+    def _gradient(self, B, dy, dx):
+        raise RuntimeError(f"{self.label}: the step function has no useful gradient (it is 0 "
+                           "almost everywhere), so it cannot be trained by backpropagation; "
+                           "use Sigmoid or ReLU in a trained network")
+
+
+class Identity(Layer):
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def _forward(self, x):
+        self._cache = (x.shape, x.dtype)
+        return x
+
+    def _backward(self, dy, need_dx):
+        self._check_grad(dy, *self._cache)
+        return dy if need_dx else None
+
+
+class Softmax(Layer):
+    """Softmax over axis 1 (the classes of an (N, C) input, or the channels of (N, C, ...)).
+    For training a classifier use losses.SoftmaxCrossEntropy on the logits instead: it fuses
+    both and is exact where this layer's gradient would underflow."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def _forward(self, x):
+        self._check_input(x, (2, 3, 4, 5))
+        xp = backend_of(x).xp
+        y = self._buffer("y", x.shape, x.dtype, like=x)
+        red = (x.shape[0], 1) + x.shape[2:]
+        m = self._buffer("m", red, x.dtype, like=x)
+        xp.max(x, axis=1, keepdims=True, out=m)
+        xp.subtract(x, m, out=y)  # subtract the max: exp never overflows
+        xp.exp(y, out=y)
+        xp.sum(y, axis=1, keepdims=True, out=m)
+        y /= m
+        self._cache = y
+        return y
+
+    def _backward(self, dy, need_dx):
+        y = self._cache
+        self._check_grad(dy, y.shape, y.dtype)
+        if not need_dx:
+            return None
+        xp = backend_of(dy).xp
+        dx = self._buffer("dx", y.shape, y.dtype, like=y)
+        s = self._buffers["m"]
+        xp.multiply(dy, y, out=dx)
+        xp.sum(dx, axis=1, keepdims=True, out=s)
+        xp.subtract(dy, s, out=dx)
+        dx *= y
+        return dx
+
+
+class Maxout(Layer):
+    """Max over groups of num_pieces consecutive features (N, C*k) -> (N, C) or channels
+    (N, C*k, H, W) -> (N, C, H, W): a learned piecewise-linear activation when it follows a
+    Dense or Conv2D layer with k times the outputs."""
+
+    def __init__(self, num_pieces, name=None):
+        super().__init__(name)
+        self.num_pieces = check_positive_int(num_pieces, "num_pieces", self.label)
+
+    def _forward(self, x):
+        self._check_input(x, (2, 4))
+        k = self.num_pieces
+        if x.shape[1] % k:
+            raise ValueError(f"{self.label}: expected input features/channels divisible by "
+                             f"num_pieces={k}, got input {x.shape}")
+        xp = backend_of(x).xp
+        groups = x.reshape((x.shape[0], x.shape[1] // k, k) + x.shape[2:])
+        winner = xp.argmax(groups, axis=2)[:, :, None]  # (N, C, 1, ...): first maximum
+        y = xp.take_along_axis(groups, winner, axis=2)[:, :, 0]
+        self._cache = (x.shape, groups.shape, winner)
+        return xp.ascontiguousarray(y)
+
+    def _backward(self, dy, need_dx):
+        x_shape, g_shape, winner = self._cache
+        self._check_grad(dy, (g_shape[0], g_shape[1]) + g_shape[3:], dy.dtype)
+        if not need_dx:
+            return None
+        xp = backend_of(dy).xp
+        dx = self._buffer("dx", g_shape, dy.dtype, like=dy)
+        dx[...] = 0
+        xp.put_along_axis(dx, winner, dy[:, :, None], axis=2)
+        return dx.reshape(x_shape)

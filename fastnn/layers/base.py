@@ -1,0 +1,264 @@
+"""The Layer base class: forward/backward bookkeeping every layer shares.
+
+A subclass writes `_forward(x)` and `_backward(dy, need_dx)`; the base class makes sure backward
+follows a forward, adds regularizer gradients, and keeps the per-shape buffers that let a
+training step run without allocating: a layer's output (and its gradient buffers) are reused
+from call to call, so an output stays valid until that layer's next forward. Copy it to keep it.
+"""
+import functools
+import inspect
+
+import numpy as np
+
+from fastnn.backend import backend_of
+
+_REGISTRY = {}  # class name -> Layer subclass, to rebuild saved models
+
+
+def _describe_value(v):
+    """A layer constructor argument as JSON-able config (None for things that cannot be)."""
+    if isinstance(v, Layer):
+        return {"__layer__": v.get_config()}
+    if isinstance(v, (list, tuple)):
+        if v and all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Layer)
+                     for item in v):
+            return {"__named_layers__": [[n, layer.get_config()] for n, layer in v]}
+        if all(isinstance(item, Layer) for item in v) and v:
+            return {"__layers__": [item.get_config() for item in v]}
+        return [_describe_value(item) for item in v]
+    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
+        return np.dtype(v).name
+    if hasattr(v, "get_config"):
+        return {"__regularizer__": v.get_config()}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return None  # a callable init, a generator: the loaded weights/state replace what it made
+
+
+def build_value(v):
+    """The inverse of _describe_value."""
+    if isinstance(v, dict):
+        if "__layer__" in v:
+            return build_layer(v["__layer__"])
+        if "__layers__" in v:
+            return [build_layer(c) for c in v["__layers__"]]
+        if "__named_layers__" in v:
+            return [(n, build_layer(c)) for n, c in v["__named_layers__"]]
+        if "__regularizer__" in v:
+            from fastnn import regularizers
+            return regularizers.from_config(v["__regularizer__"])
+    if isinstance(v, list):
+        return [build_value(item) for item in v]
+    return v
+
+
+def build_layer(config):
+    """A layer from Layer.get_config()'s output."""
+    cls = _REGISTRY.get(config["class"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {config['class']!r} in a saved model")
+    kwargs = {k: build_value(v) for k, v in config["args"].items()}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in ("init", "seed")}
+    return cls(**kwargs)
+
+
+class Layer:
+    """Base of every layer. params / grads: dicts of arrays with the same keys ("W", "b", ...);
+    state: persistent non-trainable arrays (BatchNorm's running statistics)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            # Remember the outermost constructor's arguments: get_config() saves them so that
+            # fastnn.load can rebuild the architecture.
+            if "_args" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                self._args = {k: v for k, v in bound.arguments.items() if k != "self"}
+            init(self, *args, **kw)
+        cls.__init__ = recording_init
+
+    def __init__(self, name=None):
+        self.name = name
+        self.params, self.grads, self.state = {}, {}, {}
+        self.penalties = {}      # param key -> Regularizer
+        self.trainable = True
+        self.training = True
+        self._cache = None       # what backward needs, set by forward
+        self._buffers = {}
+
+    # -- the public protocol -------------------------------------------------------------
+    def forward(self, x):
+        y = self._forward(x)
+        self._ready = True
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy, need_dx=True):
+        """dy: the gradient of the output -> the gradient of the input (None if need_dx is
+        False). Parameter gradients land in self.grads (overwritten, not accumulated)."""
+        if not self.__dict__.get("_ready"):
+            raise RuntimeError(f"{self.label}: backward called before forward")
+        dx = self._backward(dy, need_dx)
+        if self.trainable:
+            for key, reg in self.penalties.items():
+                reg.add_grad(self.params[key], self.grads[key])
+        return dx
+
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _backward(self, dy, need_dx):
+        raise NotImplementedError
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def children(self):
+        """(name, layer) pairs of the layers inside this one (none for a plain layer)."""
+        return []
+
+    def named_parameters(self, prefix=""):
+        """Yield Parameter (name, value, grad) triples, names like "0.W" or "conv1.W"."""
+        for key, value in self.params.items():
+            yield Parameter(prefix + key, value, self.grads[key], self)
+        for name, child in self.children():
+            yield from child.named_parameters(f"{prefix}{name}.")
+
+    def named_state(self, prefix=""):
+        for key, value in self.state.items():
+            yield prefix + key, value
+        for name, child in self.children():
+            yield from child.named_state(f"{prefix}{name}.")
+
+    def penalty(self):
+        """The regularization penalties of this layer and its children, as a float."""
+        total = sum(reg.penalty(self.params[key]) for key, reg in self.penalties.items())
+        return total + sum(child.penalty() for _, child in self.children())
+
+    def get_config(self):
+        return {"class": type(self).__name__,
+                "args": {k: _describe_value(v) for k, v in self._args.items()}}
+
+    def num_params(self):
+        return sum(int(p.size) for _, p, _ in self.named_parameters())
+
+    @property
+    def label(self):
+        """How errors name this layer: Conv2D 'conv1'."""
+        return f"{type(self).__name__} '{self.name}'" if self.name else type(self).__name__
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args.items()
+                         if not isinstance(v, Layer) and k not in ("name",))
+        return f"{type(self).__name__}({args})"
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def _buffer(self, key, shape, dtype, like=None):
+        """A reusable array for `key`, reallocated only when the shape or dtype changes."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            B = backend_of(like) if like is not None else _default_backend()
+            buf = self._buffers[key] = B.empty(tuple(shape), dtype)
+        return buf
+
+    def _check_input(self, x, ndims, features=None, what=None):
+        """x must be a float array of one of `ndims` dims with x.shape[1] == features (if given)."""
+        shape = getattr(x, "shape", None)
+        if shape is None or not hasattr(x, "dtype"):
+            raise TypeError(f"{self.label}: expected an array input, got {type(x).__name__}")
+        expected = what or " or ".join(_shape_text(n, features) for n in ndims)
+        if x.ndim not in ndims or (features is not None and x.shape[1] != features):
+            hint = ""
+            if 2 in ndims and x.ndim == 4 and 4 not in ndims:
+                hint = " (put a Flatten() before it)"
+            raise ValueError(f"{self.label}: expected input {expected}, got {tuple(shape)}{hint}")
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{self.label}: expected float32 or float64 input, got {x.dtype}")
+        if self.params:
+            dtype = next(iter(self.params.values())).dtype
+            if x.dtype != dtype:
+                raise TypeError(f"{self.label}: expected {dtype} input (the layer's dtype), "
+                                f"got {x.dtype}")
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{self.label}: expected a C-contiguous input, got a strided view "
+                             f"of shape {tuple(shape)}")
+
+    def _check_grad(self, dy, shape, dtype):
+        """The output gradient must match the output the forward returned."""
+        if getattr(dy, "shape", None) != tuple(shape):
+            raise ValueError(f"{self.label}: expected an output gradient of shape "
+                             f"{tuple(shape)}, got {getattr(dy, 'shape', type(dy).__name__)}")
+        if dy.dtype != dtype:
+            raise TypeError(f"{self.label}: expected an output gradient of dtype {dtype}, "
+                            f"got {dy.dtype}")
+        if not dy.flags.c_contiguous:
+            raise ValueError(f"{self.label}: expected a C-contiguous output gradient")
+
+
+def _shape_text(ndim, features):
+    c = "C" if features is None else str(features)
+    return {2: f"(N, {c})", 4: f"(N, {c}, H, W)"}.get(ndim, f"{ndim}-D")
+
+
+def _default_backend():
+    from fastnn.backend import cpu
+    return cpu
+
+
+class Parameter(tuple):
+    """A (name, value, grad) triple that also knows the layer owning it, so that an optimizer
+    can skip the parameters of frozen layers (trainable=False)."""
+
+    def __new__(cls, name, value, grad, layer=None):
+        self = super().__new__(cls, (name, value, grad))
+        self.layer = layer
+        return self
+
+    @property
+    def name(self):
+        return self[0]
+
+    @property
+    def trainable(self):
+        return self.layer is None or self.layer.trainable
+
+
+def check_dtype(dtype, owner):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{owner}: expected dtype float32 or float64, got {dtype!r}")
+    return dt
+
+
+def check_positive_int(value, what, owner):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{owner}: expected {what} as a positive int, got {value!r}")
+    return int(value)
+
+
+def check_probability(p, owner):
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+        raise ValueError(f"{owner}: expected a drop probability p in [0, 1), got {p!r}")
+    return float(p)

@@ -1,0 +1,57 @@
+"""Conv2D: convolution through im2col and one GEMM (fastnn.ops.conv2d_forward/backward).
+
+W has shape (F, C, KH, KW), b has shape (F,); y = cross-correlation of x with W, plus b.
+"""
+from fastnn import _checks, init as initializers, ops
+from fastnn.layers.base import Layer, check_dtype, check_positive_int
+
+
+class Conv2D(Layer):
+    """x (N, C, H, W) -> y (N, F, OH, OW), OH = (H + 2*pad - KH) // stride + 1.
+    kernel_size, stride, pad: an int or an (h, w) pair. init: "he_normal" by default,
+    fan_in = C*KH*KW; regularizer: applies to W."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0,
+                 init="he_normal", dtype="float32", regularizer=None, name=None):
+        super().__init__(name)
+        self.in_channels = check_positive_int(in_channels, "in_channels", self.label)
+        self.out_channels = check_positive_int(out_channels, "out_channels", self.label)
+        self.kernel_size, self.stride, self.pad = _checks.geometry(self.label, kernel_size,
+                                                                   stride, pad)
+        _checks.window(self.label, (self.kernel_size[0], self.kernel_size[1]),
+                       self.kernel_size, self.stride, self.pad)  # checks signs and sizes
+        dtype = check_dtype(dtype, self.label)
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels * kh * kw  # He: std = sqrt(2 / fan_in), fan_in = C*KH*KW
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.params["W"] = initializers.make(init, shape, fan_in, dtype)
+        self.params["b"] = initializers.make("zeros", (self.out_channels,), 1, dtype)
+        self.grads = {k: v * 0 for k, v in self.params.items()}
+        if regularizer is not None:
+            self.penalties["W"] = regularizer
+
+    def _forward(self, x):
+        self._check_input(x, (4,), self.in_channels)
+        n, _, h, w = x.shape
+        try:
+            oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride, self.pad)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (input shape {x.shape})") from None
+        kh, kw = self.kernel_size
+        y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
+        cols = self._buffer("cols", (n * oh * ow, self.in_channels * kh * kw), x.dtype, like=x)
+        ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
+                           out=y, cols_out=cols)
+        self._cache = (x, cols)  # cols: (N*OH*OW, C*KH*KW), reused by backward for dW
+        return y
+
+    def _backward(self, dy, need_dx):
+        x, cols = self._cache
+        y_shape = self._buffers["y"].shape
+        self._check_grad(dy, y_shape, x.dtype)
+        dx_out = self._buffer("dx", x.shape, x.dtype, like=x) if need_dx else None
+        dx, _, _ = ops.conv2d_backward(
+            dy, x, self.params["W"], self.stride, self.pad, cols=cols, need_dx=need_dx,
+            dx_out=dx_out, dW_out=self.grads["W"], db_out=self.grads["b"],
+            need_dW=self.trainable)
+        return dx

@@ -1,0 +1,71 @@
+"""Dense (affine) layers and Flatten.
+
+Dense: y = x @ W + b with W of shape (in_features, out_features). Backward:
+    dW = x^T @ dy,  db = sum over the batch of dy,  dx = dy @ W^T
+"""
+from fastnn import init as initializers
+from fastnn.backend import backend_of
+from fastnn.layers.base import Layer, check_dtype, check_positive_int
+
+
+class Dense(Layer):
+    """y = x @ W + b for x of shape (N, in_features). init: "he_normal" by default (for ReLU
+    nets; use "xavier_normal" before sigmoid/tanh); regularizer: applies to W."""
+
+    def __init__(self, in_features, out_features, init="he_normal", dtype="float32",
+                 regularizer=None, name=None):
+        super().__init__(name)
+        self.in_features = check_positive_int(in_features, "in_features", self.label)
+        self.out_features = check_positive_int(out_features, "out_features", self.label)
+        dtype = check_dtype(dtype, self.label)
+        shape = (self.in_features, self.out_features)
+        self.params["W"] = initializers.make(init, shape, self.in_features, dtype)
+        self.params["b"] = initializers.make("zeros", (self.out_features,), 1, dtype)
+        self.grads = {k: v * 0 for k, v in self.params.items()}
+        if regularizer is not None:
+            self.penalties["W"] = regularizer
+
+    def _forward(self, x):
+        self._check_input(x, (2,), self.in_features)
+        W, b = self.params["W"], self.params["b"]
+        B = backend_of(x, W)
+        y = self._buffer("y", (x.shape[0], self.out_features), x.dtype, like=x)
+        B.gemm(x, W, out=y)
+        B.bias_add(y, b)
+        self._cache = x  # x: (N, in_features), for dW
+        return y
+
+    def _backward(self, dy, need_dx):
+        x = self._cache
+        self._check_grad(dy, (x.shape[0], self.out_features), x.dtype)
+        W = self.params["W"]
+        B = backend_of(dy, W)
+        if self.trainable:
+            B.gemm(x, dy, trans_a=True, out=self.grads["W"])
+            B.bias_grad(dy, out=self.grads["b"])
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", x.shape, x.dtype, like=x)
+        return B.gemm(dy, W, trans_b=True, out=dx)
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), a view; backward restores the shape."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def _forward(self, x):
+        if getattr(x, "ndim", 0) < 1:
+            raise ValueError(f"{self.label}: expected an input with a batch axis, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def _backward(self, dy, need_dx):
+        shape = self._cache
+        n = 1
+        for s in shape[1:]:
+            n *= s
+        self._check_grad(dy, (shape[0], n), dy.dtype)
+        return dy.reshape(shape) if need_dx else None

@@ -1,0 +1,99 @@
+"""Pooling layers: max, average and L2 (root mean square) over sliding windows.
+
+stride defaults to kernel_size (non-overlapping windows); kernel_size, stride, pad are an int or
+an (h, w) pair. Max pooling pads with -inf, average pooling with zeros (divisor KH*KW).
+L2 pooling: y = sqrt(mean over the window of x^2), built on the average-pool kernels:
+    dy/dx_i = x_i / (KH*KW * y)  ->  dx = avg_pool_backward(dy / y) * x   (0 where y == 0)
+"""
+from fastnn import _checks
+from fastnn.backend import backend_of
+from fastnn.layers.base import Layer
+
+
+class _Pool2D(Layer):
+    max_pool = False
+
+    def __init__(self, kernel_size, stride=None, pad=0, name=None):
+        super().__init__(name)
+        self.kernel_size, self.stride, self.pad = _checks.geometry(self.label, kernel_size,
+                                                                   stride, pad)
+        _checks.window(self.label, self.kernel_size, self.kernel_size, self.stride, self.pad,
+                       max_pool=self.max_pool)
+
+    def _out_shape(self, x):
+        self._check_input(x, (4,))
+        n, c, h, w = x.shape
+        try:
+            oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride,
+                                    self.pad, max_pool=self.max_pool)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (input shape {x.shape})") from None
+        return n, c, oh, ow
+
+    def _geometry(self):
+        return self.kernel_size, self.stride, self.pad
+
+
+class MaxPool2D(_Pool2D):
+    max_pool = True
+
+    def _forward(self, x):
+        shape = self._out_shape(x)
+        y = self._buffer("y", shape, x.dtype, like=x)
+        argmax = self._buffer("argmax", shape, _checks.INDEX_DTYPE, like=x)
+        backend_of(x).max_pool2d_forward(x, *self._geometry(), out=y, argmax_out=argmax)
+        self._cache = (x.shape, argmax)  # argmax: flat index of each window's winner
+        return y
+
+    def _backward(self, dy, need_dx):
+        x_shape, argmax = self._cache
+        self._check_grad(dy, argmax.shape, self._buffers["y"].dtype)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
+        return backend_of(dy).max_pool2d_backward(dy, argmax, x_shape, *self._geometry(), out=dx)
+
+
+class AvgPool2D(_Pool2D):
+    def _forward(self, x):
+        shape = self._out_shape(x)
+        y = self._buffer("y", shape, x.dtype, like=x)
+        backend_of(x).avg_pool2d_forward(x, *self._geometry(), out=y)
+        self._cache = x.shape
+        return y
+
+    def _backward(self, dy, need_dx):
+        x_shape = self._cache
+        self._check_grad(dy, self._buffers["y"].shape, self._buffers["y"].dtype)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
+        return backend_of(dy).avg_pool2d_backward(dy, x_shape, *self._geometry(), out=dx)
+
+
+class L2Pool2D(_Pool2D):
+    def _forward(self, x):
+        shape = self._out_shape(x)
+        B = backend_of(x)
+        sq = self._buffer("sq", x.shape, x.dtype, like=x)
+        B.xp.multiply(x, x, out=sq)
+        y = self._buffer("y", shape, x.dtype, like=x)
+        B.avg_pool2d_forward(sq, *self._geometry(), out=y)
+        B.xp.sqrt(y, out=y)
+        self._cache = (x, y)
+        return y
+
+    def _backward(self, dy, need_dx):
+        x, y = self._cache
+        self._check_grad(dy, y.shape, y.dtype)
+        if not need_dx:
+            return None
+        B = backend_of(dy)
+        xp = B.xp
+        ratio = self._buffer("ratio", y.shape, y.dtype, like=y)
+        ratio[...] = 0
+        xp.divide(dy, y, out=ratio, where=y > 0)  # a window of zeros has no useful gradient
+        dx = self._buffer("dx", x.shape, x.dtype, like=x)
+        B.avg_pool2d_backward(ratio, x.shape, *self._geometry(), out=dx)
+        xp.multiply(dx, x, out=dx)
+        return dx

@@ -1,0 +1,145 @@
+"""Losses: forward(prediction, target) -> float, then backward() -> the prediction's gradient.
+
+- SoftmaxCrossEntropy: logits (N, C) and labels as int class indices (N,) or one-hot (N, C).
+  loss = mean over the batch of -log softmax(logits)[label], computed as logsumexp - logit so
+  it never takes log(0); backward is the fused (softmax - onehot) / N.
+- MeanSquaredError: mean over every element of (y - t)^2 (PyTorch's and Keras's definition;
+  the course's 0.5 * sum differs by a constant factor); backward 2 * (y - t) / size.
+
+regularization=: anything with a penalty() method, usually the model (whose layers carry
+regularizers, see fastnn.regularizers): its penalty is added to the loss value. A loss that is
+NaN or infinite raises FloatingPointError naming the step (the count of forward calls).
+"""
+import math
+
+import numpy as np
+
+from fastnn.backend import backend_of
+
+
+class Loss:
+    def __init__(self, regularization=None):
+        if regularization is not None and not hasattr(regularization, "penalty"):
+            raise TypeError(f"{type(self).__name__}: expected regularization as an object with a "
+                            f"penalty() method (a model or a regularizer), got "
+                            f"{type(regularization).__name__}")
+        self.regularization = regularization
+        self.steps = 0          # forward calls so far: names the step of a NaN
+        self._buffers = {}
+        self._cache = None
+
+    def __call__(self, prediction, target):
+        return self.forward(prediction, target)
+
+    def forward(self, prediction, target):
+        self.steps += 1
+        value = self._forward(prediction, target)
+        if self.regularization is not None:
+            value += self.regularization.penalty()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"{type(self).__name__}: the loss is {value} at step {self.steps}; lower the "
+                "learning rate, check the inputs for NaN/Inf, or add gradient-friendly "
+                "normalisation (BatchNorm)")
+        return value
+
+    def backward(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called before forward")
+        return self._backward()
+
+    def _buffer(self, key, shape, dtype, like):
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self._buffers[key] = backend_of(like).empty(tuple(shape), dtype)
+        return buf
+
+
+def _check_prediction(owner, y, ndims=None):
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        raise TypeError(f"{owner}: expected the prediction as an array, got {type(y).__name__}")
+    if y.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{owner}: expected float32 or float64 predictions, got {y.dtype}")
+    if ndims is not None and y.ndim not in ndims:
+        raise ValueError(f"{owner}: expected logits of shape (N, classes), got {y.shape}")
+
+
+class SoftmaxCrossEntropy(Loss):
+    def _forward(self, logits, labels):
+        owner = type(self).__name__
+        _check_prediction(owner, logits, (2,))
+        B = backend_of(logits)
+        labels = self._class_indices(owner, logits, labels, B)
+        probs = self._buffer("probs", logits.shape, logits.dtype, logits)
+        value, _ = B.softmax_cross_entropy_forward(logits, labels, probs_out=probs)
+        self._cache = (probs, labels)
+        return value
+
+    def _backward(self):
+        probs, labels = self._cache
+        dx = self._buffer("dlogits", probs.shape, probs.dtype, probs)
+        return backend_of(probs).softmax_cross_entropy_backward(probs, labels, out=dx)
+
+    @property
+    def probabilities(self):
+        """The softmax of the last forward's logits."""
+        return None if self._cache is None else self._cache[0]
+
+    @staticmethod
+    def _class_indices(owner, logits, labels, B):
+        xp = B.xp
+        n, c = logits.shape
+        if not hasattr(labels, "shape"):
+            labels = xp.asarray(labels)
+        if labels.ndim == 2:  # one-hot rows -> class indices
+            if labels.shape != (n, c):
+                raise ValueError(f"{owner}: expected one-hot labels of shape {(n, c)}, got "
+                                 f"{labels.shape}")
+            if not (xp.all(labels.sum(axis=1) == 1) and xp.all(labels.max(axis=1) == 1)):
+                raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
+            return xp.argmax(labels, axis=1).astype(np.int64)
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(f"{owner}: expected labels of shape ({n},) (class indices) or "
+                             f"{(n, c)} (one-hot), got {labels.shape}")
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"{owner}: expected integer class labels, got dtype {labels.dtype}")
+        if labels.dtype != np.int64 or not labels.flags.c_contiguous:
+            labels = xp.ascontiguousarray(labels, dtype=np.int64)
+        return labels
+
+
+class MeanSquaredError(Loss):
+    def _forward(self, y, t):
+        owner = type(self).__name__
+        _check_prediction(owner, y)
+        xp = backend_of(y).xp
+        t = xp.asarray(t)
+        if t.shape != y.shape:
+            if t.size == y.size and t.ndim == 1 and y.ndim == 2:
+                t = t.reshape(y.shape)
+            else:
+                raise ValueError(f"{owner}: expected targets of shape {y.shape}, got {t.shape}")
+        diff = self._buffer("diff", y.shape, y.dtype, y)
+        xp.subtract(y, t, out=diff)
+        self._cache = diff
+        flat = diff.reshape(-1)
+        return float(xp.dot(flat, flat)) / max(diff.size, 1)
+
+    def _backward(self):
+        diff = self._cache
+        dx = self._buffer("dy", diff.shape, diff.dtype, diff)
+        backend_of(diff).xp.multiply(diff, 2.0 / max(diff.size, 1), out=dx)
+        return dx
+
+
+_NAMED = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
+          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
+
+
+def get(loss):
+    """A loss from an instance or a name (softmax_cross_entropy, cross_entropy, mse)."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in _NAMED:
+        return _NAMED[loss]()
+    raise ValueError(f"unknown loss {loss!r}: expected a Loss or one of {', '.join(_NAMED)}")

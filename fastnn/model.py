@@ -1,0 +1,214 @@
+"""Sequential models, and saving/loading them.
+
+    model = fastnn.Sequential([Conv2D(1, 30, 5), ReLU(), MaxPool2D(2), Flatten(),
+                               Dense(4320, 100), ReLU(), Dense(100, 10)])
+    logits = model.forward(x); model.backward(loss.backward())
+    model.save("model.npz"); model = fastnn.load("model.npz")
+
+A saved file is an npz archive: every parameter and state array under its name ("0.W"), the
+optimizer's slots under "optim/<name>/<slot>", and a JSON description of the architecture (and
+the optimizer's settings) under "__meta__". It is written to a temporary file in the same
+folder and renamed into place, so a crash never leaves a half-written model behind.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from fastnn.layers.base import Layer, build_layer, build_value
+from fastnn.layers.container import Container
+
+FORMAT = "fastnn-model-1"
+
+
+class Sequential(Container):
+    """Layers applied in order. Build it from a list of layers or (name, layer) pairs, or with
+    add(). Children are named by position ("0", "1", ...) unless named; index by int, name or
+    slice (a slice shares the layers: model[:4] is the convolutional trunk)."""
+
+    def __init__(self, layers=(), name=None):
+        super().__init__(name)
+        self._layers = []
+        for item in layers:
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                self.add(item[1], name=item[0])
+            else:
+                self.add(item)
+        self._input_shape = None
+        self.optimizer = None
+
+    def add(self, layer, name=None):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.label}.add: expected a layer, got {type(layer).__name__}")
+        name = str(name or layer.name or len(self._layers))
+        if any(n == name for n, _ in self._layers):
+            raise ValueError(f"{self.label}.add: a layer named {name!r} is already in the model")
+        if "." in name:
+            raise ValueError(f"{self.label}.add: layer names cannot contain '.', got {name!r}")
+        layer.name = name
+        layer.train(self.training)
+        self._layers.append((name, layer))
+        return self
+
+    def children(self):
+        return list(self._layers)
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return (layer for _, layer in self._layers)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return Sequential(self._layers[key])
+        if isinstance(key, str):
+            for name, layer in self._layers:
+                if name == key:
+                    return layer
+            raise KeyError(f"{self.label}: no layer named {key!r}; the layers are "
+                           f"{', '.join(n for n, _ in self._layers)}")
+        return self._layers[key][1]
+
+    def _forward(self, x):
+        self._input_shape = tuple(x.shape[1:])
+        for _, layer in self._layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, need_dx=True):
+        """Backpropagate dy through every layer. With need_dx=False (a training step) the pass
+        stops at the first layer with trainable parameters: nothing below it needs a gradient."""
+        if not self.__dict__.get("_ready"):
+            raise RuntimeError(f"{self.label}: backward called before forward")
+        stop = 0
+        if not need_dx:
+            stop = next((i for i, (_, layer) in enumerate(self._layers)
+                         if any(p.trainable for p in layer.named_parameters())), len(self._layers))
+        for i in range(len(self._layers) - 1, stop - 1, -1):
+            dy = self._layers[i][1].backward(dy, need_dx or i > stop)
+        return dy if need_dx else None
+
+    def get_config(self):
+        return {"class": "Sequential",
+                "args": {"layers": {"__named_layers__": [[n, layer.get_config()]
+                                                         for n, layer in self._layers]},
+                         "name": self.name}}
+
+    def summary(self, input_shape=None, print_fn=print):
+        """Print (and return) a table of the layers, their output shapes and parameter counts.
+        input_shape: one sample's shape, e.g. (1, 28, 28); by default the last input seen."""
+        shape = tuple(input_shape) if input_shape is not None else self._input_shape
+        if shape is None:
+            raise ValueError(f"{self.label}.summary: expected input_shape (one sample's shape, "
+                             "e.g. (1, 28, 28)) for a model that has not run forward yet")
+        params = list(self.named_parameters())
+        dtype = params[0][1].dtype if params else np.float32
+        was_training = self.training
+        self.eval()  # a dry run on one zero sample: no dropout draws, no running-stat updates
+        rows = []
+        try:
+            x = np.zeros((1,) + shape, dtype=dtype)
+            for name, layer in self._layers:
+                x = layer.forward(x)
+                rows.append((f"{name} ({type(layer).__name__})", str((None,) + x.shape[1:]),
+                             layer.num_params()))
+        finally:
+            self.train(was_training)
+        self._input_shape = shape
+        total = sum(int(p.size) for _, p, _ in params)
+        trainable = sum(int(p[1].size) for p in params if p.trainable)
+        widths = [max(len("Layer (type)"), *(len(r[0]) for r in rows)),
+                  max(len("Output shape"), *(len(r[1]) for r in rows)), 12]
+        line = "-" * (sum(widths) + 4)
+        out = [line, f"{'Layer (type)':<{widths[0]}}  {'Output shape':<{widths[1]}}  "
+                     f"{'Params':>{widths[2]}}", line]
+        out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]},}" for a, b, c in rows]
+        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}", line]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path, optimizer=None):
+        """Write the model (architecture, parameters, running statistics) and the optimizer
+        (given, or the one compile() attached) to `path` as npz, atomically."""
+        save(self, path, optimizer if optimizer is not None else self.optimizer)
+
+
+def atomic_savez(path, arrays):
+    """np.savez into a temporary file beside `path`, flushed to disk, then renamed over it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def pack(model, optimizer=None, extra=None):
+    """The arrays and the JSON meta that save() writes (checkpoints add `extra`)."""
+    arrays = {f"param/{name}": value for name, value in model.state_dict().items()}
+    meta = {"format": FORMAT, "model": model.get_config(), "optimizer": None,
+            "extra": extra or {}}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = {k: v for k, v in state.items() if k != "state"}
+        for name, slots in state["state"].items():
+            for slot, value in slots.items():
+                arrays[f"optim/{name}/{slot}"] = value
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def save(model, path, optimizer=None, extra=None):
+    atomic_savez(path, pack(model, optimizer, extra))
+
+
+def read(path):
+    """-> (meta dict, {array name: array}) of a file written by save()."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
+        raise ValueError(f"fastnn.load: {path!s} is not a readable fastnn model file ({exc})") \
+            from None
+    if "__meta__" not in arrays:
+        raise ValueError(f"fastnn.load: {path!s} is an npz file without fastnn's metadata")
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"fastnn.load: expected format {FORMAT!r}, got {meta.get('format')!r}")
+    return meta, arrays
+
+
+def load(path):
+    """Rebuild a saved model with its weights and running statistics. If an optimizer was
+    saved with it, it is rebuilt on the model's parameters with its state, as model.optimizer."""
+    meta, arrays = read(path)
+    model = build_layer(meta["model"])
+    model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()
+                           if k.startswith("param/")})
+    if meta["optimizer"] is not None:
+        from fastnn import optim
+        state = dict(meta["optimizer"])
+        state["state"] = {}
+        for key, value in arrays.items():
+            if key.startswith("optim/"):
+                name, slot = key[len("optim/"):].rsplit("/", 1)
+                state["state"].setdefault(name, {})[slot] = value
+        model.optimizer = optim.from_state_dict(model, state)
+    return model
+
+
+__all__ = ["Sequential", "load", "save", "build_value"]

@@ -1,0 +1,278 @@
+"""Optimizers and learning-rate schedules.
+
+Build one on a model or on model.named_parameters(); step() applies one update to every trainable
+parameter from its gradient, as one fused compiled pass per parameter (csrc/optim.pyx).
+State (velocities, moments) is kept per parameter name.
+
+    SGD:      p -= lr * g
+    Momentum: v = momentum*v - lr*g;  p += v
+    Nesterov: v = momentum*v - lr*g;  p += momentum*v - lr*g   (Bengio et al.'s form; PyTorch's
+              nesterov=True gives the same iterates)
+    AdaGrad:  h += g^2;  p -= lr * g / (sqrt(h) + eps)
+    RMSProp:  h = decay_rate*h + (1 - decay_rate)*g^2;  p -= lr * g / (sqrt(h) + eps)
+    Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  t += 1
+              p -= lr * mhat / (sqrt(vhat) + eps),  mhat = m/(1-b1^t),  vhat = v/(1-b2^t)
+    AdamW:    Adam, with p -= lr*weight_decay*p first (decoupled weight decay)
+
+Gradients are read as the last backward left them (layers overwrite them). zero_grad() sets them
+to zero, for code that accumulates by hand.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from fastnn.backend import backend_of
+from fastnn.layers.base import Layer, Parameter
+
+
+def _collect(params, owner):
+    if isinstance(params, Layer):
+        params = params.named_parameters()
+    refs = []
+    for item in params:
+        if not (isinstance(item, tuple) and len(item) == 3):
+            raise TypeError(f"{owner}: expected a model or (name, value, grad) triples "
+                            f"(model.named_parameters()), got an item {type(item).__name__}")
+        refs.append(item if isinstance(item, Parameter) else Parameter(*item))
+    names = [r[0] for r in refs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{owner}: parameter names repeat: {names}")
+    return refs
+
+
+def _check_hyper(owner, name, value, low=0.0, low_open=False, high=None):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"{owner}: expected {name} as a number, got {value!r}")
+    if value < low or (low_open and value == low) or (high is not None and value >= high):
+        rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{owner}: expected {name} in {rng}, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    slots = ()      # the names of the per-parameter state arrays
+    hyper = ()      # the hyperparameter names saved in state_dict
+
+    def __init__(self, params, lr):
+        owner = type(self).__name__
+        self.params = _collect(params, owner)
+        self.lr = _check_hyper(owner, "lr", lr, low_open=True)
+        self.t = 0
+        self.state = {}
+
+    def step(self):
+        """One update of every trainable parameter."""
+        self.t += 1
+        for ref in self.params:
+            if not ref.trainable:
+                continue
+            name, p, g = ref
+            state = self.state.get(name)
+            if state is None:
+                xp = backend_of(p).xp
+                state = self.state[name] = {s: xp.zeros_like(p) for s in self.slots}
+            self._update(backend_of(p, g), p, g, state)
+
+    def _update(self, B, p, g, state):
+        raise NotImplementedError
+
+    def zero_grad(self):
+        for _, _, g in self.params:
+            g[...] = 0
+
+    def state_dict(self):
+        return {"class": type(self).__name__, "lr": self.lr, "t": self.t,
+                "hyper": {h: getattr(self, h) for h in self.hyper},
+                "state": {name: {s: a.copy() for s, a in slots.items()}
+                          for name, slots in self.state.items()}}
+
+    def load_state_dict(self, d):
+        """Restore lr, the step count, hyperparameters and per-parameter state (copied)."""
+        if d.get("class") != type(self).__name__:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state is of a "
+                             f"{d.get('class')!r}")
+        shapes = {name: p for name, p, _ in self.params}
+        for name, slots in d["state"].items():
+            if name not in shapes:
+                raise KeyError(f"{type(self).__name__}.load_state_dict: no parameter {name!r} "
+                               f"(the parameters are {', '.join(shapes)})")
+            for s, a in slots.items():
+                if tuple(a.shape) != shapes[name].shape:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: {name}/{s} has "
+                                     f"shape {tuple(a.shape)}, expected {shapes[name].shape}")
+        self.lr, self.t = float(d["lr"]), int(d["t"])
+        for h, v in d.get("hyper", {}).items():
+            setattr(self, h, v)
+        self.state = {name: {s: np.array(a, dtype=shapes[name].dtype) for s, a in slots.items()}
+                      for name, slots in d["state"].items()}
+
+    def __repr__(self):
+        hp = ", ".join(f"{h}={getattr(self, h)!r}" for h in self.hyper)
+        return f"{type(self).__name__}(lr={self.lr!r}{', ' if hp else ''}{hp})"
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, lr)
+
+    def _update(self, B, p, g, state):
+        B.sgd_update(p, g, self.lr)
+
+
+class Momentum(Optimizer):
+    slots = ("v",)
+    hyper = ("momentum",)
+    nesterov = False
+
+    def __init__(self, params, lr=0.01, momentum=0.9):
+        super().__init__(params, lr)
+        self.momentum = _check_hyper(type(self).__name__, "momentum", momentum, high=1.0)
+
+    def _update(self, B, p, g, state):
+        B.momentum_update(p, g, state["v"], self.lr, self.momentum, self.nesterov)
+
+
+class Nesterov(Momentum):
+    nesterov = True
+
+
+class AdaGrad(Optimizer):
+    slots = ("h",)
+    hyper = ("eps",)
+
+    def __init__(self, params, lr=0.01, eps=1e-7):
+        super().__init__(params, lr)
+        self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
+
+    def _update(self, B, p, g, state):
+        B.adagrad_update(p, g, state["h"], self.lr, self.eps)
+
+
+class RMSProp(Optimizer):
+    slots = ("h",)
+    hyper = ("decay_rate", "eps")
+
+    def __init__(self, params, lr=0.01, decay_rate=0.99, eps=1e-7):
+        super().__init__(params, lr)
+        self.decay_rate = _check_hyper(type(self).__name__, "decay_rate", decay_rate, high=1.0)
+        self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
+
+    def _update(self, B, p, g, state):
+        B.rmsprop_update(p, g, state["h"], self.lr, self.decay_rate, self.eps)
+
+
+class Adam(Optimizer):
+    slots = ("m", "v")
+    hyper = ("beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        owner = type(self).__name__
+        self.beta1 = _check_hyper(owner, "beta1", beta1, high=1.0)
+        self.beta2 = _check_hyper(owner, "beta2", beta2, high=1.0)
+        self.eps = _check_hyper(owner, "eps", eps, low_open=True)
+        self.weight_decay = _check_hyper(owner, "weight_decay", weight_decay)
+
+    def step(self):
+        # the bias corrections of step t, shared by every parameter
+        t = self.t + 1
+        self._step_size = self.lr / (1 - self.beta1 ** t)
+        self._inv_sqrt_bc2 = 1 / math.sqrt(1 - self.beta2 ** t)
+        super().step()
+
+    def _update(self, B, p, g, state):
+        B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
+                      self._inv_sqrt_bc2, self.eps, self._decay())
+
+    def _decay(self):
+        return 0.0  # Adam: no decoupled decay (use a regularizer for L2 on the loss)
+
+
+class AdamW(Adam):
+    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay)
+
+    def _decay(self):
+        return self.lr * self.weight_decay
+
+
+_NAMED = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+          "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
+
+
+def get(name, params, **kwargs):
+    """An optimizer by name (sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw)."""
+    cls = _NAMED.get(str(name).lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(_NAMED)}")
+    return cls(params, **kwargs)
+
+
+def from_state_dict(params, d):
+    """Rebuild an optimizer of d's class on params and load d into it."""
+    cls = {c.__name__: c for c in _NAMED.values()}.get(d.get("class"))
+    if cls is None:
+        raise ValueError(f"unknown optimizer class {d.get('class')!r} in a saved state")
+    opt = cls(params, lr=d["lr"], **d.get("hyper", {}))
+    opt.load_state_dict(d)
+    return opt
+
+
+# -- learning-rate schedules: call step() once per epoch -------------------------------------
+
+class Schedule:
+    def __init__(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: expected an optimizer, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def step(self):
+        """Advance one epoch and set the optimizer's learning rate for the next one."""
+        self.epoch += 1
+        self.optimizer.lr = self.lr_at(self.epoch)
+        return self.optimizer.lr
+
+    def lr_at(self, epoch):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "base_lr": self.base_lr}
+
+    def load_state_dict(self, d):
+        self.epoch, self.base_lr = int(d["epoch"]), float(d["base_lr"])
+        self.optimizer.lr = self.lr_at(self.epoch)
+
+
+class StepDecay(Schedule):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        super().__init__(optimizer)
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepDecay: expected step_size as a positive int, got {step_size!r}")
+        self.step_size = step_size
+        self.gamma = _check_hyper("StepDecay", "gamma", gamma, low_open=True)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineDecay(Schedule):
+    """lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2, then
+    min_lr after total_epochs."""
+
+    def __init__(self, optimizer, total_epochs, min_lr=0.0):
+        super().__init__(optimizer)
+        if not isinstance(total_epochs, int) or total_epochs < 1:
+            raise ValueError(f"CosineDecay: expected total_epochs as a positive int, got "
+                             f"{total_epochs!r}")
+        self.total_epochs = total_epochs
+        self.min_lr = _check_hyper("CosineDecay", "min_lr", min_lr)
+
+    def lr_at(self, epoch):
+        frac = min(epoch, self.total_epochs) / self.total_epochs
+        return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * frac)) / 2

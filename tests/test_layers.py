@@ -1,0 +1,209 @@
+"""Every layer's backward against central differences (fastnn.gradcheck), in float64 and in
+training mode, on randomly drawn shapes; and the layers' inference-mode behaviour."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout, Flatten,
+                           Identity, L2Pool2D, LeakyReLU, Maxout, MaxPool2D, ReLU, Residual,
+                           Sigmoid, Softmax, Step, Tanh)
+
+F64 = "float64"
+TOL = 1e-6  # the issue's bound on the max relative error
+
+
+def _case(seed):
+    """Random sizes for one draw: batch, channels, spatial size."""
+    r = np.random.default_rng(seed)
+    return int(r.integers(1, 4)), int(r.integers(1, 4)), int(r.integers(5, 9)), r
+
+
+# name -> (layer factory given the random draw, input shape)
+def _cases():
+    out = []
+    for seed in range(3):
+        n, c, s, r = _case(seed)
+        d = int(r.integers(2, 7))
+        k = int(r.integers(1, 4))
+        stride = int(r.integers(1, 3))
+        pad = int(r.integers(0, 2))
+        out += [
+            (f"Dense-{seed}", lambda d=d: Dense(d, 4, dtype=F64), (n + 1, d)),
+            (f"Conv2D-{seed}", lambda c=c, k=k, stride=stride, pad=pad:
+                Conv2D(c, 3, k, stride=stride, pad=pad, dtype=F64), (n, c, s, s + 1)),
+            (f"MaxPool2D-{seed}", lambda k=k, stride=stride: MaxPool2D(k + 1, stride),
+             (n, c, s, s + 1)),
+            (f"AvgPool2D-{seed}", lambda k=k, pad=pad: AvgPool2D(k + 1, 1, pad), (n, c, s, s)),
+            (f"L2Pool2D-{seed}", lambda k=k, stride=stride: L2Pool2D(k + 1, stride), (n, c, s, s)),
+            (f"ReLU-{seed}", ReLU, (n, c, s, s)),
+            (f"LeakyReLU-{seed}", lambda: LeakyReLU(0.1), (n, d)),
+            (f"Sigmoid-{seed}", Sigmoid, (n, c, s, s)),
+            (f"Tanh-{seed}", Tanh, (n, d)),
+            (f"Identity-{seed}", Identity, (n, d)),
+            (f"Softmax-{seed}", Softmax, (n, d)),
+            (f"Flatten-{seed}", Flatten, (n, c, s, s)),
+            (f"Dropout-{seed}", lambda: Dropout(0.4, seed=seed), (n, c, s, s)),
+            (f"DropConnect-{seed}", lambda d=d: DropConnect(Dense(d, 5, dtype=F64), 0.3, seed=seed),
+             (n + 1, d)),
+            (f"BatchNorm2d-{seed}", lambda d=d: BatchNorm(d, dtype=F64), (n + 2, d)),
+            (f"BatchNorm4d-{seed}", lambda c=c: BatchNorm(c, dtype=F64), (n + 1, c, s, s)),
+            (f"Maxout2d-{seed}", lambda: Maxout(3), (n, 3 * c)),
+            (f"Maxout4d-{seed}", lambda: Maxout(2), (n, 2 * c, s, s)),
+            (f"Residual-{seed}", lambda c=c: Residual(fastnn.Sequential([
+                Conv2D(c, c, 3, pad=1, dtype=F64), BatchNorm(c, dtype=F64), ReLU(),
+                Conv2D(c, c, 3, pad=1, dtype=F64)])), (n, c, s, s)),
+            (f"ResidualProjection-{seed}", lambda c=c: Residual(
+                fastnn.Sequential([Conv2D(c, 4, 3, pad=1, dtype=F64), Tanh()]),
+                shortcut=Conv2D(c, 4, 1, dtype=F64)), (n, c, s, s)),
+            (f"ResidualDense-{seed}", lambda d=d: Residual(
+                fastnn.Sequential([Dense(d, 3, dtype=F64), Sigmoid()]),
+                shortcut=Dense(d, 3, dtype=F64)), (n, d)),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("name,make,shape", _cases(), ids=[c[0] for c in _cases()])
+def test_gradcheck_every_layer(name, make, shape):
+    fastnn.seed(1)
+    layer = make()
+    layer.train()
+    x = np.random.default_rng(7).standard_normal(shape)
+    errors = fastnn.gradcheck(layer, x)
+    assert set(errors) == {"x"} | {n for n, _, _ in layer.named_parameters()}
+    assert max(errors.values()) < TOL, errors
+
+
+def test_gradcheck_a_whole_cnn_with_regularizer():
+    fastnn.seed(2)
+    reg = fastnn.regularizers.L2(0.3)
+    model = fastnn.Sequential([
+        Conv2D(2, 3, 3, pad=1, dtype=F64, regularizer=reg), BatchNorm(3, dtype=F64), ReLU(),
+        MaxPool2D(2), Flatten(), Dense(3 * 3 * 3, 4, dtype=F64, regularizer=fastnn.regularizers.L1(0.2))])
+    x = np.random.default_rng(3).standard_normal((3, 2, 6, 6))
+    labels = np.array([0, 3, 1])
+    loss = fastnn.losses.SoftmaxCrossEntropy(regularization=model)
+
+    def value():
+        return loss.forward(model.forward(x), labels)
+
+    value()
+    model.backward(loss.backward(), need_dx=False)
+    for name, p, g in model.named_parameters():
+        analytic = g.copy()
+        numeric = np.zeros_like(p)
+        for i in range(p.size):
+            keep = p.flat[i]
+            p.flat[i] = keep + 1e-5
+            plus = value()
+            p.flat[i] = keep - 1e-5
+            minus = value()
+            p.flat[i] = keep
+            numeric.flat[i] = (plus - minus) / 2e-5
+        # (the conv bias before BatchNorm has a true gradient of 0: floor the scale)
+        err = np.max(np.abs(analytic - numeric)) / max(np.max(np.abs(numeric)), 1e-4)
+        assert err < TOL, (name, err)
+
+
+def test_step_forward_and_backward_refuses():
+    s = Step()
+    y = s.forward(np.array([[-1.0, 0.0, 2.0]]))
+    np.testing.assert_array_equal(y, [[0, 0, 1]])
+    with pytest.raises(RuntimeError, match="no useful gradient"):
+        s.backward(np.ones((1, 3)))
+
+
+def test_backward_before_forward_is_a_clear_error():
+    for layer in (Dense(3, 2), ReLU(), Conv2D(1, 1, 1), fastnn.Sequential([ReLU()])):
+        with pytest.raises(RuntimeError, match="backward called before forward"):
+            layer.backward(np.ones((1, 2), dtype=np.float32))
+
+
+def test_batchnorm_uses_running_statistics_at_inference():
+    bn = BatchNorm(3, momentum=0.5, dtype=F64)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(2.0, 3.0, (50, 3, 2, 2)) for _ in range(3)]
+    mean, var = np.zeros(3), np.ones(3)
+    for b in batches:
+        bn.forward(b)
+        mean = 0.5 * mean + 0.5 * b.mean(axis=(0, 2, 3))
+        var = 0.5 * var + 0.5 * b.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(bn.state["running_mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.state["running_var"], var, rtol=1e-12)
+    bn.params["gamma"][:] = [1.0, 2.0, 0.5]
+    bn.params["beta"][:] = [0.0, 1.0, -1.0]
+    bn.eval()
+    x = rng.normal(size=(4, 3, 2, 2))
+    expected = ((x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + bn.eps)
+                * bn.params["gamma"][None, :, None, None] + bn.params["beta"][None, :, None, None])
+    np.testing.assert_allclose(bn.forward(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(bn.state["running_mean"], mean)  # not updated in eval mode
+    # training mode normalises with the batch: per-channel mean 0, variance 1 (gamma=1, beta=0)
+    bn2 = BatchNorm(2, dtype=F64)
+    y = bn2.forward(rng.normal(5.0, 2.0, (64, 2)))
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=0), 1, rtol=1e-4)
+
+
+def test_dropout_scales_in_training_and_is_identity_at_inference():
+    d = Dropout(0.25, seed=0)
+    x = np.ones((200, 100), dtype=np.float32)
+    y = d.forward(x)
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.01
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(d.backward(x) != 0, kept)  # the same mask routes gradients
+    d.eval()
+    np.testing.assert_array_equal(d.forward(x), x)
+
+
+def test_dropconnect_uses_expected_weights_at_inference():
+    fastnn.seed(0)
+    dense = Dense(6, 4, dtype=F64)
+    dc = DropConnect(dense, 0.5, seed=1)
+    x = np.random.default_rng(0).standard_normal((3, 6))
+    outs = [dc.forward(x).copy() for _ in range(4000)]
+    y_plain = x @ dense.params["W"] + dense.params["b"]
+    assert not np.allclose(outs[0], y_plain)  # training draws masks
+    np.testing.assert_allclose(np.mean(outs, axis=0), y_plain, atol=0.1)
+    dc.eval()
+    np.testing.assert_allclose(dc.forward(x), y_plain, rtol=1e-12)
+    assert [n for n, _, _ in fastnn.Sequential([dc]).named_parameters()] == ["0.W", "0.b"]
+
+
+def test_maxout_groups_consecutive_channels():
+    x = np.arange(12, dtype=np.float64).reshape(1, 6, 1, 2)[:, [1, 0, 3, 2, 5, 4]].copy()
+    y = Maxout(2).forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x[:, 0::2], x[:, 1::2]))
+
+
+def test_l2_pool_is_the_root_mean_square():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4))
+    y = L2Pool2D(2).forward(x)
+    expected = np.sqrt((x.reshape(2, 3, 2, 2, 2, 2) ** 2).mean(axis=(3, 5)))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+def test_layers_reuse_their_buffers():
+    layer = Dense(4, 3)
+    x = np.ones((2, 4), dtype=np.float32)
+    y1 = layer.forward(x)
+    y2 = layer.forward(x * 2)
+    assert y1 is y2  # documented: an output stays valid until the layer's next forward
+    assert layer.forward(np.ones((5, 4), dtype=np.float32)).shape == (5, 3)
+
+
+def test_init_scales_and_names():
+    rng = np.random.default_rng(0)
+    big = (400, 500)
+    for name, std in (("he_normal", np.sqrt(2 / 400)), ("xavier_normal", np.sqrt(1 / 400)),
+                      ("he_uniform", np.sqrt(2 / 400)), ("xavier_uniform", np.sqrt(1 / 400))):
+        w = fastnn.init.get(name)(big, 400, rng)
+        assert abs(w.std() - std) / std < 0.02, name
+    assert abs(fastnn.init.normal(0.01)(big, 400, rng).std() - 0.01) < 2e-4
+    conv = Conv2D(3, 64, 5, init="he_normal")  # fan_in = C*KH*KW = 75
+    assert abs(conv.params["W"].std() - np.sqrt(2 / 75)) / np.sqrt(2 / 75) < 0.05
+    assert conv.params["W"].dtype == np.float32
+    with pytest.raises(ValueError, match="he_normal.*xavier_normal|xavier_normal.*he_normal"):
+        Dense(3, 3, init="glorot")
+    d = Dense(3, 2, init=lambda shape, fan_in, rng: np.full(shape, 0.5))
+    np.testing.assert_array_equal(d.params["W"], 0.5)

@@ -1,0 +1,206 @@
+"""Sequential and Residual containers, saving and loading, losses, and the errors users see."""
+import os
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import naive
+from fastnn.layers import (BatchNorm, Conv2D, Dense, DropConnect, Dropout, Flatten, MaxPool2D,
+                           ReLU, Residual)
+from fastnn.losses import MeanSquaredError, SoftmaxCrossEntropy
+
+
+def _cnn(seed=0):
+    fastnn.seed(seed)
+    return fastnn.Sequential([
+        ("conv1", Conv2D(1, 4, 3, pad=1)), BatchNorm(4), ReLU(), MaxPool2D(2),
+        Residual(fastnn.Sequential([Conv2D(4, 4, 3, pad=1), ReLU()])),
+        Flatten(), DropConnect(Dense(4 * 4 * 4, 16), 0.2), ReLU(), Dropout(0.3), Dense(16, 3)])
+
+
+def _train(model, opt, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    loss = SoftmaxCrossEntropy()
+    for _ in range(steps):
+        x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+        loss.forward(model.forward(x), rng.integers(0, 3, 5))
+        model.backward(loss.backward(), need_dx=False)
+        opt.step()
+
+
+def test_named_parameters_and_indexing():
+    model = _cnn()
+    names = [n for n, _, _ in model.named_parameters()]
+    assert names == ["conv1.W", "conv1.b", "1.gamma", "1.beta", "4.block.0.W", "4.block.0.b",
+                     "6.W", "6.b", "9.W", "9.b"]
+    assert model["conv1"] is model[0]
+    assert isinstance(model[-1], Dense)
+    assert len(model[:4]) == 4 and model[:4][0] is model[0]
+    assert [n for n, _ in model.named_state()] == ["1.running_mean", "1.running_var"]
+    model.eval()
+    assert not any(layer.training for layer in model.layers_flat())
+    model.train()
+    assert all(layer.training for layer in model.layers_flat())
+    with pytest.raises(KeyError, match="conv1"):
+        model["nope"]
+
+
+def test_save_load_round_trips_model_and_optimizer_bitwise(tmp_path):
+    model = _cnn()
+    opt = fastnn.optim.Adam(model, lr=0.01)
+    _train(model, opt, 3)
+    path = tmp_path / "model.npz"
+    model.save(path, optimizer=opt)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temp file left behind
+    loaded = fastnn.load(path)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert "1.running_var" in b and not np.all(b["1.running_var"] == 1)
+    sa, sb = opt.state_dict(), loaded.optimizer.state_dict()
+    assert (sa["t"], sa["lr"], sa["hyper"]) == (sb["t"], sb["lr"], sb["hyper"])
+    for name in sa["state"]:
+        for slot in sa["state"][name]:
+            np.testing.assert_array_equal(sa["state"][name][slot], sb["state"][name][slot])
+    x = np.random.default_rng(5).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    model.eval()
+    loaded.eval()
+    np.testing.assert_array_equal(model.forward(x), loaded.forward(x))
+
+
+def test_load_state_dict_strict_and_transfer():
+    trained = _cnn(seed=3)
+    fresh = _cnn(seed=4)
+    fresh.load_state_dict(trained.state_dict())
+    np.testing.assert_array_equal(fresh["conv1"].params["W"], trained["conv1"].params["W"])
+    # a new head with 5 classes: the trunk loads with strict=False, the head keeps its init
+    fastnn.seed(9)
+    new = fastnn.Sequential([("conv1", Conv2D(1, 4, 3, pad=1)), BatchNorm(4), ReLU(),
+                             MaxPool2D(2), Flatten(), ("head", Dense(64, 5))])
+    trunk = {k: v for k, v in trained.state_dict().items() if k.startswith(("conv1", "1."))}
+    with pytest.raises(KeyError, match="missing"):
+        new.load_state_dict(trunk)
+    missing, unexpected = new.load_state_dict(trunk, strict=False)
+    assert missing == ["head.W", "head.b"] and unexpected == []
+    np.testing.assert_array_equal(new["conv1"].params["W"], trained["conv1"].params["W"])
+    with pytest.raises(ValueError, match="shape"):
+        new.load_state_dict({"head.W": np.zeros((3, 3))}, strict=False)
+    new.freeze("conv1", "1")
+    trainable = [p.name for p in new.named_parameters() if p.trainable]
+    assert trainable == ["head.W", "head.b"]
+
+
+def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
+    model = _cnn()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_load_rejects_foreign_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable fastnn model"):
+        fastnn.load(bad)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="metadata"):
+        fastnn.load(tmp_path / "plain.npz")
+
+
+def test_summary_table():
+    text = _cnn().summary((1, 8, 8), print_fn=None)
+    assert "conv1 (Conv2D)" in text and "(None, 4, 8, 8)" in text and "(None, 3)" in text
+    assert "Total params: 1,287" in text  # conv1 40 + BatchNorm 8 + residual conv 148 + 1040 + 51
+    assert _cnn().num_params() == 1287
+
+
+def test_wrong_input_shape_names_the_layer():
+    model = fastnn.Sequential([("conv1", Conv2D(1, 30, 5)), ReLU(), Flatten(), Dense(30 * 24 * 24, 10)])
+    with pytest.raises(ValueError, match=r"Conv2D 'conv1': expected input \(N, 1, H, W\), "
+                                         r"got \(100, 784\)"):
+        model.forward(np.zeros((100, 784), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"Dense '0': expected input \(N, 10\), got \(2, 1, 4, 4\)"
+                                         r" \(put a Flatten\(\) before it\)"):
+        fastnn.Sequential([Dense(10, 2)]).forward(np.zeros((2, 1, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="float32 input"):
+        model.forward(np.zeros((1, 1, 28, 28)))
+    with pytest.raises(ValueError, match="kernel 5x5 is larger"):
+        model.forward(np.zeros((1, 1, 3, 3), dtype=np.float32))
+
+
+def test_softmax_cross_entropy_matches_the_oracle_and_is_stable():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 4)) * 3
+    labels = rng.integers(0, 4, 6)
+    loss = SoftmaxCrossEntropy()
+    value = loss.forward(logits, labels)
+    ref, probs = naive.softmax_cross_entropy_forward(logits, labels)
+    assert value == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), naive.softmax_cross_entropy_backward(probs, labels),
+                               rtol=1e-12, atol=1e-15)
+    assert loss.forward(logits, np.eye(4)[labels]) == pytest.approx(ref, rel=1e-12)  # one-hot
+    huge = np.array([[1000.0, 0.0, -1000.0]], dtype=np.float32)
+    assert loss.forward(huge, np.array([0])) == pytest.approx(0.0, abs=1e-6)
+    assert loss.forward(huge, np.array([2])) == pytest.approx(2000.0, rel=1e-6)  # no log(0)
+    assert fastnn.gradcheck_loss(SoftmaxCrossEntropy(), logits, labels) < 1e-7
+    with pytest.raises(ValueError, match=r"labels in \[0, 4\)"):
+        loss.forward(logits, labels + 4)
+    with pytest.raises(ValueError, match="one-hot"):
+        loss.forward(logits, np.full((6, 4), 0.25))
+
+
+def test_mean_squared_error():
+    y = np.array([[1.0, 2.0], [3.0, 5.0]])
+    t = np.array([[1.0, 0.0], [2.0, 5.0]])
+    loss = MeanSquaredError()
+    assert loss.forward(y, t) == pytest.approx((0 + 4 + 1 + 0) / 4)
+    np.testing.assert_allclose(loss.backward(), 2 * (y - t) / 4)
+    assert fastnn.gradcheck_loss(MeanSquaredError(), y, t) < 1e-8
+
+
+def test_regularized_loss_includes_the_penalty():
+    fastnn.seed(0)
+    model = fastnn.Sequential([Dense(3, 2, dtype="float64")]).regularize(fastnn.regularizers.L2(0.5))
+    x, labels = np.ones((2, 3)), np.array([0, 1])
+    plain = SoftmaxCrossEntropy().forward(model.forward(x), labels)
+    with_reg = SoftmaxCrossEntropy(regularization=model).forward(model.forward(x), labels)
+    W = model[0].params["W"]
+    assert with_reg - plain == pytest.approx(0.25 * np.sum(W * W), rel=1e-12)
+    l1 = fastnn.Sequential([Dense(3, 2, dtype="float64")]).regularize(fastnn.regularizers.L1(0.1))
+    assert l1.penalty() == pytest.approx(0.1 * np.abs(l1[0].params["W"]).sum())
+
+
+def test_nan_loss_names_the_step():
+    loss = SoftmaxCrossEntropy()
+    good = np.zeros((2, 3), dtype=np.float32)
+    loss.forward(good, np.array([0, 1]))
+    loss.forward(good, np.array([0, 1]))
+    with pytest.raises(FloatingPointError, match="nan at step 3"):
+        loss.forward(np.full((2, 3), np.nan, dtype=np.float32), np.array([0, 1]))
+    with pytest.raises(FloatingPointError, match="inf at step 1"):
+        MeanSquaredError().forward(np.array([np.inf]), np.array([0.0]))
+
+
+def test_residual_identity_sums_both_paths():
+    fastnn.seed(0)
+    block = fastnn.Sequential([Dense(3, 3, dtype="float64")])
+    res = Residual(block)
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    np.testing.assert_allclose(res.forward(x), block.forward(x) + x)
+    dy = np.ones((2, 3))
+    res.forward(x)
+    np.testing.assert_allclose(res.backward(dy), dy @ block[0].params["W"].T + dy)
+    with pytest.raises(ValueError, match="projection shortcut"):
+        Residual(fastnn.Sequential([Dense(3, 4, dtype="float64")])).forward(x)
