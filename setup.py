@@ -39,7 +39,9 @@ def _openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         compile_flags, link_flags = _openmp_flags(self.compiler)
-        optimise = [] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        # -fno-math-errno: sqrt need not set errno, so the compiler can vectorise it (the
+        # optimizer kernels); nothing in fastnn reads errno
+        optimise = [] if self.compiler.compiler_type == "msvc" else ["-O3", "-fno-math-errno"]
         for ext in self.extensions:
             ext.extra_compile_args += optimise + compile_flags
             ext.extra_link_args += link_flags

@@ -26,6 +26,7 @@ class ParallelGemm:
         self._blas = None  # threadpoolctl controllers of the loaded BLAS libraries, found lazily
         self._pool = None
         self._workers = 0
+        self._partials = {}  # (shape, dtype, block) -> the buffer of one inner block's product
 
     def _setup(self, threads):
         if self._blas is None:
@@ -53,6 +54,16 @@ class ParallelGemm:
                 return np.matmul(a, b, out=out)
             return self._split(a, b, out, threads)
 
+    def _partial(self, out, block):
+        """A reused buffer for one inner block's product (no allocation per call)."""
+        key = (out.shape, out.dtype.str, block)
+        buf = self._partials.get(key)
+        if buf is None:
+            if len(self._partials) > 64:  # many shapes seen: start over rather than grow
+                self._partials.clear()
+            buf = self._partials[key] = np.empty_like(out)
+        return buf
+
     def _split(self, a, b, out, threads):
         m, k = a.shape
         saved = [lc.num_threads for lc in self._blas]
@@ -68,8 +79,9 @@ class ParallelGemm:
                     job.result()
             else:  # split the inner dimension and add the partial products
                 edges = np.linspace(0, k, threads + 1).astype(int)
-                jobs = [self._pool.submit(np.matmul, a[:, lo:hi], b[lo:hi])
-                        for lo, hi in zip(edges[1:-1], edges[2:])]
+                partials = [self._partial(out, i) for i in range(threads - 1)]
+                jobs = [self._pool.submit(np.matmul, a[:, lo:hi], b[lo:hi], out=part)
+                        for lo, hi, part in zip(edges[1:-1], edges[2:], partials)]
                 np.matmul(a[:, :edges[1]], b[:edges[1]], out=out)
                 for job in jobs:
                     out += job.result()
