@@ -14,8 +14,9 @@ from fastnn.backend import HAVE_EXT, HAVE_OPENMP, backend_of, get_num_threads, s
 from fastnn.gradcheck import gradcheck, gradcheck_loss
 from fastnn.init import seed
 from fastnn.model import Sequential, load
+from fastnn.trainer import History, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["HAVE_EXT", "HAVE_OPENMP", "Sequential", "backend_of", "get_num_threads",
+__all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of", "get_num_threads",
            "gradcheck", "gradcheck_loss", "init", "layers", "load", "losses", "naive", "ops",
            "optim", "regularizers", "seed", "set_num_threads", "__version__"]

@@ -132,6 +132,36 @@ class Sequential(Container):
             print_fn(text)
         return text
 
+    # -- Keras-style training (fastnn.trainer.Trainer does the work) ------------------------
+    def compile(self, loss="cross_entropy", optimizer="adam", metrics=("accuracy",), seed=None):
+        """Choose the loss (a fastnn.losses instance or name), the optimizer (an instance or a
+        name from fastnn.optim: built on this model with its default settings) and metrics."""
+        from fastnn.trainer import Trainer
+        self.trainer = Trainer(self, loss, optimizer, metrics, seed=seed)
+        self.optimizer = self.trainer.optimizer
+        return self
+
+    def _trainer(self):
+        trainer = self.__dict__.get("trainer")
+        if trainer is None:
+            raise RuntimeError(f"{self.label}: call compile(loss, optimizer) before fit")
+        return trainer
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
+            callbacks=(), verbose=1, **kwargs):
+        """Train; returns a History of per-epoch losses and metrics (see Trainer.fit)."""
+        return self._trainer().fit(x, y, epochs, batch_size, validation_data, validation_split,
+                                   callbacks, verbose, **kwargs)
+
+    def evaluate(self, x, y, batch_size=256):
+        """{"loss": ..., "accuracy": ...} in inference mode."""
+        return self._trainer().evaluate(x, y, batch_size)
+
+    def predict(self, x, batch_size=256):
+        """The outputs for x in inference mode, as a new array (compile is not needed)."""
+        from fastnn.trainer import predict
+        return predict(self, x, batch_size)
+
     def save(self, path, optimizer=None):
         """Write the model (architecture, parameters, running statistics) and the optimizer
         (given, or the one compile() attached) to `path` as npz, atomically."""

@@ -1,0 +1,158 @@
+"""Minibatches and image transforms.
+
+    loader = DataLoader(x, y, batch_size=100, shuffle=True, seed=0,
+                        transform=Compose([RandomShift(2), RandomRotation(10)]))
+    for xb, yb in loader: ...
+
+A transform is a callable (batch, rng) -> batch on an (N, C, H, W) float batch (or (N, D) for
+Normalize); the loader passes its own generator, so a seeded run augments reproducibly.
+"""
+import numbers
+
+import numpy as np
+
+
+class DataLoader:
+    """Iterate (x_batch, y_batch) minibatches over arrays x (N, ...) and y (N, ...).
+
+    shuffle: a new order each epoch, drawn from this loader's generator (seed= makes it
+    reproducible; `rng` is saved in checkpoints). drop_last: skip a final smaller batch.
+    reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
+    Trainer uses); by default each batch is a fresh array."""
+
+    def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
+                 transform=None, reuse_buffers=False):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
+            raise ValueError(f"DataLoader: expected x and y with the same number of samples, got "
+                             f"x {x.shape} and y {y.shape}")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"DataLoader: expected batch_size as a positive int, got {batch_size!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: expected transform as a callable, got "
+                            f"{type(transform).__name__}")
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.transform = transform
+        self.rng = np.random.default_rng(seed)
+        self.reuse_buffers = reuse_buffers
+        self._buffers = {}
+
+    def __len__(self):
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _take(self, key, a, idx):
+        shape = (len(idx),) + a.shape[1:]
+        if not self.reuse_buffers:
+            return np.take(a, idx, axis=0)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = np.empty(shape, a.dtype)
+        return np.take(a, idx, axis=0, out=buf)
+
+    def __iter__(self):
+        n = len(self.x)
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb, yb = self._take("x", self.x, idx), self._take("y", self.y, idx)
+            if self.transform is not None:
+                xb = self.transform(xb, self.rng)
+            yield xb, yb
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, x, rng):
+        for t in self.transforms:
+            x = t(x, rng)
+        return x
+
+
+def _images(name, x):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected an image batch (N, C, H, W), got {x.shape}")
+
+
+class RandomShift:
+    """Shift each image by up to max_shift pixels in each direction, filling with zeros."""
+
+    def __init__(self, max_shift=2):
+        if not isinstance(max_shift, numbers.Integral) or max_shift < 0:
+            raise ValueError(f"RandomShift: expected max_shift as an int >= 0, got {max_shift!r}")
+        self.max_shift = int(max_shift)
+
+    def __call__(self, x, rng):
+        _images("RandomShift", x)
+        s = self.max_shift
+        if s == 0:
+            return x
+        n, _, h, w = x.shape
+        padded = np.zeros(x.shape[:2] + (h + 2 * s, w + 2 * s), x.dtype)
+        padded[:, :, s:s + h, s:s + w] = x
+        dy, dx = rng.integers(0, 2 * s + 1, n), rng.integers(0, 2 * s + 1, n)
+        out = np.empty_like(x)
+        for i in range(n):
+            out[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        return out
+
+
+class RandomRotation:
+    """Rotate each image about its centre by an angle drawn from [-max_degrees, max_degrees],
+    with bilinear interpolation and zeros outside the image."""
+
+    def __init__(self, max_degrees=10.0):
+        if not isinstance(max_degrees, numbers.Real) or max_degrees < 0:
+            raise ValueError(f"RandomRotation: expected max_degrees >= 0, got {max_degrees!r}")
+        self.max_degrees = float(max_degrees)
+
+    def __call__(self, x, rng):
+        _images("RandomRotation", x)
+        n, c, h, w = x.shape
+        theta = np.deg2rad(rng.uniform(-self.max_degrees, self.max_degrees, n))[:, None, None]
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
+        # inverse mapping: the source pixel of each output pixel
+        src_y = np.cos(theta) * yy - np.sin(theta) * xx + cy
+        src_x = np.sin(theta) * yy + np.cos(theta) * xx + cx
+        y0, x0 = np.floor(src_y).astype(np.int64), np.floor(src_x).astype(np.int64)
+        fy, fx = (src_y - y0).astype(x.dtype), (src_x - x0).astype(x.dtype)
+        out = np.zeros_like(x)
+        batch = np.arange(n)[:, None, None]
+        for oy, ox, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                            (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+            py, px = y0 + oy, x0 + ox
+            inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+            pyc, pxc = np.clip(py, 0, h - 1), np.clip(px, 0, w - 1)
+            for ch in range(c):
+                out[:, ch] += np.where(inside, x[batch, ch, pyc, pxc], 0) * wgt
+        return out
+
+
+class Normalize:
+    """(x - mean) / std, with mean and std given or computed once from data via fit(x): scalars
+    over the whole dataset (the MNIST convention: mean 0, variance 1 overall)."""
+
+    def __init__(self, mean=None, std=None):
+        self.mean, self.std = mean, std
+
+    def fit(self, x):
+        self.mean, self.std = float(np.mean(x)), float(np.std(x))
+        if not self.std > 0:
+            raise ValueError("Normalize.fit: the data has zero variance")
+        return self
+
+    def __call__(self, x, rng=None):
+        if self.mean is None or self.std is None:
+            raise RuntimeError("Normalize: call fit(x_train) first, or give mean and std")
+        out = (x - x.dtype.type(self.mean)) / x.dtype.type(self.std)
+        return out.astype(x.dtype, copy=False)
+
+    def __repr__(self):
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+__all__ = ["Compose", "DataLoader", "Normalize", "RandomRotation", "RandomShift"]

@@ -1,0 +1,259 @@
+"""The training loop: Trainer (and model.compile / fit / evaluate / predict built on it).
+
+    model.compile(loss="cross_entropy", optimizer=fastnn.optim.Adam(model, lr=1e-3))
+    history = model.fit(x, y, epochs=3, batch_size=100, validation_split=0.1,
+                        callbacks=[EarlyStopping(patience=2), ModelCheckpoint("ckpt.npz")])
+    model.evaluate(x_test, y_test)      # {"loss": ..., "accuracy": ...}
+
+A checkpoint (Trainer.save_checkpoint, ModelCheckpoint) holds the model, the optimizer, the
+epoch, the history so far and every random generator the run uses (fastnn's default one, each
+Dropout/DropConnect layer's, the data loader's): fit(..., resume_from=path) continues exactly
+where the run stopped, bit for bit like a run that never stopped.
+"""
+import time
+
+import numpy as np
+
+from fastnn import init as initializers, losses as losses_mod, model as model_io
+from fastnn.datasets.loader import DataLoader
+from fastnn.progress import Progress
+
+
+def accuracy(pred, y):
+    """The fraction of rows whose largest output is the label (or the one-hot's 1)."""
+    labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+    return float(np.mean(np.argmax(pred, axis=1) == labels))
+
+
+METRICS = {"accuracy": accuracy, "acc": accuracy}
+
+
+def cast_input(model, x):
+    """x as an array of the model's dtype (the dtype of its parameters; float32 without any)."""
+    params = list(model.named_parameters())
+    dtype = params[0][1].dtype if params else np.float32
+    x = np.asarray(x)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def predict(model, x, batch_size=256):
+    """The model's outputs for x in inference mode, as a new array."""
+    x = cast_input(model, x)
+    was = model.training
+    model.eval()
+    try:
+        outs = [model.forward(np.ascontiguousarray(x[i:i + batch_size])).copy()
+                for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    if not outs:
+        raise ValueError("predict: expected at least one sample, got an empty array")
+    return np.concatenate(outs)
+
+
+class History:
+    """Per-epoch logs: history.history["loss"], ["val_accuracy"], ... and history.epoch."""
+
+    def __init__(self):
+        self.history, self.epoch = {}, []
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def to_dict(self):
+        return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, d):
+        h = cls()
+        h.epoch = list(d.get("epoch", []))
+        h.history = {k: list(v) for k, v in d.items() if k != "epoch"}
+        return h
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _stochastic_layers(model):
+    out = []
+    if hasattr(model, "rng"):
+        out.append(model)
+    for _, child in model.children():
+        out.extend(_stochastic_layers(child))
+    return out
+
+
+class Trainer:
+    def __init__(self, model, loss, optimizer, metrics=("accuracy",), seed=None):
+        from fastnn import optim
+        self.model = model
+        self.loss = losses_mod.get(loss)
+        if self.loss.regularization is None and model.penalty() != 0:
+            self.loss.regularization = model  # the model's regularizers count in the loss
+        if isinstance(optimizer, str):
+            optimizer = optim.get(optimizer, model)
+        if not isinstance(optimizer, optim.Optimizer):
+            raise TypeError(f"Trainer: expected an optimizer or its name, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"Trainer: unknown metrics {unknown}: expected some of {list(METRICS)}")
+        self.metrics = list(metrics)
+        self.rng = np.random.default_rng(seed)  # shuffling and augmentation
+        self.epoch = 0                           # epochs completed
+        self.step = 0                            # optimizer steps taken
+        self.history = History()
+        self.stop_training = False
+        self.loader = None
+
+    # -- one step ------------------------------------------------------------------------
+    def train_step(self, xb, yb):
+        """Forward, loss, backward and one optimizer update; returns (loss, predictions)."""
+        self.step += 1
+        try:
+            value = self.loss.forward(self.model.forward(xb), yb)
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"{exc} (training step {self.step}, epoch "
+                                     f"{self.epoch + 1})") from None
+        self.model.backward(self.loss.backward(), need_dx=False)
+        self.optimizer.step()
+        return value
+
+    # -- fit -------------------------------------------------------------------------------
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
+            callbacks=(), verbose=1, shuffle=True, transform=None, resume_from=None,
+            stream=None):
+        """Train until `epochs` epochs are complete (counting those of a resumed run)."""
+        x, y = self._cast(x), np.asarray(y)
+        if validation_data is not None and validation_split:
+            raise ValueError("fit: give validation_data or validation_split, not both")
+        if validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"fit: expected validation_split in (0, 1), got {validation_split}")
+            cut = len(x) - int(round(len(x) * validation_split))
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        if validation_data is not None:
+            validation_data = (self._cast(validation_data[0]), np.asarray(validation_data[1]))
+        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, transform=transform,
+                                 reuse_buffers=True)
+        self.loader.rng = self.rng
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            cb.trainer = self
+        self.stop_training = False
+        self.model.train()
+        for cb in callbacks:
+            cb.on_train_begin()
+        while self.epoch < epochs and not self.stop_training:
+            logs = self._run_epoch(epochs, validation_data, callbacks, verbose, stream)
+            self.epoch += 1
+            self.history.append(self.epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(self.epoch, logs)
+        for cb in callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def _run_epoch(self, epochs, validation_data, callbacks, verbose, stream):
+        for cb in callbacks:
+            cb.on_epoch_begin(self.epoch + 1)
+        self.model.train()
+        progress = Progress(self.epoch + 1, epochs, len(self.loader.x), verbose, stream)
+        start = time.perf_counter()
+        total_loss, total_correct, seen = 0.0, 0.0, 0
+        for xb, yb in self.loader:
+            value = self.train_step(xb, yb)
+            n = len(xb)
+            seen += n
+            total_loss += value * n
+            logs = {"loss": total_loss / seen}
+            if self.metrics:
+                # the probabilities the loss computed: no extra pass over the batch
+                out = getattr(self.loss, "probabilities", None)
+                if out is None:
+                    out = self.model[-1]._buffers.get("y") if len(self.model) else None
+                total_correct += accuracy(out, yb) * n if out is not None else 0
+                logs.update({m: total_correct / seen for m in self.metrics})
+            progress.update(seen, logs)
+        logs["lr"] = self.optimizer.lr
+        logs["time"] = time.perf_counter() - start
+        if validation_data is not None:
+            val = self.evaluate(*validation_data, batch_size=self.loader.batch_size)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        progress.finish(logs)
+        return logs
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _cast(self, x):
+        return cast_input(self.model, x)
+
+    def predict(self, x, batch_size=256):
+        return predict(self.model, x, batch_size)
+
+    def evaluate(self, x, y, batch_size=256):
+        """{"loss": mean loss, metric: value} on (x, y) in inference mode."""
+        x, y = self._cast(x), np.asarray(y)
+        was = self.model.training
+        self.model.eval()
+        loss = type(self.loss)()  # no regularization term: the data loss alone
+        total, correct = 0.0, 0.0
+        try:
+            for i in range(0, len(x), batch_size):
+                xb, yb = np.ascontiguousarray(x[i:i + batch_size]), y[i:i + batch_size]
+                out = self.model.forward(xb)
+                total += loss.forward(out, yb) * len(xb)
+                correct += accuracy(out, yb) * len(xb) if self.metrics else 0
+        finally:
+            self.model.train(was)
+        result = {"loss": total / max(len(x), 1)}
+        result.update({m: correct / max(len(x), 1) for m in self.metrics})
+        return result
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _rng_states(self):
+        return {"trainer": self.rng.bit_generator.state,
+                "fastnn": initializers.default_rng().bit_generator.state,
+                "layers": [layer.rng.bit_generator.state
+                           for layer in _stochastic_layers(self.model)]}
+
+    def save_checkpoint(self, path):
+        """Model, optimizer, epoch, step, history and RNG states, written atomically."""
+        extra = {"epoch": self.epoch, "step": self.step, "loss_steps": self.loss.steps,
+                 "history": self.history.to_dict(), "rng": self._rng_states()}
+        model_io.save(self.model, path, self.optimizer, extra=extra)
+
+    def load_checkpoint(self, path):
+        meta, arrays = model_io.read(path)
+        extra = meta.get("extra") or {}
+        if "epoch" not in extra:
+            raise ValueError(f"{path}: a saved model, not a training checkpoint (no epoch)")
+        self.model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()
+                                    if k.startswith("param/")})
+        state = dict(meta["optimizer"])
+        state["state"] = {}
+        for key, value in arrays.items():
+            if key.startswith("optim/"):
+                name, slot = key[len("optim/"):].rsplit("/", 1)
+                state["state"].setdefault(name, {})[slot] = value
+        self.optimizer.load_state_dict(state)
+        self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
+        self.loss.steps = int(extra.get("loss_steps", 0))
+        self.history = History.from_dict(extra["history"])
+        rng = extra["rng"]
+        self.rng.bit_generator.state = rng["trainer"]
+        initializers.default_rng().bit_generator.state = rng["fastnn"]
+        layers = _stochastic_layers(self.model)
+        if len(layers) != len(rng["layers"]):
+            raise ValueError(f"{path}: the checkpoint has {len(rng['layers'])} random layers, "
+                             f"the model {len(layers)}")
+        for layer, s in zip(layers, rng["layers"]):
+            layer.rng.bit_generator.state = s
+        return self
+
+
+__all__ = ["History", "Trainer", "accuracy"]
