@@ -126,7 +126,8 @@ class Trainer:
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
             callbacks=(), verbose=1, shuffle=True, transform=None, resume_from=None,
             stream=None):
-        """Train until `epochs` epochs are complete (counting those of a resumed run)."""
+        """Train `epochs` more epochs; with resume_from, load that checkpoint and train until
+        `epochs` epochs in all are complete. Returns the History of the whole run."""
         x, y = self._cast(x), np.asarray(y)
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
@@ -142,6 +143,9 @@ class Trainer:
         self.loader.rng = self.rng
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+            target = epochs
+        else:
+            target = self.epoch + epochs
         callbacks = list(callbacks)
         for cb in callbacks:
             cb.trainer = self
@@ -149,8 +153,8 @@ class Trainer:
         self.model.train()
         for cb in callbacks:
             cb.on_train_begin()
-        while self.epoch < epochs and not self.stop_training:
-            logs = self._run_epoch(epochs, validation_data, callbacks, verbose, stream)
+        while self.epoch < target and not self.stop_training:
+            logs = self._run_epoch(target, validation_data, callbacks, verbose, stream)
             self.epoch += 1
             self.history.append(self.epoch, logs)
             for cb in callbacks:
