@@ -35,7 +35,8 @@ def build_parser():
                    help="folder holding mnist/ (default: $FASTNN_DATA or ~/.cache/fastnn)")
     t.add_argument("--out", default="fastnn-run", help="folder for history, checkpoint, plots")
     t.add_argument("--validation-split", type=float, default=0.0,
-                   help="hold out this fraction of the training images for validation")
+                   help="validate on this held-out fraction of the training images instead "
+                        "of on the test images after each epoch")
     t.add_argument("--train-subset", type=int, default=None,
                    help="train on the first N training images only (quick runs, CI)")
     t.add_argument("--augment", action="store_true",
@@ -79,7 +80,11 @@ def train(args, stream=None):
                   f"{args.epochs} epoch(s), seed {args.seed}, {fastnn.get_num_threads()} threads\n")
     transform = Compose([RandomShift(2), RandomRotation(10)]) if args.augment else None
     start = time.perf_counter()
+    # the validation curve: the test images after each epoch (as the course plots train vs
+    # test accuracy), or a held-out part of the training set
+    validation = None if args.validation_split else (x_test, y_test)
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_data=validation,
                         validation_split=args.validation_split or None, callbacks=cbs,
                         verbose=verbose, transform=transform, resume_from=args.resume,
                         stream=out)

@@ -19,6 +19,7 @@ def _pyplot():
 
 def learning_curves(history, path, title=None):
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     h = history.to_dict() if hasattr(history, "to_dict") else dict(history)
     epochs = h["epoch"]
     panels = [k for k in ("loss", "accuracy") if k in h]
@@ -28,6 +29,7 @@ def learning_curves(history, path, title=None):
         if f"val_{key}" in h:
             ax.plot(epochs, h[f"val_{key}"], "s-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()

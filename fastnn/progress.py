@@ -46,7 +46,7 @@ class Progress:
     def finish(self, logs):
         if self.verbose == 0:
             return
-        elapsed = time.perf_counter() - self.start
+        elapsed = logs.get("time", time.perf_counter() - self.start)  # training, not validation
         rate = self.total / max(elapsed, 1e-9)
         prefix = "\r" if self.live else ""
         self.stream.write(f"{prefix}Epoch {self.epoch}/{self.epochs}  {_fmt_logs(logs)}  "

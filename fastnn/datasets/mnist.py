@@ -14,6 +14,7 @@ import glob
 import gzip
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,12 @@ def _http_get(url, name, timeout, stream):
     return b"".join(chunks)
 
 
+def _unreachable(exc):
+    """A host that does not resolve or refuses connections: retrying will not help."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, (socket.gaierror, ConnectionRefusedError))
+
+
 def _from_mirror(base, name, timeout, stream, retries=1):
     url = base.rstrip("/") + "/" + name + ".gz"
     last = None
@@ -155,6 +162,8 @@ def _from_mirror(base, name, timeout, stream, retries=1):
             return raw
         except (OSError, EOFError, ValueError, MNISTError, urllib.error.URLError) as exc:
             last = exc
+            if _unreachable(exc):
+                break
     raise MNISTError(f"{url}: {last}")
 
 
