@@ -48,21 +48,48 @@ def _conv_args(op, x, W, b, stride, pad):
     return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
 
 
+# A convolution runs over the batch in chunks whose im2col matrix fits in the CPU's cache
+# (about this many bytes): im2col writes it, the GEMM reads it back at once, and nothing the
+# size of the whole batch's column matrix (45 MB for a 16-channel 3x3 layer on 100 MNIST
+# images) goes out to memory and back. The backward pass rebuilds each chunk's columns instead
+# of keeping them, which costs less than re-reading them from memory.
+CHUNK_BYTES = 1 << 21
+
+
+def _chunk_images(n, oh, ow, k, itemsize):
+    return max(1, min(n, CHUNK_BYTES // max(oh * ow * k * itemsize, 1)))
+
+
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None):
-    """Convolution (cross-correlation) through im2col and one GEMM.
+    """Convolution (cross-correlation) through im2col and GEMM.
 
     x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
-    With return_cols=True returns (y, cols): pass cols to conv2d_backward to skip a second
-    im2col. out / cols_out: preallocated y / cols to write into (a layer reuses them).
+    With return_cols=True returns (y, cols), the whole batch's im2col matrix: pass it to
+    conv2d_backward to skip rebuilding it. out / cols_out: preallocated y / cols to write into.
+    Without return_cols the batch runs in cache-sized chunks (CHUNK_BYTES).
     """
     kernel, stride, pad, (oh, ow) = _conv_args("conv2d_forward", x, W, b, stride, pad)
     B = backend_of(x, W, b, out, cols_out)
-    n, f = x.shape[0], W.shape[0]
-    cols = B.im2col(x, kernel, stride, pad, out=cols_out)          # (N*OH*OW, C*KH*KW)
-    rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
-    B.gemm(cols, W.reshape(f, -1), trans_b=True, out=rows)          # (N*OH*OW, F)
-    y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out)
-    return (y, cols) if return_cols else y
+    n, f, k = x.shape[0], W.shape[0], W[0].size
+    W2d = W.reshape(f, k)
+    if return_cols or cols_out is not None:
+        cols = B.im2col(x, kernel, stride, pad, out=cols_out)      # (N*OH*OW, C*KH*KW)
+        rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
+        B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
+        y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out)
+        return (y, cols) if return_cols else y
+    y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
+        else B.empty((n, f, oh, ow), x.dtype)
+    step = _chunk_images(n, oh, ow, k, x.itemsize)
+    cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
+    rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        m = (n1 - n0) * oh * ow
+        B.im2col(x[n0:n1], kernel, stride, pad, out=cols[:m])
+        B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
+        B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1])
+    return y
 
 
 def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None,
@@ -70,38 +97,59 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
     """Gradients of conv2d_forward -> (dx, dW, db).
 
     dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
-    is the forward's im2col matrix (recomputed from x when None). With need_dx=False (a first
-    layer) dx is None and its GEMM and col2im are skipped; with need_dW=False (frozen weights)
-    dW and db are None. dx_out, dW_out, db_out: preallocated outputs to write into.
+    is the forward's im2col matrix (rebuilt chunk by chunk from x when None). With
+    need_dx=False (a first layer) dx is None and its GEMM and col2im are skipped; with
+    need_dW=False (frozen weights) dW and db are None. dx_out, dW_out, db_out: preallocated
+    outputs to write into.
     """
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _conv_args(op, x, W, None, stride, pad)
     B = backend_of(dy, x, W, cols, dx_out, dW_out, db_out)
-    n, f = x.shape[0], W.shape[0]
+    n, f, k = x.shape[0], W.shape[0], W[0].size
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
     _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
     if dW_out is not None:
         _checks.out_array(op, dW_out, W.shape, W.dtype, name="dW_out")
-    if cols is None and need_dW:
-        cols = B.im2col(x, kernel, stride, pad,
-                        out=B.scratch("conv_cols", (n * oh * ow, W[0].size), x.dtype))
-    elif cols is not None:
+    if db_out is not None:
+        _checks.out_array(op, db_out, (f,), W.dtype, name="db_out")
+    if cols is not None:
         _checks.array(op, "cols", cols, 2, dtypes=(x.dtype,))
-        _checks.same_shape(op, "cols", cols, (n * oh * ow, W[0].size))
-    rows, db = B.nchw_to_rows(dy, out=B.scratch("conv_rows", (n * oh * ow, f), x.dtype),
-                              sums_out=db_out)
-    dW = None
-    if need_dW:
-        dW2d = None if dW_out is None else dW_out.reshape(f, -1)
-        dW = B.gemm(rows, cols, trans_a=True, out=dW2d).reshape(W.shape)  # (F, C*KH*KW)
+        _checks.same_shape(op, "cols", cols, (n * oh * ow, k))
+        step = n  # one chunk: the whole batch's columns are given
     else:
-        db = None
-    dx = None
+        step = _chunk_images(n, oh, ow, k, x.itemsize)
+    W2d = W.reshape(f, k)
+    dW = db = dx = None
+    if need_dW:
+        dW = (dW_out if dW_out is not None else B.empty(W.shape, W.dtype)).reshape(f, k)
+        db = db_out if db_out is not None else B.empty((f,), W.dtype)
+        dW_part = B.scratch("conv_dW_part", (f, k), W.dtype)
+        db_part = B.scratch("conv_db_part", (f,), W.dtype)
     if need_dx:
-        dcols = B.scratch("conv_dcols", (n * oh * ow, W[0].size), x.dtype)
-        B.gemm(rows, W.reshape(f, -1), out=dcols)                    # (N*OH*OW, C*KH*KW)
-        dx = B.col2im(dcols, x.shape, kernel, stride, pad, out=dx_out)
-    return dx, dW, db
+        dx = dx_out if dx_out is not None else B.empty(x.shape, x.dtype)
+    rows_buf = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        m = (n1 - n0) * oh * ow
+        first = n0 == 0
+        rows, sums = B.nchw_to_rows(dy[n0:n1], out=rows_buf[:m],
+                                    sums_out=(db if first else db_part) if need_dW else None)
+        if need_dW:
+            if cols is None:
+                chunk_cols = B.im2col(x[n0:n1], kernel, stride, pad,
+                                      out=B.scratch("conv_cols_chunk", (step * oh * ow, k),
+                                                    x.dtype)[:m])
+            else:
+                chunk_cols = cols
+            B.gemm(rows, chunk_cols, trans_a=True, out=dW if first else dW_part)  # (F, K)
+            if not first:
+                dW += dW_part
+                db += db_part
+        if need_dx:
+            dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
+            B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)
+            B.col2im(dcols, (n1 - n0,) + x.shape[1:], kernel, stride, pad, out=dx[n0:n1])
+    return dx, (dW.reshape(W.shape) if need_dW else None), db
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):

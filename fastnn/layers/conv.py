@@ -37,21 +37,18 @@ class Conv2D(Layer):
             oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride, self.pad)
         except ValueError as exc:
             raise ValueError(f"{exc} (input shape {x.shape})") from None
-        kh, kw = self.kernel_size
         y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
-        cols = self._buffer("cols", (n * oh * ow, self.in_channels * kh * kw), x.dtype, like=x)
-        ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
-                           out=y, cols_out=cols)
-        self._cache = (x, cols)  # cols: (N*OH*OW, C*KH*KW), reused by backward for dW
+        ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad, out=y)
+        self._cache = x  # backward rebuilds the im2col columns chunk by chunk from x
         return y
 
     def _backward(self, dy, need_dx):
-        x, cols = self._cache
+        x = self._cache
         y_shape = self._buffers["y"].shape
         self._check_grad(dy, y_shape, x.dtype)
         dx_out = self._buffer("dx", x.shape, x.dtype, like=x) if need_dx else None
         dx, _, _ = ops.conv2d_backward(
-            dy, x, self.params["W"], self.stride, self.pad, cols=cols, need_dx=need_dx,
+            dy, x, self.params["W"], self.stride, self.pad, need_dx=need_dx,
             dx_out=dx_out, dW_out=self.grads["W"], db_out=self.grads["b"],
             need_dW=self.trainable)
         return dx
