@@ -4,11 +4,9 @@ import gzip
 import http.server
 import io
 import os
-import shutil
 import socket
 import threading
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,25 +14,21 @@ import pytest
 from fastnn.datasets import (Compose, DataLoader, MNISTError, Normalize, RandomRotation,
                              RandomShift, load_mnist, mnist)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NAMES = list(mnist.FILES)
-needs_mnist = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
-                                 reason="the shared MNIST copy is not beside the project")
 
 
-@needs_mnist
-def test_load_mnist_shapes_and_options(monkeypatch):
-    (x, y), (xt, yt) = load_mnist(SHARED, verbose=False)
+def test_load_mnist_shapes_and_options(monkeypatch, mnist_root):
+    (x, y), (xt, yt) = load_mnist(mnist_root, verbose=False)
     assert x.shape == (60000, 1, 28, 28) and x.dtype == np.float32
     assert xt.shape == (10000, 1, 28, 28) and y.shape == (60000,) and y.dtype == np.int64
     assert x.min() == 0.0 and x.max() == 1.0
     assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # the canonical first labels
     assert np.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    (xf, yh), _ = load_mnist(SHARED / "mnist", flatten=True, one_hot=True, dtype="float64",
+    (xf, yh), _ = load_mnist(mnist_root / "mnist", flatten=True, one_hot=True, dtype="float64",
                              verbose=False)  # the folder itself works too
     assert xf.shape == (60000, 784) and xf.dtype == np.float64
     assert yh.shape == (60000, 10) and np.all(yh.argmax(axis=1) == y)
-    monkeypatch.setenv("FASTNN_DATA", str(SHARED))
+    monkeypatch.setenv("FASTNN_DATA", str(mnist_root))
     (raw, _), _ = load_mnist(normalize=False, verbose=False)
     assert raw.dtype == np.uint8 and raw.max() == 255
     np.testing.assert_array_equal(raw[:5] / np.float32(255), x[:5])
@@ -81,8 +75,9 @@ class _Server:
 
 
 @pytest.fixture(scope="module")
-def server():
-    files = {f"/mnist/{n}.gz": (SHARED / "mnist" / f"{n}.gz").read_bytes() for n in NAMES}
+def server(mnist_root):
+    files = {f"/mnist/{n}.gz": gzip.compress(mnist._read_verified(str(mnist_root / "mnist"), n), 1)
+             for n in NAMES}
     s = _Server(files)
     yield s
     s.close()
@@ -93,7 +88,6 @@ def _fetch(tmp_path, server, **kw):
                               stream=io.StringIO(), **kw)
 
 
-@needs_mnist
 def test_download_success_is_verified_and_atomic(tmp_path, server):
     server.mode = "ok"
     payloads = _fetch(tmp_path, server)
@@ -104,7 +98,6 @@ def test_download_success_is_verified_and_atomic(tmp_path, server):
     assert x.shape == (60000, 1, 28, 28) and yt.shape == (10000,)
 
 
-@needs_mnist
 @pytest.mark.parametrize("mode,reason", [("corrupt", "SHA-256"), ("truncated", "truncated")])
 def test_bad_transfers_are_rejected_and_reported(tmp_path, server, mode, reason):
     server.mode = mode
@@ -129,10 +122,11 @@ def test_server_down_is_reported_with_each_source(tmp_path):
     assert all(u in text for u in urls) and "refused" in text.lower()
 
 
-@needs_mnist
-def test_a_corrupt_local_file_is_fetched_again_once(tmp_path, server):
+def test_a_corrupt_local_file_is_fetched_again_once(tmp_path, server, mnist_root):
     folder = tmp_path / "mnist"
-    shutil.copytree(SHARED / "mnist", folder)
+    folder.mkdir()
+    for n in NAMES:  # a local copy, gzipped whatever form the source has
+        (folder / f"{n}.gz").write_bytes(gzip.compress(mnist._read_verified(str(mnist_root / "mnist"), n), 1))
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     data = bytearray(gzip.decompress(labels.read_bytes()))
     data[100] ^= 1

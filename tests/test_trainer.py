@@ -15,7 +15,6 @@ from fastnn import callbacks
 from fastnn.datasets import RandomShift
 from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _blobs(n=600, seed=0):
@@ -131,8 +130,7 @@ def test_plots_are_pngs(tmp_path):
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="no shared MNIST copy")
-def test_fastnn_train_simple_cnn_on_a_10k_subset(tmp_path):
+def test_fastnn_train_simple_cnn_on_a_10k_subset(tmp_path, mnist_root):
     """The CI job: `fastnn train`'s own code path, one epoch of simple-cnn on 10,000 images,
     test accuracy on the full 10,000 test images >= 95%. Batch 50 and lr 2e-3 give the 200
     steps of one short epoch the reach of a longer run: 96.2% for seeds 0, 1 and 2 (batch 100
@@ -140,7 +138,7 @@ def test_fastnn_train_simple_cnn_on_a_10k_subset(tmp_path):
     from fastnn import cli
     args = cli.build_parser().parse_args(
         ["train", "--model", "simple-cnn", "--epochs", "1", "--train-subset", "10000",
-         "--batch-size", "50", "--lr", "0.002", "--data-dir", str(SHARED),
+         "--batch-size", "50", "--lr", "0.002", "--data-dir", str(mnist_root),
          "--out", str(tmp_path / "run"), "--seed", "0"])
     out = io.StringIO()
     result = cli.train(args, stream=out)
