@@ -90,6 +90,11 @@ class Sequential(Container):
             dy = self._layers[i][1].backward(dy, need_dx or i > stop)
         return dy if need_dx else None
 
+    def __repr__(self):
+        inner = "".join(f"\n  ({name}): " + repr(layer).replace("\n", "\n  ")
+                        for name, layer in self._layers)
+        return f"Sequential({inner}\n)" if inner else "Sequential()"
+
     def get_config(self):
         return {"class": "Sequential",
                 "args": {"layers": {"__named_layers__": [[n, layer.get_config()]

@@ -105,6 +105,11 @@ class Residual(Container):
                                 f"{type(layer).__name__}")
         self.block, self.shortcut = block, shortcut
 
+    def __repr__(self):
+        inner = "".join(f"\n  ({name}): " + repr(layer).replace("\n", "\n  ")
+                        for name, layer in self.children())
+        return f"Residual({inner}\n)"
+
     def children(self):
         pairs = [("block", self.block)]
         if self.shortcut is not None:
