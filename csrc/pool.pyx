@@ -16,6 +16,58 @@ from common cimport clamp, real, team
 from fastnn import _checks
 
 
+cdef extern from *:
+    """
+    /* Max pooling over 2x2 windows with stride 2 and no padding, float32, four outputs at a
+       time with SSE2 (every x86-64 CPU has it): the even and odd columns of two input rows are
+       split with shuffles, and the running maximum and the winner's offset are selected with
+       masks: the same scan order (a, b, c, d) and first-NaN rule as the scalar code. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline void fastnn_take_if_better(__m128 v, __m128i idx, __m128* m, __m128i* k) {
+        __m128 nan_m = _mm_cmpunord_ps(*m, *m), nan_v = _mm_cmpunord_ps(v, v);
+        __m128 t = _mm_or_ps(_mm_cmpgt_ps(v, *m), _mm_andnot_ps(nan_m, nan_v));
+        __m128i ti = _mm_castps_si128(t);
+        *m = _mm_or_ps(_mm_and_ps(t, v), _mm_andnot_ps(t, *m));
+        *k = _mm_or_si128(_mm_and_si128(ti, idx), _mm_andnot_si128(ti, *k));
+    }
+    #endif
+    /* Rows [0, OH) of one plane; returns how many outputs per row were done (the rest of each
+       row is left to the scalar loop). */
+    static Py_ssize_t fastnn_max2x2_f32(const float* x, float* y, int* arg, Py_ssize_t W,
+                                        Py_ssize_t OH, Py_ssize_t OW) {
+    #if defined(__SSE2__)
+        Py_ssize_t oh, ow, done = OW - OW % 4;
+        const __m128i lanes = _mm_set_epi32(6, 4, 2, 0);
+        const __m128i k_b = _mm_set1_epi32(1), k_c = _mm_set1_epi32((int)W),
+                      k_d = _mm_set1_epi32((int)W + 1);
+        for (oh = 0; oh < OH; oh++) {
+            const float* r0 = x + 2 * oh * W;
+            const float* r1 = r0 + W;
+            for (ow = 0; ow < done; ow += 4) {
+                __m128 p0 = _mm_loadu_ps(r0 + 2 * ow), p1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+                __m128 q0 = _mm_loadu_ps(r1 + 2 * ow), q1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+                __m128 m = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));   /* a: even */
+                __m128i k = _mm_setzero_si128();
+                fastnn_take_if_better(_mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1)), k_b, &m, &k);
+                fastnn_take_if_better(_mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0)), k_c, &m, &k);
+                fastnn_take_if_better(_mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1)), k_d, &m, &k);
+                _mm_storeu_ps(y + oh * OW + ow, m);
+                __m128i pos = _mm_add_epi32(_mm_set1_epi32((int)(2 * oh * W + 2 * ow)), lanes);
+                _mm_storeu_si128((__m128i*)(arg + oh * OW + ow), _mm_add_epi32(pos, k));
+            }
+        }
+        return done;
+    #else
+        (void)x; (void)y; (void)arg; (void)W; (void)OH; (void)OW;
+        return 0;
+    #endif
+    }
+    """
+    Py_ssize_t fastnn_max2x2_f32(const float* x, float* y, int* arg, Py_ssize_t W,
+                                 Py_ssize_t OH, Py_ssize_t OW) noexcept nogil
+
+
 cdef struct Geom:
     Py_ssize_t H, W, KH, KW, SH, SW, PH, PW, OH, OW
 
@@ -32,13 +84,16 @@ cdef inline Py_ssize_t _argmax_update(const real* x, Py_ssize_t best_i,
 
 
 cdef void _max_plane(const real* x, real* y, int* arg, Geom g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ky, kx, iy0, ix0, ky0, ky1, kx0, kx1, best_i, o
+    cdef Py_ssize_t oh, ow, ky, kx, iy0, ix0, ky0, ky1, kx0, kx1, best_i, o, ow_start = 0
     cdef bint two_by_two = g.KH == 2 and g.KW == 2
+    if real is float:
+        if two_by_two and g.SH == 2 and g.SW == 2 and g.PH == 0 and g.PW == 0:
+            ow_start = fastnn_max2x2_f32(x, y, arg, g.W, g.OH, g.OW)  # SIMD; scalar tail below
     for oh in range(g.OH):
         iy0 = oh * g.SH - g.PH
         ky0 = clamp(-iy0, 0, g.KH)
         ky1 = clamp(g.H - iy0, ky0, g.KH)
-        for ow in range(g.OW):
+        for ow in range(ow_start, g.OW):
             ix0 = ow * g.SW - g.PW
             kx0 = clamp(-ix0, 0, g.KW)
             kx1 = clamp(g.W - ix0, kx0, g.KW)

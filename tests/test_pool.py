@@ -92,3 +92,18 @@ def test_parallel_path_matches_oracle(dtype):
                                   naive.max_pool2d_backward(dy, arg, x.shape))
     np.testing.assert_allclose(ops.avg_pool2d_forward(x, 3, 2, 1),
                                naive.avg_pool2d_forward(x, 3, 2, 1), **_tol(dtype))
+
+
+@pytest.mark.parametrize("width", [8, 9, 13, 24])
+def test_max_pool_2x2_simd_path_matches_oracle_with_ties_and_nans(width):
+    """float32 2x2/stride 2 windows run four at a time with SSE2 (the rest of a row, and odd
+    widths, by the scalar loop): same winners, first of ties, first NaN."""
+    rng = np.random.default_rng(width)
+    x = rng.integers(0, 3, (3, 2, 10, width)).astype(np.float32)  # many ties
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[0, 0, :2, :2] = [[np.nan, 1.0], [np.nan, 5.0]]  # first NaN in scan order wins
+    y, arg = ops.max_pool2d_forward(x, 2)
+    y_ref, arg_ref = naive.max_pool2d_forward(x, 2)
+    np.testing.assert_array_equal(arg, arg_ref)
+    np.testing.assert_array_equal(y, y_ref)  # NaN == NaN position-wise here
+    assert arg[0, 0, 0, 0] == 0
