@@ -1,8 +1,14 @@
 import os
+import shutil
 from pathlib import Path
 
-import pytest
-from hypothesis import settings
+# CUDA tests run on the real GPU when there is one, else in Numba's simulator; the choice must
+# be made before numba.cuda is first imported.
+if not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # Kernels are deterministic; a modest number of random configurations per property is plenty,
 # and the naive oracles are slow Python loops.

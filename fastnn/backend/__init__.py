@@ -1,8 +1,9 @@
 """Backends and the choice between them: by where the arrays live, never by a global setting.
 
 backend_of(x, ...) returns the backend owning all its array arguments. numpy arrays belong to
-the CPU backend; the CUDA backend (numba device arrays) plugs in here when it lands. Mixing arrays
-of different backends raises a TypeError that names both.
+the CPU backend; CUDA device arrays (Numba's, or anything with __cuda_array_interface__) to the
+CUDA backend, which is loaded the first time one is seen. Mixing arrays of different backends
+raises a TypeError that names both.
 """
 import numpy as np
 
@@ -16,8 +17,11 @@ __all__ = ["Backend", "HAVE_EXT", "HAVE_OPENMP", "backend_of", "cpu", "get_num_t
 def _owner(a):
     if isinstance(a, np.ndarray):
         return cpu
-    raise TypeError(f"expected a numpy.ndarray (the only array kind of the backends "
-                    f"available), got {type(a).__module__}.{type(a).__name__}")
+    from fastnn.backend import cuda
+    if cuda.looks_like_device_array(a):
+        return cuda.get()
+    raise TypeError(f"expected a numpy.ndarray or a CUDA device array, got "
+                    f"{type(a).__module__}.{type(a).__name__}")
 
 
 def backend_of(*arrays):
@@ -30,8 +34,9 @@ def backend_of(*arrays):
         if found is None:
             found, first = b, a
         elif b is not found:
-            raise TypeError(f"arrays live on different backends: {type(first).__name__} on "
-                            f"{found.name} and {type(a).__name__} on {b.name}")
+            raise TypeError(f"arrays live on different backends: {type(first).__module__}."
+                            f"{type(first).__name__} on {found.name} and {type(a).__module__}."
+                            f"{type(a).__name__} on {b.name}")
     if found is None:
         raise TypeError("backend_of: expected at least one array, got none")
     return found

@@ -1,0 +1,314 @@
+"""The CUDA backend: Numba device arrays, Numba CUDA kernels (kernels.py), GEMM by cuBLAS
+through CuPy when CuPy is importable (zero-copy views of the same memory) or by the tiled
+Numba kernel otherwise (and in the simulator).
+
+Same op set, argument conventions and checks as the CPU backend (fastnn/backend/base.py);
+geometry validation is shared (fastnn/_checks.py).
+"""
+import math
+import os
+
+import numpy as np
+
+from fastnn import _checks
+from fastnn.backend.base import Backend
+from fastnn.backend.cuda import kernels as K
+from fastnn.backend.cuda._numba import numba_cuda
+
+cuda = numba_cuda()
+THREADS = 256
+
+
+def _launch(kernel, n, *args):
+    """Run a one-thread-per-element kernel over n elements (nothing for n == 0)."""
+    if n > 0:
+        kernel[(n + THREADS - 1) // THREADS, THREADS](*args)
+
+
+def is_device_array(a):
+    if isinstance(a, np.ndarray):
+        return False
+    if type(a).__module__.startswith("numba.cuda.simulator"):
+        return True
+    return cuda.is_cuda_array(a)
+
+
+def _array(op, name, a, ndim, dtypes=_checks.FLOAT_DTYPES, layout=None):
+    if not is_device_array(a):
+        raise TypeError(f"{op}: expected {name} as a CUDA device array, got "
+                        f"{type(a).__module__}.{type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{op}: expected {name} as a {layout or f'{ndim}-D'} array, got shape "
+                         f"{a.shape}")
+    if np.dtype(a.dtype) not in dtypes:
+        raise TypeError(f"{op}: expected {name} of dtype "
+                        f"{' or '.join(str(d) for d in dtypes)}, got {a.dtype}")
+    if not a.is_c_contiguous():
+        raise ValueError(f"{op}: expected {name} C-contiguous, got a strided view of shape "
+                         f"{a.shape}")
+    return a
+
+
+def _same_shape(op, name, a, shape):
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {tuple(a.shape)}")
+
+
+class CUDABackend(Backend):
+    name = "cuda"
+    xp = None  # no numpy-like module on Numba device arrays: every op is a kernel
+
+    def __init__(self):
+        super().__init__()
+        self._cupy = self._find_cupy()
+
+    @staticmethod
+    def _find_cupy():
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            return None
+        try:
+            import cupy
+        except ImportError:
+            return None
+        return cupy
+
+    def empty(self, shape, dtype):
+        return cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
+
+    def _out(self, op, out, shape, dtype, name="out"):
+        if out is None:
+            return self.empty(shape, dtype)
+        _array(op, name, out, len(shape), dtypes=(np.dtype(dtype),))
+        _same_shape(op, name, out, shape)
+        return out
+
+    @staticmethod
+    def _c(a, value):
+        """A constant of a's element type (keeps float32 kernels in float32)."""
+        return np.dtype(a.dtype).type(value)
+
+    # -- GEMM --------------------------------------------------------------------------------
+    def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
+        op = "gemm"
+        _array(op, "a", a, 2)
+        _array(op, "b", b, 2, dtypes=(np.dtype(a.dtype),))
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if k != k2:
+            raise ValueError(f"{op}: inner sizes differ: op(a) is {(m, k)}, op(b) is {(k2, n)}")
+        out = self._out(op, out, (m, n), a.dtype)
+        if m == 0 or n == 0:
+            return out
+        if self._cupy is not None:
+            cp = self._cupy
+            ca, cb = cp.asarray(a), cp.asarray(b)  # zero-copy views of the Numba arrays
+            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=cp.asarray(out))
+            return out
+        grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
+        K.gemm_kernel(np.dtype(a.dtype))[grid, (K.TILE, K.TILE)](
+            a, b, out, bool(trans_a), bool(trans_b), self._c(a, 0))
+        return out
+
+    # -- layout ------------------------------------------------------------------------------
+    def _window(self, op, x_shape, kernel, stride, pad, max_pool=False):
+        kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+        oh, ow = _checks.window(op, x_shape[2:], kernel, stride, pad, max_pool=max_pool)
+        return kernel, stride, pad, oh, ow
+
+    def im2col(self, x, kernel, stride, pad, out=None):
+        op = "im2col"
+        _array(op, "x", x, 4, layout="4-D NCHW")
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x.shape, kernel, stride, pad)
+        n, c = x.shape[:2]
+        cols = self._out(op, out, (n * oh * ow, c * kh * kw), x.dtype)
+        _launch(K.im2col, cols.size, x, cols, kh, kw, sh, sw, ph, pw, oh, ow, self._c(x, 0))
+        return cols
+
+    def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
+        op = "col2im"
+        n, c, h, w = _checks.shape4(op, "x_shape", x_shape)
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, (n, c, h, w), kernel, stride, pad)
+        _array(op, "cols", cols, 2)
+        _same_shape(op, "cols", cols, (n * oh * ow, c * kh * kw))
+        x = self._out(op, out, (n, c, h, w), cols.dtype)
+        _launch(K.col2im, x.size, cols, x, kh, kw, sh, sw, ph, pw, oh, ow, self._c(cols, 0))
+        return x
+
+    def rows_to_nchw(self, rows, shape, b=None, out=None):
+        op = "rows_to_nchw"
+        n, f, oh, ow = _checks.shape4(op, "shape", shape)
+        _array(op, "rows", rows, 2)
+        _same_shape(op, "rows", rows, (n * oh * ow, f))
+        if b is not None:
+            _array(op, "b", b, 1, dtypes=(np.dtype(rows.dtype),))
+            _same_shape(op, "b", b, (f,))
+        y = self._out(op, out, (n, f, oh, ow), rows.dtype)
+        bias = b if b is not None else self.scratch("zero_bias", (f,), rows.dtype)
+        _launch(K.rows_to_nchw, y.size, rows, bias, b is not None, y)
+        return y
+
+    def nchw_to_rows(self, y, out=None, sums_out=None):
+        op = "nchw_to_rows"
+        _array(op, "y", y, 4, layout="4-D NCHW")
+        n, f, oh, ow = y.shape
+        rows = self._out(op, out, (n * oh * ow, f), y.dtype)
+        _launch(K.nchw_to_rows, y.size, y, rows)
+        return rows, self.bias_grad(y, out=sums_out)
+
+    # -- pooling -----------------------------------------------------------------------------
+    def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
+        op = "max_pool2d_forward"
+        _array(op, "x", x, 4, layout="4-D NCHW")
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x.shape, kernel_size, stride,
+                                                            pad, max_pool=True)
+        shape = x.shape[:2] + (oh, ow)
+        y = self._out(op, out, shape, x.dtype)
+        arg = self._out(op, argmax_out, shape, _checks.INDEX_DTYPE, name="argmax_out")
+        _launch(K.max_pool_forward, y.size, x, y, arg, kh, kw, sh, sw, ph, pw)
+        return y, arg
+
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
+        op = "max_pool2d_backward"
+        x_shape = _checks.shape4(op, "x_shape", x_shape)
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x_shape, kernel_size, stride,
+                                                            pad, max_pool=True)
+        _array(op, "dy", dy, 4, layout="4-D NCHW")
+        _same_shape(op, "dy", dy, x_shape[:2] + (oh, ow))
+        _array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
+        _same_shape(op, "argmax", argmax, dy.shape)
+        dx = self._out(op, out, x_shape, dy.dtype)
+        _launch(K.max_pool_backward, dx.size, dy, argmax, dx, kh, kw, sh, sw, ph, pw,
+                self._c(dy, 0))
+        return dx
+
+    def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
+        op = "avg_pool2d_forward"
+        _array(op, "x", x, 4, layout="4-D NCHW")
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x.shape, kernel_size, stride, pad)
+        y = self._out(op, out, x.shape[:2] + (oh, ow), x.dtype)
+        _launch(K.avg_pool_forward, y.size, x, y, kh, kw, sh, sw, ph, pw,
+                self._c(x, 1.0 / (kh * kw)), self._c(x, 0))
+        return y
+
+    def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
+        op = "avg_pool2d_backward"
+        x_shape = _checks.shape4(op, "x_shape", x_shape)
+        (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x_shape, kernel_size, stride, pad)
+        _array(op, "dy", dy, 4, layout="4-D NCHW")
+        _same_shape(op, "dy", dy, x_shape[:2] + (oh, ow))
+        dx = self._out(op, out, x_shape, dy.dtype)
+        _launch(K.avg_pool_backward, dx.size, dy, dx, kh, kw, sh, sw, ph, pw,
+                self._c(dy, 1.0 / (kh * kw)), self._c(dy, 0))
+        return dx
+
+    # -- bias and ReLU ----------------------------------------------------------------------
+    @staticmethod
+    def _channels(op, name, a):
+        if getattr(a, "ndim", 0) not in (2, 4):
+            raise ValueError(f"{op}: expected {name} as an (N, C) or (N, C, H, W) array, got "
+                             f"{getattr(a, 'shape', type(a).__name__)}")
+        _array(op, name, a, a.ndim)
+        p = a.shape[2] * a.shape[3] if a.ndim == 4 else 1
+        return a.reshape(a.shape[0], a.shape[1], p)
+
+    def bias_add(self, y, b):
+        op = "bias_add"
+        y3 = self._channels(op, "y", y)
+        _array(op, "b", b, 1, dtypes=(np.dtype(y.dtype),))
+        _same_shape(op, "b", b, (y.shape[1],))
+        _launch(K.bias_add, y.size, y3, b)
+        return y
+
+    def bias_grad(self, dy, out=None):
+        op = "bias_grad"
+        dy3 = self._channels(op, "dy", dy)
+        db = self._out(op, out, (dy.shape[1],), dy.dtype)
+        _launch(K.bias_grad, dy.shape[1], dy3, db, self._c(dy, 0))
+        return db
+
+    def relu_forward(self, x, out=None):
+        op = "relu_forward"
+        _array(op, "x", x, x.ndim if is_device_array(x) else 1)
+        y = self._out(op, out, x.shape, x.dtype)
+        _launch(K.relu_forward, x.size, x.reshape(x.size), y.reshape(y.size), self._c(x, 0))
+        return y
+
+    def relu_backward(self, dy, y, out=None):
+        op = "relu_backward"
+        _array(op, "dy", dy, dy.ndim if is_device_array(dy) else 1)
+        _array(op, "y", y, dy.ndim, dtypes=(np.dtype(dy.dtype),))
+        _same_shape(op, "y", y, dy.shape)
+        dx = self._out(op, out, dy.shape, dy.dtype)
+        _launch(K.relu_backward, dy.size, dy.reshape(dy.size), y.reshape(y.size),
+                dx.reshape(dx.size), self._c(dy, 0))
+        return dx
+
+    # -- loss --------------------------------------------------------------------------------
+    def _labels(self, op, logits, labels):
+        _array(op, "logits", logits, 2, layout="2-D (N, classes)")
+        _array(op, "labels", labels, 1, dtypes=(np.dtype(np.int64),))
+        _same_shape(op, "labels", labels, (logits.shape[0],))
+
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
+        """Labels are trusted to lie in [0, C) (checked where they are made, on the host):
+        reading them back here would cost a host round trip per step."""
+        op = "softmax_cross_entropy_forward"
+        self._labels(op, logits, labels)
+        n = logits.shape[0]
+        probs = self._out(op, probs_out, logits.shape, logits.dtype, name="probs_out")
+        row_loss = self.scratch("row_loss", (n,), logits.dtype)
+        _launch(K.softmax_cross_entropy_forward, n, logits, labels, probs, row_loss,
+                self._c(logits, 0))
+        value = float(row_loss.copy_to_host().astype(np.float64).sum()) / n if n else math.nan
+        return value, probs
+
+    def softmax_cross_entropy_backward(self, probs, labels, out=None):
+        op = "softmax_cross_entropy_backward"
+        self._labels(op, probs, labels)
+        dx = self._out(op, out, probs.shape, probs.dtype)
+        n = probs.shape[0]
+        _launch(K.softmax_cross_entropy_backward, probs.size, probs, labels, dx,
+                self._c(probs, 1.0 / max(n, 1)))
+        return dx
+
+    # -- optimizer updates -------------------------------------------------------------------
+    def _flat(self, op, p, *others):
+        _array(op, "p", p, p.ndim if is_device_array(p) else 1)
+        flat = [p.reshape(p.size)]
+        for name, a in others:
+            _array(op, name, a, p.ndim, dtypes=(np.dtype(p.dtype),))
+            _same_shape(op, name, a, p.shape)
+            flat.append(a.reshape(a.size))
+        return flat
+
+    def sgd_update(self, p, g, lr):
+        pf, gf = self._flat("sgd", p, ("g", g))
+        _launch(K.sgd, p.size, pf, gf, self._c(p, lr))
+
+    def momentum_update(self, p, g, v, lr, mu, nesterov=False):
+        pf, gf, vf = self._flat("momentum", p, ("g", g), ("v", v))
+        _launch(K.momentum, p.size, pf, gf, vf, self._c(p, lr), self._c(p, mu), bool(nesterov))
+
+    def adagrad_update(self, p, g, h, lr, eps):
+        pf, gf, hf = self._flat("adagrad", p, ("g", g), ("h", h))
+        _launch(K.adagrad, p.size, pf, gf, hf, self._c(p, lr), self._c(p, eps))
+
+    def rmsprop_update(self, p, g, h, lr, rho, eps):
+        pf, gf, hf = self._flat("rmsprop", p, ("g", g), ("h", h))
+        _launch(K.rmsprop, p.size, pf, gf, hf, self._c(p, lr), self._c(p, rho), self._c(p, 1),
+                self._c(p, eps))
+
+    def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
+        pf, gf, mf, vf = self._flat("adam", p, ("g", g), ("m", m), ("v", v))
+        c = self._c
+        _launch(K.adam, p.size, pf, gf, mf, vf, c(p, step_size), c(p, beta1), c(p, beta2),
+                c(p, 1), c(p, inv_sqrt_bc2), c(p, eps), c(p, decay))
+
+    def add_penalty_grad(self, kind, p, g, lam):
+        pf, gf = self._flat("add_penalty_grad", p, ("g", g))
+        if kind == "l2":
+            _launch(K.add_l2, p.size, pf, gf, self._c(p, lam))
+        elif kind == "l1":
+            _launch(K.add_l1, p.size, pf, gf, self._c(p, lam), self._c(p, 0))
+        else:
+            raise ValueError(f"add_penalty_grad: expected kind 'l1' or 'l2', got {kind!r}")

@@ -1,0 +1,38 @@
+"""fastnn on NVIDIA GPUs: availability and moving arrays (the backend is fastnn/backend/cuda/).
+
+    fastnn.cuda.is_available()     a usable GPU (or Numba's simulator) and numba-cuda installed
+    d = fastnn.cuda.to_device(x)   a numpy array -> a device array (float32 stays float32)
+    x = fastnn.cuda.to_host(d)     back to numpy
+
+Importing this module imports nothing CUDA-related; the first call does.
+"""
+import numpy as np
+
+
+def is_available():
+    """Whether CUDA arrays can be made here: numba-cuda importable and a GPU (or the
+    simulator, NUMBA_ENABLE_CUDASIM=1) present."""
+    try:
+        from fastnn.backend.cuda._numba import numba_cuda
+        return bool(numba_cuda().is_available())
+    except Exception:  # noqa: BLE001 - missing package, driver or device: not available
+        return False
+
+
+def require():
+    """Raise a clear error unless CUDA is usable; return the numba.cuda module."""
+    from fastnn.backend.cuda._numba import numba_cuda
+    cuda = numba_cuda()  # raises ImportError naming the extra to install
+    if not cuda.is_available():
+        raise RuntimeError("fastnn: no usable CUDA GPU here (numba-cuda finds no device or "
+                           "driver); use the CPU backend, or NUMBA_ENABLE_CUDASIM=1 to simulate")
+    return cuda
+
+
+def to_device(x):
+    cuda = require()
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def to_host(a):
+    return a.copy_to_host()

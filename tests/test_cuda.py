@@ -1,0 +1,200 @@
+"""The CUDA backend's kernels against the naive oracles and the CPU backend, on tiny shapes
+(Numba's simulator runs every GPU thread as a Python thread; on a machine with a GPU the same
+tests run on the device), and the float32 kernels' PTX free of float64 arithmetic."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastnn import naive
+from fastnn.backend import backend_of, cpu
+
+pytestmark = pytest.mark.cuda
+cuda_mod = pytest.importorskip("numba.cuda")
+import fastnn.cuda  # noqa: E402
+
+if not fastnn.cuda.is_available():
+    pytest.skip("no CUDA device and no simulator", allow_module_level=True)
+
+from fastnn.backend import cuda as cuda_backend  # noqa: E402
+
+B = cuda_backend.get()
+D, H = fastnn.cuda.to_device, fastnn.cuda.to_host
+F32 = np.float32
+
+
+def _rand(shape, seed=0, dtype=F32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_backend_of_routes_device_arrays_and_refuses_mixing():
+    x = D(_rand((1, 1, 3, 3)))
+    assert backend_of(x) is B and backend_of(np.zeros(2)) is cpu
+    with pytest.raises(TypeError, match="numpy.ndarray on cpu and .*on cuda"):
+        backend_of(np.zeros(2), x)
+    with pytest.raises(TypeError, match="CUDA device array"):
+        B.im2col(np.zeros((1, 1, 3, 3), F32), 2, 1, 0)
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
+def test_im2col_col2im(stride, pad):
+    x = _rand((2, 2, 5, 4))
+    cols = B.im2col(D(x), (3, 2), stride, pad)
+    np.testing.assert_array_equal(H(cols), naive.im2col(x, (3, 2), stride, pad))
+    c = _rand(cols.shape, 1)
+    np.testing.assert_allclose(H(B.col2im(D(c), x.shape, (3, 2), stride, pad)),
+                               naive.col2im(c, x.shape, (3, 2), stride, pad), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_layouts_and_bias():
+    rows = _rand((2 * 3 * 2, 4))
+    b = _rand(4, 1)
+    y = B.rows_to_nchw(D(rows), (2, 4, 3, 2), D(b))
+    np.testing.assert_array_equal(H(y), naive.rows_to_nchw(rows, (2, 4, 3, 2), b))
+    r, sums = B.nchw_to_rows(y)
+    ref_rows, ref_sums = naive.nchw_to_rows(H(y))
+    np.testing.assert_array_equal(H(r), ref_rows)
+    np.testing.assert_allclose(H(sums), ref_sums, rtol=1e-5)
+    z = _rand((3, 4), 2)
+    dz = D(z)
+    B.bias_add(dz, D(b))
+    np.testing.assert_allclose(H(dz), naive.bias_add(z, b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(2, None, 0), (3, 2, 1)])
+def test_pools(kernel, stride, pad):
+    x = _rand((2, 2, 5, 6))
+    x[0, 0, 1, 1] = np.nan
+    y, arg = B.max_pool2d_forward(D(x), kernel, stride, pad)
+    y_ref, arg_ref = naive.max_pool2d_forward(x, kernel, stride, pad)
+    np.testing.assert_array_equal(H(arg), arg_ref)
+    np.testing.assert_array_equal(H(y), y_ref)
+    dy = _rand(y.shape, 3)
+    np.testing.assert_allclose(
+        H(B.max_pool2d_backward(D(dy), arg, x.shape, kernel, stride, pad)),
+        naive.max_pool2d_backward(dy, arg_ref, x.shape, kernel, stride, pad), rtol=1e-6)
+    xa = _rand((2, 2, 5, 6), 4)
+    ya = B.avg_pool2d_forward(D(xa), kernel, stride, pad)
+    np.testing.assert_allclose(H(ya), naive.avg_pool2d_forward(xa, kernel, stride, pad),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        H(B.avg_pool2d_backward(D(dy), xa.shape, kernel, stride, pad)),
+        naive.avg_pool2d_backward(dy, xa.shape, kernel, stride, pad), rtol=1e-5, atol=1e-6)
+
+
+def test_relu_and_loss():
+    x = _rand((4, 5))
+    y = B.relu_forward(D(x))
+    np.testing.assert_array_equal(H(y), naive.relu_forward(x))
+    dy = _rand((4, 5), 1)
+    np.testing.assert_array_equal(H(B.relu_backward(D(dy), y)), naive.relu_backward(dy, H(y)))
+    labels = np.array([0, 4, 2, 1])
+    loss, probs = B.softmax_cross_entropy_forward(D(x), D(labels))
+    ref_loss, ref_probs = naive.softmax_cross_entropy_forward(x.astype(np.float64), labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(H(probs), ref_probs, rtol=1e-5)
+    np.testing.assert_allclose(H(B.softmax_cross_entropy_backward(probs, D(labels))),
+                               naive.softmax_cross_entropy_backward(ref_probs, labels),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+def test_gemm_matches_numpy(trans_a, trans_b):
+    a = _rand((20, 18) if not trans_a else (18, 20))
+    b = _rand((18, 17) if not trans_b else (17, 18), 1)
+    out = B.gemm(D(a), D(b), trans_a, trans_b)
+    ref = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(H(out), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="inner sizes differ"):
+        B.gemm(D(a), D(a), trans_a, trans_b=trans_a)
+
+
+def test_optimizer_kernels_match_the_cpu_ones():
+    rng = np.random.default_rng(0)
+    p, g, s1 = (rng.standard_normal(300).astype(F32) for _ in range(3))
+    s2 = np.abs(rng.standard_normal(300)).astype(F32)
+    cases = [
+        ("sgd_update", (p, g), (0.1,)),
+        ("momentum_update", (p, g, s1), (0.1, 0.9, True)),
+        ("adagrad_update", (p, g, s2), (0.1, 1e-7)),
+        ("rmsprop_update", (p, g, s2), (0.1, 0.9, 1e-7)),
+        ("adam_update", (p, g, s1, s2), (0.01, 0.9, 0.999, 1.2, 1e-8, 0.001)),
+    ]
+    for name, arrays, hyper in cases:
+        host = [a.copy() for a in arrays]
+        dev = [D(a) for a in arrays]
+        getattr(cpu, name)(*host, *hyper)
+        getattr(B, name)(*dev, *hyper)
+        for h_arr, d_arr in zip(host, dev):
+            np.testing.assert_allclose(H(d_arr), h_arr, rtol=1e-5, atol=1e-6, err_msg=name)
+    for kind in ("l1", "l2"):
+        gh, gd = g.copy(), D(g)
+        cpu.add_penalty_grad(kind, p, gh, 0.3)
+        B.add_penalty_grad(kind, D(p), gd, 0.3)
+        np.testing.assert_allclose(H(gd), gh, rtol=1e-6)
+
+
+# ---- PTX: no float64 arithmetic in the float32 kernels ----------------------------------------
+
+PTX_CHECK = textwrap.dedent("""
+    import re, sys
+    from numba import cuda, types as t
+    from fastnn.backend.cuda import kernels as K
+    f, i, b, i32, i64 = t.float32, t.int64, t.boolean, t.int32, t.int64
+    A = lambda nd, dt=f: t.Array(dt, nd, "C")
+    sigs = {
+        "im2col": (A(4), A(2)) + (i,) * 8 + (f,),
+        "col2im": (A(2), A(4)) + (i,) * 8 + (f,),
+        "rows_to_nchw": (A(2), A(1), b, A(4)),
+        "nchw_to_rows": (A(4), A(2)),
+        "max_pool_forward": (A(4), A(4), A(4, i32)) + (i,) * 6,
+        "max_pool_backward": (A(4), A(4, i32), A(4)) + (i,) * 6 + (f,),
+        "avg_pool_forward": (A(4), A(4)) + (i,) * 6 + (f, f),
+        "avg_pool_backward": (A(4), A(4)) + (i,) * 6 + (f, f),
+        "bias_add": (A(3), A(1)),
+        "bias_grad": (A(3), A(1), f),
+        "relu_forward": (A(1), A(1), f),
+        "relu_backward": (A(1), A(1), A(1), f),
+        "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), f),
+        "softmax_cross_entropy_backward": (A(2), A(1, i64), A(2), f),
+        "sgd": (A(1), A(1), f),
+        "momentum": (A(1), A(1), A(1), f, f, b),
+        "adagrad": (A(1), A(1), A(1), f, f),
+        "rmsprop": (A(1), A(1), A(1), f, f, f, f),
+        "adam": (A(1),) * 4 + (f,) * 7,
+        "add_l2": (A(1), A(1), f),
+        "add_l1": (A(1), A(1), f, f),
+    }
+    bad = []
+    def check(name, fn, sig):
+        ptx, _ = cuda.compile_ptx(fn, sig, cc=(9, 0))
+        if re.search(r"\\.f64\\b", ptx):
+            bad.append(name)
+    for name, sig in sigs.items():
+        check(name, getattr(K, name).py_func, sig)
+    check("gemm", K.gemm_kernel(__import__("numpy").float32).py_func, (A(2), A(2), A(2), b, b, f))
+    # the check itself must be able to fail: float32 times an int64 index is float64 in Numba
+    def promotes(x, y):
+        j = cuda.grid(1)
+        y[j] = x[j] * j
+    check("control", promotes, (A(1), A(1)))
+    print("FLOAT64:" + ",".join(bad))
+""")
+
+
+def test_float32_kernels_compile_to_ptx_without_float64():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", PTX_CHECK], capture_output=True, text=True,
+                          env=env, timeout=600)
+    if proc.returncode != 0 and ("nvrtc" in proc.stderr or "NVVM" in proc.stderr
+                                 or "libnvvm" in proc.stderr):
+        pytest.fail(f"the PTX check needs NVVM (pip install 'numba-cuda[cu12]'): "
+                    f"{proc.stderr[-500:]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("FLOAT64:")][-1]
+    offenders = line[len("FLOAT64:"):].split(",")
+    assert offenders == ["control"], f"float64 arithmetic in float32 kernels: {offenders}"
