@@ -63,9 +63,22 @@ def window(op, hw, kernel, stride, pad, max_pool=False):
     return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
 
+def is_device_array(a):
+    """A CUDA array (Numba's, CuPy's, the simulator's), judged by its type: no import."""
+    return (hasattr(a, "__cuda_array_interface__")
+            or type(a).__module__.startswith(("numba.cuda", "numba_cuda")))
+
+
+def is_c_contiguous(a):
+    if isinstance(a, np.ndarray):
+        return a.flags.c_contiguous
+    return a.is_c_contiguous()
+
+
 def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None):
-    """Check that `a` is a C-contiguous numpy array of `ndim` dims and one of `dtypes`."""
-    if not isinstance(a, np.ndarray):
+    """Check that `a` is a C-contiguous array (numpy, or CUDA where the backend is) of `ndim`
+    dims and one of `dtypes`."""
+    if not (isinstance(a, np.ndarray) or is_device_array(a)):
         raise TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
     if a.ndim != ndim:
         what = layout or f"{ndim}-D"
@@ -73,7 +86,7 @@ def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None):
     if a.dtype not in dtypes:
         names = " or ".join(str(d) for d in dtypes)
         raise TypeError(f"{op}: expected {name} of dtype {names}, got {a.dtype}")
-    if not a.flags.c_contiguous:
+    if not is_c_contiguous(a):
         raise ValueError(
             f"{op}: expected {name} C-contiguous, got a strided view of shape {a.shape} "
             f"(pass np.ascontiguousarray({name}))")
@@ -105,7 +118,7 @@ def shape4(op, name, shape):
 
 
 def same_shape(op, name, a, shape):
-    if a.shape != tuple(shape):
+    if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {a.shape}")
 
 
@@ -120,6 +133,6 @@ def out_array(op, out, shape, dtype, name="out"):
         return np.empty(shape, dtype=dtype)
     array(op, name, out, len(shape), dtypes=(np.dtype(dtype),))
     same_shape(op, name, out, shape)
-    if not out.flags.writeable:
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError(f"{op}: expected {name} writeable, got a read-only array")
     return out

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
 
 
@@ -103,7 +104,10 @@ class SoftmaxCrossEntropy(Loss):
                              f"{(n, c)} (one-hot), got {labels.shape}")
         if labels.dtype.kind not in "iu":
             raise TypeError(f"{owner}: expected integer class labels, got dtype {labels.dtype}")
-        if labels.dtype != np.int64 or not labels.flags.c_contiguous:
+        if labels.dtype != np.int64 or not is_c_contiguous(labels):
+            if xp is None:
+                raise TypeError(f"{owner}: expected device labels as a contiguous int64 array, "
+                                f"got {labels.dtype}")
             labels = xp.ascontiguousarray(labels, dtype=np.int64)
         return labels
 

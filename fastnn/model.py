@@ -95,6 +95,13 @@ class Sequential(Container):
                         for name, layer in self._layers)
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
+    def to(self, device):
+        """Move the model (and the optimizer compile() attached) to "cpu" or "cuda"."""
+        super().to(device)
+        if self.optimizer is not None:
+            self.optimizer.to(device)
+        return self
+
     def get_config(self):
         return {"class": "Sequential",
                 "args": {"layers": {"__named_layers__": [[n, layer.get_config()]

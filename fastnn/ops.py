@@ -143,8 +143,8 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
                 chunk_cols = cols
             B.gemm(rows, chunk_cols, trans_a=True, out=dW if first else dW_part)  # (F, K)
             if not first:
-                dW += dW_part
-                db += db_part
+                B.add(dW, dW_part, out=dW)
+                B.add(db, db_part, out=db)
         if need_dx:
             dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
             B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fastnn.backend import backend_of
 from fastnn.layers.base import Layer, Parameter
+from fastnn.layers.container import host_copy
 
 
 def _collect(params, owner):
@@ -70,8 +71,8 @@ class Optimizer:
             name, p, g = ref
             state = self.state.get(name)
             if state is None:
-                xp = backend_of(p).xp
-                state = self.state[name] = {s: xp.zeros_like(p) for s in self.slots}
+                B = backend_of(p)
+                state = self.state[name] = {s: B.zeros(p.shape, p.dtype) for s in self.slots}
             self._update(backend_of(p, g), p, g, state)
 
     def _update(self, B, p, g, state):
@@ -79,12 +80,12 @@ class Optimizer:
 
     def zero_grad(self):
         for _, _, g in self.params:
-            g[...] = 0
+            backend_of(g).fill(g, 0)
 
     def state_dict(self):
         return {"class": type(self).__name__, "lr": self.lr, "t": self.t,
                 "hyper": {h: getattr(self, h) for h in self.hyper},
-                "state": {name: {s: a.copy() for s, a in slots.items()}
+                "state": {name: {s: host_copy(a) for s, a in slots.items()}
                           for name, slots in self.state.items()}}
 
     def load_state_dict(self, d):
@@ -104,8 +105,29 @@ class Optimizer:
         self.lr, self.t = float(d["lr"]), int(d["t"])
         for h, v in d.get("hyper", {}).items():
             setattr(self, h, v)
-        self.state = {name: {s: np.array(a, dtype=shapes[name].dtype) for s, a in slots.items()}
+        self.state = {name: {s: backend_of(shapes[name]).from_host(
+                                 np.array(host_copy(a), dtype=shapes[name].dtype))
+                             for s, a in slots.items()}
                       for name, slots in d["state"].items()}
+
+    def to(self, device):
+        """Follow a model moved with model.to(device): re-read each parameter and gradient from
+        its layer and move the optimizer's state arrays to the same device."""
+        refs = []
+        for ref in self.params:
+            name, layer = ref[0], ref.layer
+            if layer is None:
+                raise ValueError(f"{type(self).__name__}.to: parameter {name!r} has no layer to "
+                                 "follow; build the optimizer on the moved model instead")
+            key = name.rsplit(".", 1)[-1]
+            refs.append(Parameter(name, layer.params[key], layer.grads[key], layer))
+        self.params = refs
+        for name, slots in self.state.items():
+            p = next(r[1] for r in refs if r[0] == name)
+            B = backend_of(p)
+            for s, a in slots.items():
+                slots[s] = B.from_host(host_copy(a))
+        return self
 
     def __repr__(self):
         hp = ", ".join(f"{h}={getattr(self, h)!r}" for h in self.hyper)

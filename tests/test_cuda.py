@@ -157,6 +157,8 @@ PTX_CHECK = textwrap.dedent("""
         "avg_pool_backward": (A(4), A(4)) + (i,) * 6 + (f, f),
         "bias_add": (A(3), A(1)),
         "bias_grad": (A(3), A(1), f),
+        "fill": (A(1), f),
+        "add": (A(1), A(1), A(1)),
         "relu_forward": (A(1), A(1), f),
         "relu_backward": (A(1), A(1), A(1), f),
         "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), f),
@@ -198,3 +200,44 @@ def test_float32_kernels_compile_to_ptx_without_float64():
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("FLOAT64:")][-1]
     offenders = line[len("FLOAT64:"):].split(",")
     assert offenders == ["control"], f"float64 arithmetic in float32 kernels: {offenders}"
+
+
+def _tiny_cnn(dtype="float32"):
+    import fastnn
+    from fastnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+    fastnn.seed(3)
+    return fastnn.Sequential([Conv2D(1, 2, 3, pad=1, dtype=dtype), ReLU(), MaxPool2D(2),
+                              Flatten(), Dense(2 * 3 * 3, 3, dtype=dtype)])
+
+
+def test_a_training_step_on_cuda_matches_the_cpu():
+    """The same layers, loss and optimizer on device arrays: gradients and updated weights of
+    one Adam step equal the CPU backend's to float32 tolerance."""
+    import fastnn
+    x = _rand((2, 1, 6, 6), 5)
+    labels = np.array([2, 0])
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = _tiny_cnn()
+        opt = fastnn.optim.Adam(model, lr=0.01)
+        model.compile("cross_entropy", opt)
+        model.to(device)
+        B = fastnn.backend.backend_for_device(device)
+        loss = fastnn.losses.SoftmaxCrossEntropy()
+        value = loss.forward(model.forward(B.from_host(x)), B.from_host(labels))
+        model.backward(loss.backward())
+        grads = {n: B.to_host(g).copy() for n, _, g in model.named_parameters()}
+        opt.step()
+        results[device] = (value, grads, model.state_dict())
+        if device == "cuda":
+            assert all(not isinstance(p, np.ndarray) for _, p, _ in model.named_parameters())
+    (v_cpu, g_cpu, s_cpu), (v_gpu, g_gpu, s_gpu) = results["cpu"], results["cuda"]
+    assert v_gpu == pytest.approx(v_cpu, rel=1e-5)
+    for name in g_cpu:
+        np.testing.assert_allclose(g_gpu[name], g_cpu[name], rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(s_gpu[name], s_cpu[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    # back on the host, the model carries on with the CPU backend
+    model = _tiny_cnn().to("cuda").to("cpu")
+    assert isinstance(model.forward(x), np.ndarray)
+    with pytest.raises(TypeError, match="numpy.ndarray on cpu and .* on cuda"):
+        _tiny_cnn().to("cuda").forward(x)  # a host batch into a device model: names both

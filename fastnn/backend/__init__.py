@@ -10,8 +10,20 @@ import numpy as np
 from fastnn.backend.base import Backend
 from fastnn.backend.cpu import HAVE_EXT, HAVE_OPENMP, cpu, get_num_threads, set_num_threads
 
-__all__ = ["Backend", "HAVE_EXT", "HAVE_OPENMP", "backend_of", "cpu", "get_num_threads",
-           "set_num_threads"]
+__all__ = ["Backend", "HAVE_EXT", "HAVE_OPENMP", "backend_for_device", "backend_of", "cpu",
+           "get_num_threads", "set_num_threads"]
+
+
+def backend_for_device(device):
+    """The backend of a device name: "cpu" or "cuda" (which needs a GPU or the simulator)."""
+    if device == "cpu":
+        return cpu
+    if device == "cuda":
+        import fastnn.cuda
+        fastnn.cuda.require()
+        from fastnn.backend import cuda
+        return cuda.get()
+    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
 
 
 def _owner(a):

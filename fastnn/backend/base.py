@@ -21,6 +21,26 @@ class Backend:
         """A new uninitialised array on this backend."""
         raise NotImplementedError
 
+    def zeros(self, shape, dtype):
+        """A new array of zeros on this backend."""
+        return self.fill(self.empty(shape, dtype), 0)
+
+    def fill(self, a, value):
+        """Set every element of a to value, in place; returns a."""
+        raise NotImplementedError
+
+    def add(self, a, b, out=None):
+        """a + b elementwise (same shapes); out=a adds in place."""
+        raise NotImplementedError
+
+    def to_host(self, a):
+        """a as a numpy array (a copy unless a already is one)."""
+        raise NotImplementedError
+
+    def from_host(self, a):
+        """A numpy array as an array of this backend."""
+        raise NotImplementedError
+
     def scratch(self, tag, shape, dtype):
         """A reusable temporary for one op's internal use, cached per (tag, shape, dtype) and
         per thread: an op that takes one must be done with it before it returns. Fresh large

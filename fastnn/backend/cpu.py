@@ -69,6 +69,19 @@ class CPUBackend(Backend):
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
 
+    def fill(self, a, value):
+        a.fill(value)
+        return a
+
+    def add(self, a, b, out=None):
+        return np.add(a, b, out=out)
+
+    def to_host(self, a):
+        return a
+
+    def from_host(self, a):
+        return np.ascontiguousarray(a)
+
     def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
         op = "gemm"
         _checks.array(op, "a", a, 2)

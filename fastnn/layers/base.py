@@ -10,6 +10,7 @@ import inspect
 
 import numpy as np
 
+from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
 
 _REGISTRY = {}  # class name -> Layer subclass, to rebuild saved models
@@ -123,6 +124,20 @@ class Layer:
     def _backward(self, dy, need_dx):
         raise NotImplementedError
 
+    def to(self, device):
+        """Move parameters, gradients and state to "cpu" or "cuda" (in this layer and its
+        children); buffers are dropped and rebuilt on the new device at the next forward."""
+        from fastnn.backend import backend_for_device
+        B = backend_for_device(device)
+        for d in (self.params, self.grads, self.state):
+            for key, value in d.items():
+                if backend_of(value) is not B:
+                    d[key] = B.from_host(backend_of(value).to_host(value))
+        self._buffers, self._cache, self._ready = {}, None, False
+        for _, child in self.children():
+            child.to(device)
+        return self
+
     def train(self, mode=True):
         self.training = bool(mode)
         for _, child in self.children():
@@ -198,7 +213,7 @@ class Layer:
             if x.dtype != dtype:
                 raise TypeError(f"{self.label}: expected {dtype} input (the layer's dtype), "
                                 f"got {x.dtype}")
-        if not x.flags.c_contiguous:
+        if not is_c_contiguous(x):
             raise ValueError(f"{self.label}: expected a C-contiguous input, got a strided view "
                              f"of shape {tuple(shape)}")
 
@@ -210,7 +225,7 @@ class Layer:
         if dy.dtype != dtype:
             raise TypeError(f"{self.label}: expected an output gradient of dtype {dtype}, "
                             f"got {dy.dtype}")
-        if not dy.flags.c_contiguous:
+        if not is_c_contiguous(dy):
             raise ValueError(f"{self.label}: expected a C-contiguous output gradient")
 
 

@@ -8,6 +8,11 @@ from fastnn.backend import backend_of
 from fastnn.layers.base import Layer
 
 
+def host_copy(a):
+    """A numpy copy of an array of any backend (state dicts and files are host arrays)."""
+    return a.copy() if isinstance(a, np.ndarray) else backend_of(a).to_host(a)
+
+
 class Container(Layer):
     """A layer whose children are named layers. Parameter names join the path: "2.block.0.W"."""
 
@@ -16,8 +21,8 @@ class Container(Layer):
 
     def state_dict(self):
         """Every parameter and state array (BatchNorm running statistics), copied, by name."""
-        d = {name: value.copy() for name, value, _ in self.named_parameters()}
-        d.update((name, value.copy()) for name, value in self.named_state())
+        d = {name: host_copy(value) for name, value, _ in self.named_parameters()}
+        d.update((name, host_copy(value)) for name, value in self.named_state())
         return d
 
     def load_state_dict(self, d, strict=True):
@@ -40,7 +45,12 @@ class Container(Layer):
             if tuple(src.shape) != value.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape} in the "
                                  f"model, got {tuple(src.shape)}")
-            backend_of(value).xp.copyto(value, np.asarray(src).astype(value.dtype, copy=False))
+            host = np.asarray(src if isinstance(src, np.ndarray) else host_copy(src))
+            host = host.astype(value.dtype, copy=False)
+            if isinstance(value, np.ndarray):
+                np.copyto(value, host)
+            else:
+                value.copy_to_device(np.ascontiguousarray(host))
         return missing, unexpected
 
     def freeze(self, *names):
@@ -124,7 +134,7 @@ class Residual(Container):
                              f"{skip.shape} differ; give a projection shortcut "
                              "(e.g. a 1x1 Conv2D) that maps the input to the block's output")
         y = self._buffer("y", out.shape, out.dtype, like=out)
-        backend_of(out).xp.add(out, skip, out=y)
+        backend_of(out).add(out, skip, out=y)
         self._cache = (y.shape, y.dtype)
         return y
 
@@ -137,5 +147,5 @@ class Residual(Container):
             return None
         d_skip = dy if self.shortcut is None else self.shortcut.backward(dy)
         dx = self._buffer("dx", d_block.shape, d_block.dtype, like=d_block)
-        backend_of(dy).xp.add(d_block, d_skip, out=dx)
+        backend_of(dy).add(d_block, d_skip, out=dx)
         return dx

@@ -60,7 +60,10 @@ class Flatten(Layer):
             raise ValueError(f"{self.label}: expected an input with a batch axis, got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        features = 1
+        for s in x.shape[1:]:
+            features *= s
+        return x.reshape(x.shape[0], features)
 
     def _backward(self, dy, need_dx):
         shape = self._cache

@@ -75,6 +75,30 @@ class CUDABackend(Backend):
     def empty(self, shape, dtype):
         return cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
 
+    def fill(self, a, value):
+        flat = a.reshape(a.size)
+        _launch(K.fill, a.size, flat, np.dtype(a.dtype).type(value))
+        return a
+
+    def _elementwise2(self, op, kernel, names, a, b, out, *extra):
+        """Check two same-shaped arrays and run an elementwise kernel on their flat views."""
+        _array(op, names[0], a, a.ndim if is_device_array(a) else 1)
+        _array(op, names[1], b, a.ndim, dtypes=(np.dtype(a.dtype),))
+        _same_shape(op, names[1], b, a.shape)
+        out = self._out(op, out, a.shape, a.dtype)
+        _launch(kernel, a.size, a.reshape(a.size), b.reshape(b.size), out.reshape(out.size),
+                *extra)
+        return out
+
+    def add(self, a, b, out=None):
+        return self._elementwise2("add", K.add, ("a", "b"), a, b, out)
+
+    def to_host(self, a):
+        return a.copy_to_host()
+
+    def from_host(self, a):
+        return cuda.to_device(np.ascontiguousarray(a))
+
     def _out(self, op, out, shape, dtype, name="out"):
         if out is None:
             return self.empty(shape, dtype)
@@ -234,14 +258,8 @@ class CUDABackend(Backend):
         return y
 
     def relu_backward(self, dy, y, out=None):
-        op = "relu_backward"
-        _array(op, "dy", dy, dy.ndim if is_device_array(dy) else 1)
-        _array(op, "y", y, dy.ndim, dtypes=(np.dtype(dy.dtype),))
-        _same_shape(op, "y", y, dy.shape)
-        dx = self._out(op, out, dy.shape, dy.dtype)
-        _launch(K.relu_backward, dy.size, dy.reshape(dy.size), y.reshape(y.size),
-                dx.reshape(dx.size), self._c(dy, 0))
-        return dx
+        return self._elementwise2("relu_backward", K.relu_backward, ("dy", "y"), dy, y, out,
+                                  self._c(dy, 0))
 
     # -- loss --------------------------------------------------------------------------------
     def _labels(self, op, logits, labels):

@@ -214,6 +214,20 @@ def bias_grad(dy3, db, zero):
 
 
 @cuda.jit(cache=True)
+def fill(a, value):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        a[i] = value
+
+
+@cuda.jit(cache=True)
+def add(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit(cache=True)
 def relu_forward(x, y, zero):
     i = cuda.grid(1)
     if i < x.shape[0]:
