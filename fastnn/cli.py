@@ -42,7 +42,8 @@ def build_parser():
     t.add_argument("--augment", action="store_true",
                    help="random shifts (2 px) and rotations (10 deg) of the training images")
     t.add_argument("--resume", default=None, help="a checkpoint.npz to continue from")
-    t.add_argument("--device", default="cpu", help="cpu (cuda arrives with the CUDA backend)")
+    t.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cuda: the CUDA backend (needs a GPU and fastnn[cuda12] or [cuda13])")
     t.add_argument("--threads", type=int, default=None, help="compiled-kernel threads")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
@@ -54,9 +55,17 @@ def train(args, stream=None):
     from fastnn import callbacks, models, optim
     from fastnn.datasets import Compose, RandomRotation, RandomShift, load_mnist
     out = stream or sys.stdout
-    if args.device != "cpu":
-        raise SystemExit(f"fastnn train: --device {args.device!r} is not available yet: this "
-                         "version has the CPU backend only (use --device cpu)")
+    if args.device not in ("cpu", "cuda"):
+        raise SystemExit(f"fastnn train: unknown --device {args.device!r}: expected cpu or cuda")
+    if args.device == "cuda":
+        import fastnn.cuda
+        try:
+            fastnn.cuda.require()
+        except (ImportError, RuntimeError) as exc:
+            raise SystemExit(f"fastnn train: --device cuda is not usable here: {exc}") from None
+        if args.model == "deep-cnn":
+            raise SystemExit("fastnn train: deep-cnn's Dropout has no CUDA kernel yet; use "
+                             "--device cpu, or mlp / simple-cnn on cuda")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"fastnn train: --{name.replace('_', '-')} must be >= 1")
@@ -69,6 +78,7 @@ def train(args, stream=None):
     model = models.get(args.model)
     opt = optim.get(args.optimizer, model, lr=args.lr)
     model.compile(loss="cross_entropy", optimizer=opt, seed=args.seed)
+    model.to(args.device)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.npz")
     cbs = [callbacks.ModelCheckpoint(ckpt), callbacks.HistoryLogger(os.path.join(args.out, "history.json")),

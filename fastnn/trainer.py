@@ -36,13 +36,26 @@ def cast_input(model, x):
     return x if x.dtype == dtype else x.astype(dtype)
 
 
+def model_backend(model):
+    """The backend holding the model's parameters (the CPU for a model without any)."""
+    from fastnn.backend import backend_of, cpu
+    params = list(model.named_parameters())
+    return backend_of(params[0][1]) if params else cpu
+
+
+def _host(a):
+    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+
+
 def predict(model, x, batch_size=256):
-    """The model's outputs for x in inference mode, as a new array."""
+    """The model's outputs for x in inference mode, as a new (host) array; host batches are
+    moved to the model's device and the outputs back."""
     x = cast_input(model, x)
+    B = model_backend(model)
     was = model.training
     model.eval()
     try:
-        outs = [model.forward(np.ascontiguousarray(x[i:i + batch_size])).copy()
+        outs = [np.array(_host(model.forward(B.from_host(x[i:i + batch_size]))))
                 for i in range(0, len(x), batch_size)]
     finally:
         model.train(was)
@@ -111,7 +124,8 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self, xb, yb):
-        """Forward, loss, backward and one optimizer update; returns (loss, predictions)."""
+        """Forward, loss, backward and one optimizer update on a batch that lives where the
+        model does; returns the loss value."""
         self.step += 1
         try:
             value = self.loss.forward(self.model.forward(xb), yb)
@@ -170,8 +184,10 @@ class Trainer:
         progress = Progress(self.epoch + 1, epochs, len(self.loader.x), verbose, stream)
         start = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0.0, 0
+        B = model_backend(self.model)
         for xb, yb in self.loader:
-            value = self.train_step(xb, yb)
+            # on a GPU the batch is copied there (a device-resident DataLoader is to come)
+            value = self.train_step(B.from_host(xb), B.from_host(yb))
             n = len(xb)
             seen += n
             total_loss += value * n
@@ -181,7 +197,7 @@ class Trainer:
                 out = getattr(self.loss, "probabilities", None)
                 if out is None:
                     out = self.model[-1]._buffers.get("y") if len(self.model) else None
-                total_correct += accuracy(out, yb) * n if out is not None else 0
+                total_correct += accuracy(_host(out), yb) * n if out is not None else 0
                 logs.update({m: total_correct / seen for m in self.metrics})
             progress.update(seen, logs)
         logs["lr"] = self.optimizer.lr
@@ -205,13 +221,14 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         loss = type(self.loss)()  # no regularization term: the data loss alone
+        B = model_backend(self.model)
         total, correct = 0.0, 0.0
         try:
             for i in range(0, len(x), batch_size):
                 xb, yb = np.ascontiguousarray(x[i:i + batch_size]), y[i:i + batch_size]
-                out = self.model.forward(xb)
-                total += loss.forward(out, yb) * len(xb)
-                correct += accuracy(out, yb) * len(xb) if self.metrics else 0
+                out = self.model.forward(B.from_host(xb))
+                total += loss.forward(out, B.from_host(yb)) * len(xb)
+                correct += accuracy(_host(out), yb) * len(xb) if self.metrics else 0
         finally:
             self.model.train(was)
         result = {"loss": total / max(len(x), 1)}

@@ -241,3 +241,22 @@ def test_a_training_step_on_cuda_matches_the_cpu():
     assert isinstance(model.forward(x), np.ndarray)
     with pytest.raises(TypeError, match="numpy.ndarray on cpu and .* on cuda"):
         _tiny_cnn().to("cuda").forward(x)  # a host batch into a device model: names both
+
+
+def test_fit_and_evaluate_on_cuda_follow_the_cpu():
+    """model.fit / evaluate / predict with the model on the device: the same losses as on the
+    CPU (float32 tolerance) over a short run."""
+    import fastnn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 1, 6, 6)).astype(F32)
+    y = rng.integers(0, 3, 6)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = _tiny_cnn()
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0)
+        model.to(device)
+        history = model.fit(x, y, epochs=2, batch_size=3, verbose=0)
+        runs[device] = (history.history["loss"], model.evaluate(x, y), model.predict(x))
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-4)
+    assert runs["cuda"][1]["accuracy"] == runs["cpu"][1]["accuracy"]
+    np.testing.assert_allclose(runs["cuda"][2], runs["cpu"][2], rtol=1e-4, atol=1e-5)
