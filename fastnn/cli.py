@@ -63,9 +63,6 @@ def train(args, stream=None):
             fastnn.cuda.require()
         except (ImportError, RuntimeError) as exc:
             raise SystemExit(f"fastnn train: --device cuda is not usable here: {exc}") from None
-        if args.model == "deep-cnn":
-            raise SystemExit("fastnn train: deep-cnn's Dropout has no CUDA kernel yet; use "
-                             "--device cpu, or mlp / simple-cnn on cuda")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"fastnn train: --{name.replace('_', '-')} must be >= 1")

@@ -12,7 +12,12 @@ import pytest
 from fastnn import naive
 from fastnn.backend import backend_of, cpu
 
-pytestmark = pytest.mark.cuda
+pytestmark = [
+    pytest.mark.cuda,
+    # the simulator runs the dropout hash on numpy uint64 scalars, whose wrap-around (meant,
+    # as on the GPU) numpy reports
+    pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply:RuntimeWarning"),
+]
 cuda_mod = pytest.importorskip("numba.cuda")
 import fastnn.cuda  # noqa: E402
 
@@ -159,6 +164,10 @@ PTX_CHECK = textwrap.dedent("""
         "bias_grad": (A(3), A(1), f),
         "fill": (A(1), f),
         "add": (A(1), A(1), A(1)),
+        "multiply": (A(1), A(1), A(1)),
+        "activation_forward": (i, A(1), A(1), f, f, f, f),
+        "activation_backward": (i, A(1), A(1), A(1), f, f, f),
+        "dropout_mask": (A(1), t.uint64, f, f, f, f),
         "relu_forward": (A(1), A(1), f),
         "relu_backward": (A(1), A(1), A(1), f),
         "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), f),
@@ -208,6 +217,29 @@ def _tiny_cnn(dtype="float32"):
     fastnn.seed(3)
     return fastnn.Sequential([Conv2D(1, 2, 3, pad=1, dtype=dtype), ReLU(), MaxPool2D(2),
                               Flatten(), Dense(2 * 3 * 3, 3, dtype=dtype)])
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh", "leaky_relu", "step"])
+def test_activations_match_the_cpu(kind):
+    x = _rand((3, 7)) * 4
+    x[0, 0] = 0.0
+    y = B.activation_forward(kind, D(x), alpha=0.1)
+    y_cpu = cpu.activation_forward(kind, x, alpha=0.1)
+    np.testing.assert_allclose(H(y), y_cpu, rtol=1e-5, atol=1e-6)
+    if kind != "step":
+        saved = x if kind == "leaky_relu" else y_cpu
+        dy = _rand((3, 7), 1)
+        np.testing.assert_allclose(
+            H(B.activation_backward(kind, D(dy), D(saved), alpha=0.1)),
+            cpu.activation_backward(kind, dy, saved, alpha=0.1), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_masks_are_the_same_on_both_backends():
+    for seed in (0, 12345, 2**63 - 1):
+        m_gpu = H(B.dropout_mask((7, 9), 0.4, seed, F32))
+        np.testing.assert_array_equal(m_gpu, cpu.dropout_mask((7, 9), 0.4, seed, F32))
+    big = cpu.dropout_mask((200, 100), 0.4, 7, F32)
+    assert abs((big == 0).mean() - 0.4) < 0.02 and np.allclose(big[big > 0], 1 / 0.6)
 
 
 def test_a_training_step_on_cuda_matches_the_cpu():
@@ -260,3 +292,30 @@ def test_fit_and_evaluate_on_cuda_follow_the_cpu():
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-4)
     assert runs["cuda"][1]["accuracy"] == runs["cpu"][1]["accuracy"]
     np.testing.assert_allclose(runs["cuda"][2], runs["cpu"][2], rtol=1e-4, atol=1e-5)
+
+
+def test_dense_sigmoid_dropout_step_on_cuda_matches_the_cpu():
+    """Dropout masks come from the same hash on both backends, so even a step through
+    Dropout and DropConnect is the same on the GPU."""
+    import fastnn
+    from fastnn.layers import Dense, DropConnect, Dropout, LeakyReLU, Sigmoid, Tanh
+    x = _rand((4, 6), 8)
+    labels = np.array([0, 2, 1, 2])
+    states = {}
+    for device in ("cpu", "cuda"):
+        fastnn.seed(5)
+        model = fastnn.Sequential([Dense(6, 8), Sigmoid(), Dropout(0.3), Dense(8, 8), Tanh(),
+                                   DropConnect(Dense(8, 5), 0.2), LeakyReLU(0.1), Dense(5, 3)])
+        opt = fastnn.optim.Adam(model, lr=0.05)
+        model.compile("cross_entropy", opt)
+        model.to(device)
+        Bk = fastnn.backend.backend_for_device(device)
+        loss = fastnn.losses.SoftmaxCrossEntropy()
+        for _ in range(2):
+            loss.forward(model.forward(Bk.from_host(x)), Bk.from_host(labels))
+            model.backward(loss.backward())
+            opt.step()
+        states[device] = model.state_dict()
+    for name, value in states["cpu"].items():
+        np.testing.assert_allclose(states["cuda"][name], value, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)

@@ -99,6 +99,23 @@ class Backend:
     def relu_forward(self, x, out=None):
         raise NotImplementedError
 
+    # Other activations, by kind: "sigmoid" and "tanh" save their output y for backward,
+    # "leaky_relu" its input x; "step" has no backward.
+    def activation_forward(self, kind, x, out=None, alpha=0.0):
+        raise NotImplementedError
+
+    def activation_backward(self, kind, dy, saved, out=None, alpha=0.0):
+        raise NotImplementedError
+
+    def multiply(self, a, b, out=None):
+        """a * b elementwise (same shapes); out=a multiplies in place."""
+        raise NotImplementedError
+
+    def dropout_mask(self, shape, p, seed, dtype, out=None):
+        """A mask of 0 (probability p) and 1/(1-p), from a counter-based hash of (seed, index):
+        the same seed gives the same mask on every backend."""
+        raise NotImplementedError
+
     def relu_backward(self, dy, y, out=None):
         raise NotImplementedError
 

@@ -156,5 +156,89 @@ class CPUBackend(Backend):
     def add_penalty_grad(self, kind, p, g, lam):
         self._optim.add_penalty_grad(kind, p, g, lam)
 
+    def activation_forward(self, kind, x, out=None, alpha=0.0):
+        y = _checks.out_array(f"{kind}_forward", out, x.shape, x.dtype)
+        if kind == "sigmoid":  # 1 / (1 + exp(-x)) == (1 + tanh(x/2)) / 2: never overflows
+            np.multiply(x, x.dtype.type(0.5), out=y)
+            np.tanh(y, out=y)
+            y += 1
+            y *= x.dtype.type(0.5)
+        elif kind == "tanh":
+            np.tanh(x, out=y)
+        elif kind == "leaky_relu":  # max(x, alpha*x) for 0 <= alpha < 1
+            np.multiply(x, x.dtype.type(alpha), out=y)
+            np.maximum(x, y, out=y)
+        elif kind == "step":
+            np.greater(x, 0, out=y)
+        else:
+            raise ValueError(f"activation_forward: unknown kind {kind!r}")
+        return y
+
+    def activation_backward(self, kind, dy, saved, out=None, alpha=0.0):
+        dx = _checks.out_array(f"{kind}_backward", out, dy.shape, dy.dtype)
+        one = dy.dtype.type(1)
+        if kind == "sigmoid":      # saved: y;  dx = dy * y * (1 - y)
+            np.subtract(one, saved, out=dx)
+            dx *= saved
+            dx *= dy
+        elif kind == "tanh":       # saved: y;  dx = dy * (1 - y^2)
+            np.multiply(saved, saved, out=dx)
+            np.subtract(one, dx, out=dx)
+            dx *= dy
+        elif kind == "leaky_relu":  # saved: x;  dx = dy if x > 0 else alpha * dy
+            np.multiply(dy, dy.dtype.type(alpha), out=dx)
+            np.copyto(dx, dy, where=saved > 0)
+        else:
+            raise ValueError(f"activation_backward: no gradient for kind {kind!r}")
+        return dx
+
+    def multiply(self, a, b, out=None):
+        return np.multiply(a, b, out=out)
+
+    def dropout_mask(self, shape, p, seed, dtype, out=None):
+        mask = _checks.out_array("dropout_mask", out, tuple(shape), np.dtype(dtype))
+        n = mask.size
+        z = self.scratch("dropout_hash", (n,), np.uint64)
+        t = self.scratch("dropout_tmp", (n,), np.uint64)
+        np.copyto(z, self.scratch_arange(n))
+        _splitmix64(z, t, np.uint64(seed))
+        # the top 24 bits as a uniform float in [0, 1): exact in float32
+        np.right_shift(z, np.uint64(40), out=z)
+        flat = mask.reshape(-1)
+        np.multiply(z, 1.0 / (1 << 24), out=flat, casting="unsafe")
+        np.greater_equal(flat, flat.dtype.type(p), out=flat)  # 1 where kept, 0 where dropped
+        flat *= flat.dtype.type(1.0 / (1.0 - p))
+        return mask
+
+    def scratch_arange(self, n):
+        """0, 1, ..., n-1 as uint64, cached (the counters of the dropout hash)."""
+        a = self.scratch("arange_u64", (n,), np.uint64)
+        if n and (a[-1] != n - 1 or a[0] != 0):
+            a[...] = np.arange(n, dtype=np.uint64)
+        return a
+
+
+GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
+
+
+def hash_offset(seed):
+    """(seed + 1) * GOLDEN mod 2**64: what splitmix64 adds to each counter (Python ints: no
+    overflow warnings)."""
+    return np.uint64(((int(seed) + 1) * GOLDEN) % (1 << 64))
+
+
+def _splitmix64(z, t, seed):
+    """z = splitmix64(z + seed * GOLDEN), elementwise and in place (uint64 arithmetic wraps);
+    t: a work array like z. The CUDA kernel computes the same function per element."""
+    z += hash_offset(seed)
+    np.right_shift(z, np.uint64(30), out=t)
+    z ^= t
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+
 
 cpu = CPUBackend()

@@ -50,47 +50,34 @@ class LeakyReLU(_Elementwise):
         self.alpha = float(alpha)
 
     def _compute(self, B, x, y):
-        B.xp.multiply(x, self.alpha, out=y)
-        B.xp.maximum(x, y, out=y)  # max(x, alpha*x) is x for x > 0 and alpha*x otherwise
+        B.activation_forward("leaky_relu", x, out=y, alpha=self.alpha)
         self._cache = x
 
     def _gradient(self, B, dy, dx):
-        B.xp.multiply(dy, self.alpha, out=dx)
-        B.xp.copyto(dx, dy, where=self._cache > 0)
+        B.activation_backward("leaky_relu", dy, self._cache, out=dx, alpha=self.alpha)
 
 
 class Sigmoid(_Elementwise):
     def _compute(self, B, x, y):
-        # 1 / (1 + exp(-x)) == (1 + tanh(x/2)) / 2, which never overflows
-        xp = B.xp
-        xp.multiply(x, 0.5, out=y)
-        xp.tanh(y, out=y)
-        y += 1
-        y *= 0.5
+        B.activation_forward("sigmoid", x, out=y)  # as (1 + tanh(x/2)) / 2: never overflows
         self._cache = y
 
     def _gradient(self, B, dy, dx):
-        y = self._cache
-        B.xp.subtract(1, y, out=dx)
-        dx *= y
-        dx *= dy
+        B.activation_backward("sigmoid", dy, self._cache, out=dx)
 
 
 class Tanh(_Elementwise):
     def _compute(self, B, x, y):
-        B.xp.tanh(x, out=y)
+        B.activation_forward("tanh", x, out=y)
         self._cache = y
 
     def _gradient(self, B, dy, dx):
-        y = self._cache
-        B.xp.multiply(y, y, out=dx)
-        B.xp.subtract(1, dx, out=dx)
-        dx *= dy
+        B.activation_backward("tanh", dy, self._cache, out=dx)
 
 
 class Step(_Elementwise):
     def _compute(self, B, x, y):
-        B.xp.greater(x, 0, out=y)
+        B.activation_forward("step", x, out=y)
 
     def _gradient(self, B, dy, dx):
         raise RuntimeError(f"{self.label}: the step function has no useful gradient (it is 0 "

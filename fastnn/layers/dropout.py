@@ -21,14 +21,12 @@ def _new_rng(seed):
 
 
 def _draw_mask(layer, rng, shape, dtype, p, like):
-    """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer."""
-    xp = backend_of(like).xp
-    u = layer._buffer("uniform", shape, dtype, like=like)
-    rng.random(dtype=dtype, out=u)
+    """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer. The
+    layer's generator draws one seed per mask; the backend hashes (seed, index) into the mask,
+    so a device builds it without host traffic and every backend builds the same one."""
+    seed = int(rng.integers(1 << 63))
     mask = layer._buffer("mask", shape, dtype, like=like)
-    xp.greater_equal(u, p, out=mask)
-    mask *= 1.0 / (1.0 - p)
-    return mask
+    return backend_of(like).dropout_mask(shape, p, seed, dtype, out=mask)
 
 
 class Dropout(Layer):
@@ -44,7 +42,7 @@ class Dropout(Layer):
             return x
         mask = _draw_mask(self, self.rng, x.shape, x.dtype, self.p, x)
         y = self._buffer("y", x.shape, x.dtype, like=x)
-        backend_of(x).xp.multiply(x, mask, out=y)
+        backend_of(x).multiply(x, mask, out=y)
         self._cache = mask
         return y
 
@@ -56,7 +54,7 @@ class Dropout(Layer):
             return dy
         self._check_grad(dy, mask.shape, mask.dtype)
         dx = self._buffer("dx", dy.shape, dy.dtype, like=dy)
-        backend_of(dy).xp.multiply(dy, mask, out=dx)
+        backend_of(dy).multiply(dy, mask, out=dx)
         return dx
 
 
@@ -83,7 +81,7 @@ class DropConnect(Layer):
         B = backend_of(x, W)
         mask = _draw_mask(self, self.rng, W.shape, W.dtype, self.p, W)
         Wm = self._buffer("W_masked", W.shape, W.dtype, like=W)
-        B.xp.multiply(W, mask, out=Wm)
+        B.multiply(W, mask, out=Wm)
         y = self._buffer("y", (x.shape[0], inner.out_features), x.dtype, like=x)
         B.gemm(x, Wm, out=y)
         B.bias_add(y, b)
@@ -99,7 +97,7 @@ class DropConnect(Layer):
         if self.trainable and self.layer.trainable:
             gW = self.grads["W"]
             B.gemm(x, dy, trans_a=True, out=gW)
-            gW *= mask  # only the kept weights took part: d(W*M/(1-p))/dW = M/(1-p)
+            B.multiply(gW, mask, out=gW)  # only kept weights took part: d(W*M/(1-p))/dW
             B.bias_grad(dy, out=self.grads["b"])
         if not need_dx:
             return None

@@ -80,14 +80,16 @@ class CUDABackend(Backend):
         _launch(K.fill, a.size, flat, np.dtype(a.dtype).type(value))
         return a
 
-    def _elementwise2(self, op, kernel, names, a, b, out, *extra):
-        """Check two same-shaped arrays and run an elementwise kernel on their flat views."""
+    def _elementwise2(self, op, kernel, names, a, b, out, *extra, kind=None):
+        """Check two same-shaped arrays and run an elementwise kernel on their flat views
+        (kind: a leading kind-code argument of the kernel)."""
         _array(op, names[0], a, a.ndim if is_device_array(a) else 1)
         _array(op, names[1], b, a.ndim, dtypes=(np.dtype(a.dtype),))
         _same_shape(op, names[1], b, a.shape)
         out = self._out(op, out, a.shape, a.dtype)
-        _launch(kernel, a.size, a.reshape(a.size), b.reshape(b.size), out.reshape(out.size),
-                *extra)
+        lead = () if kind is None else (kind,)
+        _launch(kernel, a.size, *lead, a.reshape(a.size), b.reshape(b.size),
+                out.reshape(out.size), *extra)
         return out
 
     def add(self, a, b, out=None):
@@ -260,6 +262,38 @@ class CUDABackend(Backend):
     def relu_backward(self, dy, y, out=None):
         return self._elementwise2("relu_backward", K.relu_backward, ("dy", "y"), dy, y, out,
                                   self._c(dy, 0))
+
+    _KINDS = {"sigmoid": K.SIGMOID, "tanh": K.TANH, "leaky_relu": K.LEAKY_RELU, "step": K.STEP}
+
+    def activation_forward(self, kind, x, out=None, alpha=0.0):
+        op = f"{kind}_forward"
+        if kind not in self._KINDS:
+            raise ValueError(f"activation_forward: unknown kind {kind!r}")
+        _array(op, "x", x, x.ndim if is_device_array(x) else 1)
+        y = self._out(op, out, x.shape, x.dtype)
+        c = self._c
+        _launch(K.activation_forward, x.size, self._KINDS[kind], x.reshape(x.size),
+                y.reshape(y.size), c(x, alpha), c(x, 0), c(x, 0.5), c(x, 1))
+        return y
+
+    def activation_backward(self, kind, dy, saved, out=None, alpha=0.0):
+        if kind not in ("sigmoid", "tanh", "leaky_relu"):
+            raise ValueError(f"activation_backward: no gradient for kind {kind!r}")
+        return self._elementwise2(f"{kind}_backward", K.activation_backward, ("dy", "saved"),
+                                  dy, saved, out, self._c(dy, alpha), self._c(dy, 0),
+                                  self._c(dy, 1), kind=self._KINDS[kind])
+
+    def multiply(self, a, b, out=None):
+        return self._elementwise2("multiply", K.multiply, ("a", "b"), a, b, out)
+
+    def dropout_mask(self, shape, p, seed, dtype, out=None):
+        from fastnn.backend.cpu import hash_offset
+        dtype = np.dtype(dtype)
+        mask = self._out("dropout_mask", out, tuple(shape), dtype)
+        _launch(K.dropout_mask, mask.size, mask.reshape(mask.size), hash_offset(seed),
+                dtype.type(p), dtype.type(1.0 / (1.0 - p)), dtype.type(0),
+                dtype.type(1.0 / (1 << 24)))
+        return mask
 
     # -- loss --------------------------------------------------------------------------------
     def _labels(self, op, logits, labels):

@@ -9,6 +9,8 @@ is float64 in Numba and would promote float32 math; tests/test_cuda.py checks th
 """
 import math
 
+from numba import float32, uint64
+
 from fastnn.backend.cuda._numba import numba_cuda
 
 cuda = numba_cuda()
@@ -240,6 +242,62 @@ def relu_backward(dy, y, dx, zero):
     i = cuda.grid(1)
     if i < dy.shape[0]:
         dx[i] = dy[i] if y[i] > zero else zero
+
+
+@cuda.jit(cache=True)
+def multiply(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+# kind codes of the activation kernels (the backend maps names to them)
+SIGMOID, TANH, LEAKY_RELU, STEP = 0, 1, 2, 3
+
+
+@cuda.jit(cache=True)
+def activation_forward(kind, x, y, alpha, zero, half, one):
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    v = x[i]
+    if kind == SIGMOID:  # as (1 + tanh(x/2)) / 2: never overflows
+        y[i] = (one + math.tanh(v * half)) * half
+    elif kind == TANH:
+        y[i] = math.tanh(v)
+    elif kind == LEAKY_RELU:  # max(x, alpha*x)
+        y[i] = max(v, v * alpha)
+    else:  # STEP
+        y[i] = one if v > zero else zero
+
+
+@cuda.jit(cache=True)
+def activation_backward(kind, dy, saved, dx, alpha, zero, one):
+    i = cuda.grid(1)
+    if i >= dy.shape[0]:
+        return
+    s = saved[i]
+    if kind == SIGMOID:  # saved: y
+        dx[i] = dy[i] * s * (one - s)
+    elif kind == TANH:   # saved: y
+        dx[i] = dy[i] * (one - s * s)
+    else:                # LEAKY_RELU, saved: x
+        dx[i] = dy[i] if s > zero else dy[i] * alpha
+
+
+@cuda.jit(cache=True)
+def dropout_mask(mask, offset, p, scale, zero, unit):
+    """splitmix64 of (index + offset), the same function as the CPU backend's: 0 where the top
+    24 bits as a uniform number fall below p, else scale = 1/(1-p)."""
+    i = cuda.grid(1)
+    if i >= mask.shape[0]:
+        return
+    z = uint64(i) + offset
+    z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
+    z = z ^ (z >> uint64(31))
+    u = float32(z >> uint64(40)) * unit
+    mask[i] = scale if u >= p else zero
 
 
 # ---- losses ---------------------------------------------------------------------------------
