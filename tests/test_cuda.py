@@ -168,6 +168,11 @@ PTX_CHECK = textwrap.dedent("""
         "activation_forward": (i, A(1), A(1), f, f, f, f),
         "activation_backward": (i, A(1), A(1), A(1), f, f, f),
         "dropout_mask": (A(1), t.uint64, f, f, f, f),
+        "bn_statistics": (A(3), A(1), A(1), A(1), A(1), f, f, f, f),
+        "bn_inv_std": (A(1), A(1), f, f),
+        "bn_normalize": (A(3), A(1), A(1), A(1), A(1), A(3), A(3)),
+        "bn_grad_sums": (A(3), A(3), A(1), A(1), f),
+        "bn_input_grad": (A(3), A(3), A(1), A(1), A(1), A(1), b, f, f, A(3)),
         "relu_forward": (A(1), A(1), f),
         "relu_backward": (A(1), A(1), A(1), f),
         "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), f),
@@ -232,6 +237,32 @@ def test_activations_match_the_cpu(kind):
         np.testing.assert_allclose(
             H(B.activation_backward(kind, D(dy), D(saved), alpha=0.1)),
             cpu.activation_backward(kind, dy, saved, alpha=0.1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 4)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_matches_the_cpu(shape, training):
+    x = _rand(shape) * 2 + 1
+    c = shape[1]
+    gamma, beta = _rand(c, 1) + 1, _rand(c, 2)
+    rm, rv = _rand(c, 3), np.abs(_rand(c, 4)) + 0.5
+    dy = _rand(shape, 5)
+    host = dict(out=np.empty_like(x), xhat=np.empty_like(x), inv_std=np.empty(c, F32))
+    rm_h, rv_h = rm.copy(), rv.copy()
+    cpu.batchnorm_forward(x, gamma, beta, rm_h, rv_h, 0.9, 1e-5, training, **host)
+    dev = dict(out=B.empty(shape, F32), xhat=B.empty(shape, F32), inv_std=B.empty((c,), F32))
+    rm_d, rv_d = D(rm), D(rv)
+    B.batchnorm_forward(D(x), D(gamma), D(beta), rm_d, rv_d, 0.9, 1e-5, training, **dev)
+    for k in host:
+        np.testing.assert_allclose(H(dev[k]), host[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(H(rm_d), rm_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(H(rv_d), rv_h, rtol=1e-5, atol=1e-6)
+    grads_h = [np.empty_like(x), np.empty(c, F32), np.empty(c, F32)]
+    cpu.batchnorm_backward(dy, host["xhat"], gamma, host["inv_std"], training, *grads_h)
+    grads_d = [B.empty(shape, F32), B.empty((c,), F32), B.empty((c,), F32)]
+    B.batchnorm_backward(D(dy), dev["xhat"], D(gamma), dev["inv_std"], training, *grads_d)
+    for name, gh, gd in zip(("dx", "dgamma", "dbeta"), grads_h, grads_d):
+        np.testing.assert_allclose(H(gd), gh, rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def test_dropout_masks_are_the_same_on_both_backends():

@@ -107,6 +107,21 @@ class Backend:
     def activation_backward(self, kind, dy, saved, out=None, alpha=0.0):
         raise NotImplementedError
 
+    # Batch normalisation over the channel axis 1 of (N, C) or (N, C, H, W) arrays.
+    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, momentum, eps,
+                          training, out, xhat, inv_std):
+        """y = gamma * xhat + beta into out, xhat = (x - mean) * inv_std into xhat and
+        inv_std = 1 / sqrt(var + eps) (C,) into inv_std. training: the batch's mean and biased
+        variance, and running = momentum * running + (1 - momentum) * batch in place;
+        otherwise the running statistics."""
+        raise NotImplementedError
+
+    def batchnorm_backward(self, dy, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
+        """dbeta = sum(dy), dgamma = sum(dy * xhat) over all but the channels; dx (if given) =
+        gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma) in training (m values per
+        channel), gamma * inv_std * dy with fixed statistics."""
+        raise NotImplementedError
+
     def multiply(self, a, b, out=None):
         """a * b elementwise (same shapes); out=a multiplies in place."""
         raise NotImplementedError

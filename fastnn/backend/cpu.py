@@ -195,6 +195,48 @@ class CPUBackend(Backend):
     def multiply(self, a, b, out=None):
         return np.multiply(a, b, out=out)
 
+    @staticmethod
+    def _per_channel(*arrays):
+        """(N, C[, H, W]) arrays -> (N, C, P) views; a (C,) vector broadcasts as v[:, None]."""
+        return [a.reshape(a.shape[0], a.shape[1], -1) for a in arrays]
+
+    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, momentum, eps,
+                          training, out, xhat, inv_std):
+        x3, xh3, y3 = self._per_channel(x, xhat, out)
+        if training:
+            mean = x3.mean(axis=(0, 2))
+            var = x3.var(axis=(0, 2))
+            running_mean *= momentum
+            running_mean += (1 - momentum) * mean
+            running_var *= momentum
+            running_var += (1 - momentum) * var
+        else:
+            mean, var = running_mean, running_var
+        np.sqrt(var + eps, out=inv_std)
+        np.divide(1, inv_std, out=inv_std)
+        np.subtract(x3, mean[:, None], out=xh3)
+        xh3 *= inv_std[:, None]
+        np.multiply(xh3, gamma[:, None], out=y3)
+        y3 += beta[:, None]
+        return out
+
+    def batchnorm_backward(self, dy, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
+        dy3, xh3 = self._per_channel(dy, xhat)
+        np.sum(dy3, axis=(0, 2), out=dbeta)
+        np.sum(dy3 * xh3, axis=(0, 2), out=dgamma)
+        if dx is None:
+            return None
+        dx3, = self._per_channel(dx)
+        scale = (gamma * inv_std)[:, None]
+        if not training:  # fixed statistics: an affine map
+            return np.multiply(dy3, scale, out=dx3).reshape(dx.shape)
+        m = dy3.shape[0] * dy3.shape[2]
+        np.multiply(dy3, m, out=dx3)
+        dx3 -= dbeta[:, None]
+        dx3 -= xh3 * dgamma[:, None]
+        dx3 *= scale / m
+        return dx
+
     def dropout_mask(self, shape, p, seed, dtype, out=None):
         mask = _checks.out_array("dropout_mask", out, tuple(shape), np.dtype(dtype))
         n = mask.size

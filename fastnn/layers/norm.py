@@ -10,8 +10,8 @@ Backward (m = the number of values per feature, sums over the batch [and space])
     dbeta = sum(dy),  dgamma = sum(dy * xhat)
     dx = gamma / (m * std) * (m * dy - dbeta - xhat * dgamma)
 """
-from fastnn.backend import backend_of
 from fastnn import init as initializers
+from fastnn.backend import backend_of
 from fastnn.layers.base import Layer, check_dtype, check_positive_int
 
 
@@ -32,53 +32,29 @@ class BatchNorm(Layer):
         self.state["running_mean"] = initializers.make("zeros", c, 1, dtype)
         self.state["running_var"] = initializers.make("ones", c, 1, dtype)
 
-    @staticmethod
-    def _axes(x):
-        """Reduction axes and the shape that broadcasts a per-feature vector against x."""
-        if x.ndim == 2:
-            return (0,), (1, x.shape[1])
-        return (0, 2, 3), (1, x.shape[1], 1, 1)
-
     def _forward(self, x):
         self._check_input(x, (2, 4), self.num_features)
-        xp = backend_of(x).xp
-        axes, vec = self._axes(x)
-        gamma = self.params["gamma"].reshape(vec)
-        beta = self.params["beta"].reshape(vec)
-        if self.training:
-            mean = x.mean(axis=axes, keepdims=True)
-            xc = x - mean
-            var = (xc * xc).mean(axis=axes, keepdims=True)
-            m = self.momentum
-            self.state["running_mean"] *= m
-            self.state["running_mean"] += (1 - m) * mean.reshape(-1)
-            self.state["running_var"] *= m
-            self.state["running_var"] += (1 - m) * var.reshape(-1)
-        else:
-            xc = x - self.state["running_mean"].reshape(vec)
-            var = self.state["running_var"].reshape(vec)
-        inv_std = 1 / xp.sqrt(var + self.eps)
-        xhat = xc * inv_std
+        B = backend_of(x)
         y = self._buffer("y", x.shape, x.dtype, like=x)
-        xp.multiply(xhat, gamma, out=y)
-        y += beta
-        self._cache = (xhat, inv_std, axes, vec, self.training)
+        xhat = self._buffer("xhat", x.shape, x.dtype, like=x)
+        inv_std = self._buffer("inv_std", (self.num_features,), x.dtype, like=x)
+        B.batchnorm_forward(x, self.params["gamma"], self.params["beta"],
+                            self.state["running_mean"], self.state["running_var"],
+                            self.momentum, self.eps, self.training, y, xhat, inv_std)
+        self._cache = (xhat, inv_std, self.training)  # xhat: the normalised input
         return y
 
     def _backward(self, dy, need_dx):
-        xhat, inv_std, axes, vec, training = self._cache
+        xhat, inv_std, training = self._cache
         self._check_grad(dy, xhat.shape, xhat.dtype)
-        dbeta = dy.sum(axis=axes)
-        dgamma = (dy * xhat).sum(axis=axes)
+        B = backend_of(dy)
+        c = (self.num_features,)
         if self.trainable:
-            self.grads["beta"][...] = dbeta
-            self.grads["gamma"][...] = dgamma
-        if not need_dx:
-            return None
-        gamma = self.params["gamma"].reshape(vec)
-        if not training:  # fixed statistics: an affine map
-            return dy * (gamma * inv_std)
-        m = dy.size // self.num_features
-        dx = m * dy - dbeta.reshape(vec) - xhat * dgamma.reshape(vec)
-        dx *= gamma * inv_std / m
+            dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        else:  # still needed for dx, but not an update
+            dgamma = B.scratch("bn_dgamma", c, dy.dtype)
+            dbeta = B.scratch("bn_dbeta", c, dy.dtype)
+        dx = self._buffer("dx", dy.shape, dy.dtype, like=dy) if need_dx else None
+        B.batchnorm_backward(dy, xhat, self.params["gamma"], inv_std, training, dx,
+                             dgamma, dbeta)
         return dx

@@ -295,6 +295,40 @@ class CUDABackend(Backend):
                 dtype.type(1.0 / (1 << 24)))
         return mask
 
+    @staticmethod
+    def _per_channel(a):
+        p = a.shape[2] * a.shape[3] if a.ndim == 4 else 1
+        return a.reshape(a.shape[0], a.shape[1], p)
+
+    def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, momentum, eps,
+                          training, out, xhat, inv_std):
+        op = "batchnorm_forward"
+        x3 = self._channels(op, "x", x)
+        c = x.shape[1]
+        if training:
+            mean = self.scratch("bn_mean", (c,), x.dtype)
+            var = self.scratch("bn_var", (c,), x.dtype)
+            _launch(K.bn_statistics, c, x3, mean, var, running_mean, running_var,
+                    self._c(x, momentum), self._c(x, 1), self._c(x, 0),
+                    self._c(x, c / x.size))
+        else:
+            mean, var = running_mean, running_var
+        _launch(K.bn_inv_std, c, var, inv_std, self._c(x, eps), self._c(x, 1))
+        _launch(K.bn_normalize, x.size, x3, mean, inv_std, gamma, beta,
+                self._per_channel(xhat), self._per_channel(out))
+        return out
+
+    def batchnorm_backward(self, dy, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
+        dy3 = self._channels("batchnorm_backward", "dy", dy)
+        xh3 = self._per_channel(xhat)
+        _launch(K.bn_grad_sums, dy.shape[1], dy3, xh3, dgamma, dbeta, self._c(dy, 0))
+        if dx is None:
+            return None
+        m = dy.size // dy.shape[1]
+        _launch(K.bn_input_grad, dy.size, dy3, xh3, gamma, inv_std, dgamma, dbeta,
+                bool(training), self._c(dy, m), self._c(dy, 1.0 / m), self._per_channel(dx))
+        return dx
+
     # -- loss --------------------------------------------------------------------------------
     def _labels(self, op, logits, labels):
         _array(op, "logits", logits, 2, layout="2-D (N, classes)")
