@@ -122,6 +122,31 @@ class Backend:
         channel), gamma * inv_std * dy with fixed statistics."""
         raise NotImplementedError
 
+    # Over axis 1 of (N, C) or (N, C, ...) arrays:
+    def softmax_forward(self, x, out=None):
+        """exp(x - max) / sum over axis 1."""
+        raise NotImplementedError
+
+    def softmax_backward(self, dy, y, out=None):
+        """y * (dy - sum(dy * y)) over axis 1 (y: the forward's output)."""
+        raise NotImplementedError
+
+    def maxout_forward(self, x, pieces, out, argmax):
+        """out[:, c] = max of x[:, c*pieces:(c+1)*pieces] (the first maximum); argmax (int32,
+        out's shape) keeps the winner's index within its group."""
+        raise NotImplementedError
+
+    def maxout_backward(self, dy, argmax, pieces, out):
+        """dy routed to each group's winner, zeros elsewhere; out has x's shape."""
+        raise NotImplementedError
+
+    def sqrt(self, x, out=None):
+        raise NotImplementedError
+
+    def safe_divide(self, a, b, out=None):
+        """a / b where b > 0, else 0."""
+        raise NotImplementedError
+
     def multiply(self, a, b, out=None):
         """a * b elementwise (same shapes); out=a multiplies in place."""
         raise NotImplementedError

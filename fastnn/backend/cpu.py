@@ -195,6 +195,52 @@ class CPUBackend(Backend):
     def multiply(self, a, b, out=None):
         return np.multiply(a, b, out=out)
 
+    def softmax_forward(self, x, out=None):
+        y = _checks.out_array("softmax_forward", out, x.shape, x.dtype)
+        x3, y3 = self._per_channel(x, y)
+        m = self.scratch("softmax_m", (x3.shape[0], 1, x3.shape[2]), x.dtype)
+        np.max(x3, axis=1, keepdims=True, out=m)
+        np.subtract(x3, m, out=y3)  # subtract the max: exp never overflows
+        np.exp(y3, out=y3)
+        np.sum(y3, axis=1, keepdims=True, out=m)
+        y3 /= m
+        return y
+
+    def softmax_backward(self, dy, y, out=None):
+        dx = _checks.out_array("softmax_backward", out, dy.shape, dy.dtype)
+        dy3, y3, dx3 = self._per_channel(dy, y, dx)
+        s = self.scratch("softmax_s", (dy3.shape[0], 1, dy3.shape[2]), dy.dtype)
+        np.multiply(dy3, y3, out=dx3)
+        np.sum(dx3, axis=1, keepdims=True, out=s)
+        np.subtract(dy3, s, out=dx3)
+        dx3 *= y3
+        return dx
+
+    def maxout_forward(self, x, pieces, out, argmax):
+        n, c = out.shape[:2]
+        groups = x.reshape(n, c, pieces, -1)
+        arg3 = argmax.reshape(n, c, -1)
+        np.copyto(arg3, np.argmax(groups, axis=2), casting="unsafe")  # the first maximum
+        np.copyto(out.reshape(n, c, -1),
+                  np.take_along_axis(groups, arg3[:, :, None].astype(np.intp), axis=2)[:, :, 0])
+        return out
+
+    def maxout_backward(self, dy, argmax, pieces, out):
+        n, c = dy.shape[:2]
+        groups = out.reshape(n, c, pieces, -1)
+        groups[...] = 0
+        idx = argmax.reshape(n, c, 1, -1).astype(np.intp)
+        np.put_along_axis(groups, idx, dy.reshape(n, c, 1, -1), axis=2)
+        return out
+
+    def sqrt(self, x, out=None):
+        return np.sqrt(x, out=out)
+
+    def safe_divide(self, a, b, out=None):
+        out = _checks.out_array("safe_divide", out, a.shape, a.dtype)
+        out[...] = 0
+        return np.divide(a, b, out=out, where=b > 0)
+
     @staticmethod
     def _per_channel(*arrays):
         """(N, C[, H, W]) arrays -> (N, C, P) views; a (C,) vector broadcasts as v[:, None]."""

@@ -10,6 +10,8 @@ Each keeps what its backward needs: ReLU, Sigmoid and Tanh their output y; Leaky
     Softmax:   y = exp(x - max) / sum(...)    dx = y * (dy - sum(dy * y))   over axis 1
     Maxout:    y[:, c] = max over x[:, c*k : (c+1)*k]; dx routes dy to each group's maximum
 """
+import numpy as np
+
 from fastnn.backend import backend_of
 from fastnn.layers.base import Layer, check_positive_int
 
@@ -108,15 +110,8 @@ class Softmax(Layer):
 
     def _forward(self, x):
         self._check_input(x, (2, 3, 4, 5))
-        xp = backend_of(x).xp
         y = self._buffer("y", x.shape, x.dtype, like=x)
-        red = (x.shape[0], 1) + x.shape[2:]
-        m = self._buffer("m", red, x.dtype, like=x)
-        xp.max(x, axis=1, keepdims=True, out=m)
-        xp.subtract(x, m, out=y)  # subtract the max: exp never overflows
-        xp.exp(y, out=y)
-        xp.sum(y, axis=1, keepdims=True, out=m)
-        y /= m
+        backend_of(x).softmax_forward(x, out=y)
         self._cache = y
         return y
 
@@ -125,14 +120,8 @@ class Softmax(Layer):
         self._check_grad(dy, y.shape, y.dtype)
         if not need_dx:
             return None
-        xp = backend_of(dy).xp
         dx = self._buffer("dx", y.shape, y.dtype, like=y)
-        s = self._buffers["m"]
-        xp.multiply(dy, y, out=dx)
-        xp.sum(dx, axis=1, keepdims=True, out=s)
-        xp.subtract(dy, s, out=dx)
-        dx *= y
-        return dx
+        return backend_of(dy).softmax_backward(dy, y, out=dx)
 
 
 class Maxout(Layer):
@@ -150,20 +139,17 @@ class Maxout(Layer):
         if x.shape[1] % k:
             raise ValueError(f"{self.label}: expected input features/channels divisible by "
                              f"num_pieces={k}, got input {x.shape}")
-        xp = backend_of(x).xp
-        groups = x.reshape((x.shape[0], x.shape[1] // k, k) + x.shape[2:])
-        winner = xp.argmax(groups, axis=2)[:, :, None]  # (N, C, 1, ...): first maximum
-        y = xp.take_along_axis(groups, winner, axis=2)[:, :, 0]
-        self._cache = (x.shape, groups.shape, winner)
-        return xp.ascontiguousarray(y)
+        shape = (x.shape[0], x.shape[1] // k) + x.shape[2:]
+        y = self._buffer("y", shape, x.dtype, like=x)
+        winner = self._buffer("winner", shape, np.int32, like=x)  # index within each group
+        backend_of(x).maxout_forward(x, k, y, winner)
+        self._cache = (x.shape, winner)
+        return y
 
     def _backward(self, dy, need_dx):
-        x_shape, g_shape, winner = self._cache
-        self._check_grad(dy, (g_shape[0], g_shape[1]) + g_shape[3:], dy.dtype)
+        x_shape, winner = self._cache
+        self._check_grad(dy, winner.shape, self._buffers["y"].dtype)
         if not need_dx:
             return None
-        xp = backend_of(dy).xp
-        dx = self._buffer("dx", g_shape, dy.dtype, like=dy)
-        dx[...] = 0
-        xp.put_along_axis(dx, winner, dy[:, :, None], axis=2)
-        return dx.reshape(x_shape)
+        dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
+        return backend_of(dy).maxout_backward(dy, winner, self.num_pieces, dx)

@@ -76,10 +76,10 @@ class L2Pool2D(_Pool2D):
         shape = self._out_shape(x)
         B = backend_of(x)
         sq = self._buffer("sq", x.shape, x.dtype, like=x)
-        B.xp.multiply(x, x, out=sq)
+        B.multiply(x, x, out=sq)
         y = self._buffer("y", shape, x.dtype, like=x)
         B.avg_pool2d_forward(sq, *self._geometry(), out=y)
-        B.xp.sqrt(y, out=y)
+        B.sqrt(y, out=y)
         self._cache = (x, y)
         return y
 
@@ -89,11 +89,8 @@ class L2Pool2D(_Pool2D):
         if not need_dx:
             return None
         B = backend_of(dy)
-        xp = B.xp
         ratio = self._buffer("ratio", y.shape, y.dtype, like=y)
-        ratio[...] = 0
-        xp.divide(dy, y, out=ratio, where=y > 0)  # a window of zeros has no useful gradient
+        B.safe_divide(dy, y, out=ratio)  # a window of zeros has no useful gradient
         dx = self._buffer("dx", x.shape, x.dtype, like=x)
         B.avg_pool2d_backward(ratio, x.shape, *self._geometry(), out=dx)
-        xp.multiply(dx, x, out=dx)
-        return dx
+        return B.multiply(dx, x, out=dx)

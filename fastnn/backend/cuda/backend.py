@@ -297,8 +297,55 @@ class CUDABackend(Backend):
 
     @staticmethod
     def _per_channel(a):
-        p = a.shape[2] * a.shape[3] if a.ndim == 4 else 1
+        """(N, C, ...) -> an (N, C, P) view."""
+        p = 1
+        for s in a.shape[2:]:
+            p *= s
         return a.reshape(a.shape[0], a.shape[1], p)
+
+    def sqrt(self, x, out=None):
+        _array("sqrt", "x", x, x.ndim if is_device_array(x) else 1)
+        y = self._out("sqrt", out, x.shape, x.dtype)
+        _launch(K.sqrt, x.size, x.reshape(x.size), y.reshape(y.size))
+        return y
+
+    def safe_divide(self, a, b, out=None):
+        return self._elementwise2("safe_divide", K.safe_divide, ("a", "b"), a, b, out,
+                                  self._c(a, 0))
+
+    def softmax_forward(self, x, out=None):
+        _array("softmax_forward", "x", x, x.ndim if is_device_array(x) else 2)
+        y = self._out("softmax_forward", out, x.shape, x.dtype)
+        x3 = self._per_channel(x)
+        _launch(K.softmax_forward, x3.shape[0] * x3.shape[2], x3, self._per_channel(y),
+                self._c(x, 0))
+        return y
+
+    def softmax_backward(self, dy, y, out=None):
+        op = "softmax_backward"
+        _array(op, "dy", dy, dy.ndim if is_device_array(dy) else 2)
+        _array(op, "y", y, dy.ndim, dtypes=(np.dtype(dy.dtype),))
+        _same_shape(op, "y", y, dy.shape)
+        dx = self._out(op, out, dy.shape, dy.dtype)
+        dy3 = self._per_channel(dy)
+        _launch(K.softmax_backward, dy3.shape[0] * dy3.shape[2], dy3, self._per_channel(y),
+                self._per_channel(dx), self._c(dy, 0))
+        return dx
+
+    def maxout_forward(self, x, pieces, out, argmax):
+        n, c = out.shape[:2]
+        y3 = self._per_channel(out)
+        x4 = x.reshape(n, c, pieces, y3.shape[2])
+        _launch(K.maxout_forward, out.size, x4, y3, self._per_channel(argmax))
+        return out
+
+    def maxout_backward(self, dy, argmax, pieces, out):
+        n, c = dy.shape[:2]
+        dy3 = self._per_channel(dy)
+        dx4 = out.reshape(n, c, pieces, dy3.shape[2])
+        _launch(K.maxout_backward, out.size, dy3, self._per_channel(argmax), dx4,
+                self._c(dy, 0))
+        return out
 
     def batchnorm_forward(self, x, gamma, beta, running_mean, running_var, momentum, eps,
                           training, out, xhat, inv_std):

@@ -16,6 +16,13 @@ from fastnn.backend.cuda._numba import numba_cuda
 cuda = numba_cuda()
 
 
+@cuda.jit(device=True, inline=True)
+def unravel4(i, shape):
+    """The 4-D index (a, b, c, d) of flat position i in a C-ordered array of `shape`."""
+    d1, d2, d3 = shape[1], shape[2], shape[3]
+    return i // (d1 * d2 * d3), (i // (d2 * d3)) % d1, (i // d3) % d2, i % d3
+
+
 # ---- layout: im2col / col2im / GEMM output <-> NCHW -----------------------------------------
 
 @cuda.jit(cache=True)
@@ -298,6 +305,81 @@ def dropout_mask(mask, offset, p, scale, zero, unit):
     z = z ^ (z >> uint64(31))
     u = float32(z >> uint64(40)) * unit
     mask[i] = scale if u >= p else zero
+
+
+@cuda.jit(cache=True)
+def sqrt(x, y):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        y[i] = math.sqrt(x[i])
+
+
+@cuda.jit(cache=True)
+def safe_divide(a, b, out, zero):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] / b[i] if b[i] > zero else zero
+
+
+# ---- softmax and maxout over axis 1 of (N, C, P) views: one thread per (n, p) --------------
+
+@cuda.jit(cache=True)
+def softmax_forward(x3, y3, zero):
+    i = cuda.grid(1)
+    n_img, c_n, p_n = x3.shape
+    if i >= n_img * p_n:
+        return
+    n, p = i // p_n, i % p_n
+    mx = x3[n, 0, p]
+    for c in range(1, c_n):
+        mx = max(mx, x3[n, c, p])
+    s = zero
+    for c in range(c_n):
+        e = math.exp(x3[n, c, p] - mx)
+        y3[n, c, p] = e
+        s += e
+    for c in range(c_n):
+        y3[n, c, p] = y3[n, c, p] / s
+
+
+@cuda.jit(cache=True)
+def softmax_backward(dy3, y3, dx3, zero):
+    i = cuda.grid(1)
+    n_img, c_n, p_n = dy3.shape
+    if i >= n_img * p_n:
+        return
+    n, p = i // p_n, i % p_n
+    s = zero
+    for c in range(c_n):
+        s += dy3[n, c, p] * y3[n, c, p]
+    for c in range(c_n):
+        dx3[n, c, p] = (dy3[n, c, p] - s) * y3[n, c, p]
+
+
+@cuda.jit(cache=True)
+def maxout_forward(x4, y3, arg3):
+    """x4: (N, C, pieces, P); one thread per output (n, c, p)."""
+    i = cuda.grid(1)
+    n_img, c_n, p_n = y3.shape
+    if i >= n_img * c_n * p_n:
+        return
+    n, c, p = i // (c_n * p_n), (i // p_n) % c_n, i % p_n
+    best, best_k = x4[n, c, 0, p], 0
+    for k in range(1, x4.shape[2]):
+        v = x4[n, c, k, p]
+        if v > best:
+            best, best_k = v, k
+    y3[n, c, p] = best
+    arg3[n, c, p] = best_k
+
+
+@cuda.jit(cache=True)
+def maxout_backward(dy3, arg3, dx4, zero):
+    """One thread per input element (n, c, k, p)."""
+    i = cuda.grid(1)
+    if i < dx4.size:
+        n, c, k, p = unravel4(i, dx4.shape)
+        dx4[n, c, k, p] = dy3[n, c, p] if arg3[n, c, p] == k else zero
 
 
 # ---- batch normalisation over (N, C, P) views ----------------------------------------------
