@@ -88,27 +88,29 @@ class SoftmaxCrossEntropy(Loss):
 
     @staticmethod
     def _class_indices(owner, logits, labels, B):
-        xp = B.xp
         n, c = logits.shape
         if not hasattr(labels, "shape"):
-            labels = xp.asarray(labels)
+            labels = np.asarray(labels)
         if labels.ndim == 2:  # one-hot rows -> class indices
-            if labels.shape != (n, c):
+            if not isinstance(labels, np.ndarray):
+                raise TypeError(f"{owner}: one-hot labels must be a numpy array; on a device "
+                                "pass int64 class indices")
+            if tuple(labels.shape) != (n, c):
                 raise ValueError(f"{owner}: expected one-hot labels of shape {(n, c)}, got "
                                  f"{labels.shape}")
-            if not (xp.all(labels.sum(axis=1) == 1) and xp.all(labels.max(axis=1) == 1)):
+            if not (np.all(labels.sum(axis=1) == 1) and np.all(labels.max(axis=1) == 1)):
                 raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
-            return xp.argmax(labels, axis=1).astype(np.int64)
+            return np.argmax(labels, axis=1).astype(np.int64)
         if labels.ndim != 1 or labels.shape[0] != n:
             raise ValueError(f"{owner}: expected labels of shape ({n},) (class indices) or "
                              f"{(n, c)} (one-hot), got {labels.shape}")
         if labels.dtype.kind not in "iu":
             raise TypeError(f"{owner}: expected integer class labels, got dtype {labels.dtype}")
         if labels.dtype != np.int64 or not is_c_contiguous(labels):
-            if xp is None:
+            if not isinstance(labels, np.ndarray):
                 raise TypeError(f"{owner}: expected device labels as a contiguous int64 array, "
                                 f"got {labels.dtype}")
-            labels = xp.ascontiguousarray(labels, dtype=np.int64)
+            labels = np.ascontiguousarray(labels, dtype=np.int64)
         return labels
 
 
@@ -116,24 +118,27 @@ class MeanSquaredError(Loss):
     def _forward(self, y, t):
         owner = type(self).__name__
         _check_prediction(owner, y)
-        xp = backend_of(y).xp
-        t = xp.asarray(t)
-        if t.shape != y.shape:
+        B = backend_of(y)
+        if isinstance(t, (list, tuple, float, int)):
+            t = np.asarray(t, dtype=y.dtype)
+        if tuple(t.shape) != tuple(y.shape):
             if t.size == y.size and t.ndim == 1 and y.ndim == 2:
                 t = t.reshape(y.shape)
             else:
                 raise ValueError(f"{owner}: expected targets of shape {y.shape}, got {t.shape}")
+        if t.dtype != y.dtype:
+            if not isinstance(t, np.ndarray):
+                raise TypeError(f"{owner}: expected {y.dtype} targets, got {t.dtype}")
+            t = t.astype(y.dtype)
         diff = self._buffer("diff", y.shape, y.dtype, y)
-        xp.subtract(y, t, out=diff)
+        B.subtract(y, t, out=diff)
         self._cache = diff
-        flat = diff.reshape(-1)
-        return float(xp.dot(flat, flat)) / max(diff.size, 1)
+        return B.sum_squares(diff) / max(diff.size, 1)
 
     def _backward(self):
         diff = self._cache
         dx = self._buffer("dy", diff.shape, diff.dtype, diff)
-        backend_of(diff).xp.multiply(diff, 2.0 / max(diff.size, 1), out=dx)
-        return dx
+        return backend_of(diff).scale(diff, 2.0 / max(diff.size, 1), out=dx)
 
 
 _NAMED = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,

@@ -40,16 +40,14 @@ class L2(Regularizer):
     kind = "l2"
 
     def penalty(self, p):
-        xp = backend_of(p).xp
-        return 0.5 * self.lam * float(xp.vdot(p, p))
+        return 0.5 * self.lam * backend_of(p).sum_squares(p)
 
 
 class L1(Regularizer):
     kind = "l1"
 
     def penalty(self, p):
-        xp = backend_of(p).xp
-        return self.lam * float(xp.abs(p).sum())
+        return self.lam * backend_of(p).sum_abs(p)
 
 
 def from_config(config):

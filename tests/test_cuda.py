@@ -174,6 +174,10 @@ PTX_CHECK = textwrap.dedent("""
         "bn_grad_sums": (A(3), A(3), A(1), A(1), f),
         "bn_input_grad": (A(3), A(3), A(1), A(1), A(1), A(1), b, f, f, A(3)),
         "sqrt": (A(1), A(1)),
+        "subtract": (A(1), A(1), A(1)),
+        "scale": (A(1), f, A(1)),
+        "sum_squares": (A(1), A(1)),
+        "sum_abs": (A(1), A(1)),
         "safe_divide": (A(1), A(1), A(1), f),
         "softmax_forward": (A(3), A(3), f),
         "softmax_backward": (A(3), A(3), A(3), f),
@@ -383,3 +387,24 @@ def test_softmax_maxout_l2pool_layers_on_cuda_match_the_cpu():
     np.testing.assert_allclose(dx_g, dx_c, rtol=1e-3, atol=1e-5)
     for name in g_c:
         np.testing.assert_allclose(g_g[name], g_c[name], rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_mse_and_penalties_on_cuda_match_the_cpu():
+    import fastnn
+    from fastnn.layers import Dense
+    y, t = _rand((5, 3), 11), _rand((5, 3), 12)
+    values = {}
+    for device in ("cpu", "cuda"):
+        Bk = fastnn.backend.backend_for_device(device)
+        fastnn.seed(2)
+        model = fastnn.Sequential([Dense(3, 3, regularizer=fastnn.regularizers.L2(0.5)),
+                                   Dense(3, 3, regularizer=fastnn.regularizers.L1(0.1))])
+        model.to(device)
+        loss = fastnn.losses.MeanSquaredError(regularization=model)
+        v = loss.forward(model.forward(Bk.from_host(y)), Bk.from_host(t))
+        model.backward(loss.backward())
+        values[device] = (v, {n: Bk.to_host(g).copy() for n, _, g in model.named_parameters()})
+    assert values["cuda"][0] == pytest.approx(values["cpu"][0], rel=1e-5)
+    for name, g in values["cpu"][1].items():
+        np.testing.assert_allclose(values["cuda"][1][name], g, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)

@@ -143,6 +143,21 @@ class Backend:
     def sqrt(self, x, out=None):
         raise NotImplementedError
 
+    def subtract(self, a, b, out=None):
+        raise NotImplementedError
+
+    def scale(self, a, alpha, out=None):
+        """alpha * a."""
+        raise NotImplementedError
+
+    def sum_squares(self, a):
+        """sum(a * a) as a Python float (read back to the host)."""
+        raise NotImplementedError
+
+    def sum_abs(self, a):
+        """sum(|a|) as a Python float (read back to the host)."""
+        raise NotImplementedError
+
     def safe_divide(self, a, b, out=None):
         """a / b where b > 0, else 0."""
         raise NotImplementedError

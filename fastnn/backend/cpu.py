@@ -236,6 +236,19 @@ class CPUBackend(Backend):
     def sqrt(self, x, out=None):
         return np.sqrt(x, out=out)
 
+    def subtract(self, a, b, out=None):
+        return np.subtract(a, b, out=out)
+
+    def scale(self, a, alpha, out=None):
+        return np.multiply(a, a.dtype.type(alpha), out=out)
+
+    def sum_squares(self, a):
+        flat = a.reshape(-1)
+        return float(np.dot(flat, flat))
+
+    def sum_abs(self, a):
+        return float(np.abs(a).sum())
+
     def safe_divide(self, a, b, out=None):
         out = _checks.out_array("safe_divide", out, a.shape, a.dtype)
         out[...] = 0

@@ -309,6 +309,28 @@ class CUDABackend(Backend):
         _launch(K.sqrt, x.size, x.reshape(x.size), y.reshape(y.size))
         return y
 
+    def subtract(self, a, b, out=None):
+        return self._elementwise2("subtract", K.subtract, ("a", "b"), a, b, out)
+
+    def scale(self, a, alpha, out=None):
+        _array("scale", "a", a, a.ndim if is_device_array(a) else 1)
+        out = self._out("scale", out, a.shape, a.dtype)
+        _launch(K.scale, a.size, a.reshape(a.size), self._c(a, alpha), out.reshape(out.size))
+        return out
+
+    def _reduce(self, kernel, a):
+        _array(kernel.__name__ if hasattr(kernel, "__name__") else "reduce", "a", a,
+               a.ndim if is_device_array(a) else 1)
+        total = self.fill(self.scratch("reduce_total", (1,), a.dtype), 0)
+        _launch(kernel, a.size, a.reshape(a.size), total)
+        return float(total.copy_to_host()[0])
+
+    def sum_squares(self, a):
+        return self._reduce(K.sum_squares, a)
+
+    def sum_abs(self, a):
+        return self._reduce(K.sum_abs, a)
+
     def safe_divide(self, a, b, out=None):
         return self._elementwise2("safe_divide", K.safe_divide, ("a", "b"), a, b, out,
                                   self._c(a, 0))

@@ -315,6 +315,35 @@ def sqrt(x, y):
 
 
 @cuda.jit(cache=True)
+def subtract(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] - b[i]
+
+
+@cuda.jit(cache=True)
+def scale(a, alpha, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] * alpha
+
+
+@cuda.jit(cache=True)
+def sum_squares(a, total):
+    """total[0] += a[i]^2 over every i (atomically: the order, not the set, varies)."""
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        cuda.atomic.add(total, 0, a[i] * a[i])
+
+
+@cuda.jit(cache=True)
+def sum_abs(a, total):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        cuda.atomic.add(total, 0, abs(a[i]))
+
+
+@cuda.jit(cache=True)
 def safe_divide(a, b, out, zero):
     i = cuda.grid(1)
     if i < a.shape[0]:
