@@ -58,3 +58,17 @@ def test_parallel_gemm_matches_numpy():
                                    atol=1e-3)
         np.testing.assert_allclose(cpu.gemm(a, b.T.copy(), trans_b=True), a @ b, rtol=1e-4,
                                    atol=1e-3)
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """setuptools installs only the packages pyproject.toml lists: a new subpackage missing
+    there works in a development checkout and is absent from every wheel."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(fastnn(?:\.\w+)*)"', re.search(r"packages = \[(.*?)\]", text,
+                                                             re.S).group(1)))
+    found = {".".join(p.parent.relative_to(root).parts)
+             for p in (root / "fastnn").rglob("__init__.py")}
+    assert found == listed

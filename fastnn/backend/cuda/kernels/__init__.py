@@ -1,0 +1,28 @@
+"""Numba CUDA kernels by family (conventions in _common.py): layout, pool, elementwise, norm,
+loss, optim, gemm. The backend reaches them all through this package."""
+from fastnn.backend.cuda.kernels.elementwise import (
+    LEAKY_RELU, SIGMOID, STEP, TANH, activation_backward, activation_forward, add, bias_add,
+    bias_grad, dropout_mask, fill, multiply, relu_backward, relu_forward, safe_divide, scale,
+    softmax_backward, softmax_forward, sqrt, subtract, sum_abs, sum_squares)
+from fastnn.backend.cuda.kernels.gemm import TILE, gemm_kernel
+from fastnn.backend.cuda.kernels.layout import col2im, im2col, nchw_to_rows, rows_to_nchw
+from fastnn.backend.cuda.kernels.loss import (softmax_cross_entropy_backward,
+                                              softmax_cross_entropy_forward)
+from fastnn.backend.cuda.kernels.norm import (bn_grad_sums, bn_input_grad, bn_inv_std,
+                                              bn_normalize, bn_statistics)
+from fastnn.backend.cuda.kernels.optim import adagrad, adam, add_l1, add_l2, momentum, rmsprop, sgd
+from fastnn.backend.cuda.kernels.pool import (avg_pool_backward, avg_pool_forward,
+                                              max_pool_backward, max_pool_forward,
+                                              maxout_backward, maxout_forward)
+
+__all__ = [
+    "LEAKY_RELU", "SIGMOID", "STEP", "TANH", "TILE", "activation_backward", "activation_forward",
+    "adagrad", "adam", "add", "add_l1", "add_l2", "avg_pool_backward", "avg_pool_forward",
+    "bias_add", "bias_grad", "bn_grad_sums", "bn_input_grad", "bn_inv_std", "bn_normalize",
+    "bn_statistics", "col2im", "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward",
+    "max_pool_forward", "maxout_backward", "maxout_forward", "momentum", "multiply",
+    "nchw_to_rows", "relu_backward", "relu_forward", "rmsprop", "rows_to_nchw", "safe_divide",
+    "scale", "sgd", "softmax_backward", "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward", "softmax_forward", "sqrt", "subtract", "sum_abs",
+    "sum_squares",
+]

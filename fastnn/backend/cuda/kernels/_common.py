@@ -1,0 +1,22 @@
+"""Numba CUDA kernels of the backend op set, one thread per output element, by family:
+layout, pool, elementwise, norm, loss, optim, gemm (this package re-exports them all).
+
+Each kernel mirrors a compiled CPU kernel and its oracle in fastnn.naive (same index conventions:
+NCHW, cols rows (n, oh, ow) and columns (c, ky, kx), argmax as the flat index in an (H, W)
+plane). Scatter-style passes (col2im, pooling backward) are written as gathers: each thread
+owns one input pixel and sums what reaches it, so no atomics and a deterministic result.
+Arithmetic stays in the arrays' type: constants come in as arguments of that type (a bare 0.0
+is float64 in Numba and would promote float32 math; tests/test_cuda.py checks the PTX).
+"""
+
+from fastnn.backend.cuda._numba import numba_cuda
+
+cuda = numba_cuda()
+
+
+@cuda.jit(device=True, inline=True)
+def unravel4(i, shape):
+    """The 4-D index (a, b, c, d) of flat position i in a C-ordered array of `shape`."""
+    d1, d2, d3 = shape[1], shape[2], shape[3]
+    return i // (d1 * d2 * d3), (i // (d2 * d3)) % d1, (i // d3) % d2, i % d3
+

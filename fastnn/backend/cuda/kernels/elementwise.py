@@ -1,0 +1,192 @@
+"""Elementwise kernels, the bias, activations, dropout masks, reductions and softmax."""
+import math
+
+from numba import float32, uint64
+
+from fastnn.backend.cuda.kernels._common import cuda
+
+
+@cuda.jit(cache=True)
+def bias_add(y3, b):
+    """y3: (N, C, P) view of y; y3[n, c, p] += b[c]."""
+    i = cuda.grid(1)
+    n_img, c_n, p_n = y3.shape
+    if i < n_img * c_n * p_n:
+        c = (i // p_n) % c_n
+        y3[i // (c_n * p_n), c, i % p_n] += b[c]
+
+
+@cuda.jit(cache=True)
+def bias_grad(dy3, db, zero):
+    """db[c] = sum over n, p of dy3[n, c, p]: one thread per channel."""
+    c = cuda.grid(1)
+    n_img, c_n, p_n = dy3.shape
+    if c < c_n:
+        acc = zero
+        for n in range(n_img):
+            for p in range(p_n):
+                acc += dy3[n, c, p]
+        db[c] = acc
+
+
+@cuda.jit(cache=True)
+def fill(a, value):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        a[i] = value
+
+
+@cuda.jit(cache=True)
+def add(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit(cache=True)
+def relu_forward(x, y, zero):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        v = x[i]
+        y[i] = zero if v < zero else v
+
+
+@cuda.jit(cache=True)
+def relu_backward(dy, y, dx, zero):
+    i = cuda.grid(1)
+    if i < dy.shape[0]:
+        dx[i] = dy[i] if y[i] > zero else zero
+
+
+@cuda.jit(cache=True)
+def multiply(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+# kind codes of the activation kernels (the backend maps names to them)
+SIGMOID, TANH, LEAKY_RELU, STEP = 0, 1, 2, 3
+
+
+@cuda.jit(cache=True)
+def activation_forward(kind, x, y, alpha, zero, half, one):
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return
+    v = x[i]
+    if kind == SIGMOID:  # as (1 + tanh(x/2)) / 2: never overflows
+        y[i] = (one + math.tanh(v * half)) * half
+    elif kind == TANH:
+        y[i] = math.tanh(v)
+    elif kind == LEAKY_RELU:  # max(x, alpha*x)
+        y[i] = max(v, v * alpha)
+    else:  # STEP
+        y[i] = one if v > zero else zero
+
+
+@cuda.jit(cache=True)
+def activation_backward(kind, dy, saved, dx, alpha, zero, one):
+    i = cuda.grid(1)
+    if i >= dy.shape[0]:
+        return
+    s = saved[i]
+    if kind == SIGMOID:  # saved: y
+        dx[i] = dy[i] * s * (one - s)
+    elif kind == TANH:   # saved: y
+        dx[i] = dy[i] * (one - s * s)
+    else:                # LEAKY_RELU, saved: x
+        dx[i] = dy[i] if s > zero else dy[i] * alpha
+
+
+@cuda.jit(cache=True)
+def dropout_mask(mask, offset, p, scale, zero, unit):
+    """splitmix64 of (index + offset), the same function as the CPU backend's: 0 where the top
+    24 bits as a uniform number fall below p, else scale = 1/(1-p)."""
+    i = cuda.grid(1)
+    if i >= mask.shape[0]:
+        return
+    z = uint64(i) + offset
+    z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
+    z = z ^ (z >> uint64(31))
+    u = float32(z >> uint64(40)) * unit
+    mask[i] = scale if u >= p else zero
+
+
+@cuda.jit(cache=True)
+def sqrt(x, y):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        y[i] = math.sqrt(x[i])
+
+
+@cuda.jit(cache=True)
+def subtract(a, b, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] - b[i]
+
+
+@cuda.jit(cache=True)
+def scale(a, alpha, out):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] * alpha
+
+
+@cuda.jit(cache=True)
+def sum_squares(a, total):
+    """total[0] += a[i]^2 over every i (atomically: the order, not the set, varies)."""
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        cuda.atomic.add(total, 0, a[i] * a[i])
+
+
+@cuda.jit(cache=True)
+def sum_abs(a, total):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        cuda.atomic.add(total, 0, abs(a[i]))
+
+
+@cuda.jit(cache=True)
+def safe_divide(a, b, out, zero):
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        out[i] = a[i] / b[i] if b[i] > zero else zero
+
+
+
+
+@cuda.jit(cache=True)
+def softmax_forward(x3, y3, zero):
+    i = cuda.grid(1)
+    n_img, c_n, p_n = x3.shape
+    if i >= n_img * p_n:
+        return
+    n, p = i // p_n, i % p_n
+    mx = x3[n, 0, p]
+    for c in range(1, c_n):
+        mx = max(mx, x3[n, c, p])
+    s = zero
+    for c in range(c_n):
+        e = math.exp(x3[n, c, p] - mx)
+        y3[n, c, p] = e
+        s += e
+    for c in range(c_n):
+        y3[n, c, p] = y3[n, c, p] / s
+
+
+@cuda.jit(cache=True)
+def softmax_backward(dy3, y3, dx3, zero):
+    i = cuda.grid(1)
+    n_img, c_n, p_n = dy3.shape
+    if i >= n_img * p_n:
+        return
+    n, p = i // p_n, i % p_n
+    s = zero
+    for c in range(c_n):
+        s += dy3[n, c, p] * y3[n, c, p]
+    for c in range(c_n):
+        dx3[n, c, p] = (dy3[n, c, p] - s) * y3[n, c, p]

@@ -1,0 +1,74 @@
+"""Optimizer updates (fused, in place; the formulas of fastnn.optim)."""
+import math
+
+from fastnn.backend.cuda.kernels._common import cuda
+
+
+@cuda.jit(cache=True)
+def sgd(p, g, lr):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        p[i] -= lr * g[i]
+
+
+@cuda.jit(cache=True)
+def momentum(p, g, v, lr, mu, nesterov):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        vi = mu * v[i] - lr * g[i]
+        v[i] = vi
+        if nesterov:
+            p[i] += mu * vi - lr * g[i]
+        else:
+            p[i] += vi
+
+
+@cuda.jit(cache=True)
+def adagrad(p, g, h, lr, eps):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        gi = g[i]
+        hi = h[i] + gi * gi
+        h[i] = hi
+        p[i] -= lr * gi / (math.sqrt(hi) + eps)
+
+
+@cuda.jit(cache=True)
+def rmsprop(p, g, h, lr, rho, one, eps):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        gi = g[i]
+        hi = rho * h[i] + (one - rho) * gi * gi
+        h[i] = hi
+        p[i] -= lr * gi / (math.sqrt(hi) + eps)
+
+
+@cuda.jit(cache=True)
+def adam(p, g, m, v, step_size, b1, b2, one, inv_sqrt_bc2, eps, decay):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        gi = g[i]
+        mi = b1 * m[i] + (one - b1) * gi
+        vi = b2 * v[i] + (one - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        pi = p[i] - decay * p[i]
+        p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+
+
+@cuda.jit(cache=True)
+def add_l2(p, g, lam):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        g[i] += lam * p[i]
+
+
+@cuda.jit(cache=True)
+def add_l1(p, g, lam, zero):
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        pi = p[i]
+        if pi > zero:
+            g[i] += lam
+        elif pi < zero:
+            g[i] -= lam

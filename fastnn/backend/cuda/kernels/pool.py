@@ -1,0 +1,130 @@
+"""Max and average pooling, and maxout (a max over channel groups)."""
+from fastnn.backend.cuda.kernels._common import cuda, unravel4
+
+
+@cuda.jit(cache=True)
+def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    i = cuda.grid(1)
+    n_img, c_n, oh, ow = y.shape
+    h, w = x.shape[2], x.shape[3]
+    if i >= n_img * c_n * oh * ow:
+        return
+    n = i // (c_n * oh * ow)
+    c = (i // (oh * ow)) % c_n
+    oy = (i // ow) % oh
+    ox = i % ow
+    best_i = -1
+    best = x[n, c, 0, 0]
+    for ky in range(kh):
+        iy = oy * sh - ph + ky
+        if iy < 0 or iy >= h:
+            continue
+        for kx in range(kw):
+            ix = ox * sw - pw + kx
+            if ix < 0 or ix >= w:
+                continue
+            v = x[n, c, iy, ix]
+            # the first maximum in scan order; the first NaN beats everything
+            if best_i < 0 or v > best or (v != v and best == best):
+                best, best_i = v, iy * w + ix
+    y[n, c, oy, ox] = best
+    argmax[n, c, oy, ox] = best_i
+
+
+@cuda.jit(cache=True)
+def max_pool_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, zero):
+    i = cuda.grid(1)
+    n_img, c_n, h, w = dx.shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    if i >= n_img * c_n * h * w:
+        return
+    n = i // (c_n * h * w)
+    c = (i // (h * w)) % c_n
+    iy = (i // w) % h
+    ix = i % w
+    acc = zero
+    me = iy * w + ix
+    for ky in range(kh):  # every window that contains this pixel
+        ty = iy + ph - ky
+        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+            continue
+        for kx in range(kw):
+            tx = ix + pw - kx
+            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
+                continue
+            if argmax[n, c, ty // sh, tx // sw] == me:
+                acc += dy[n, c, ty // sh, tx // sw]
+    dx[n, c, iy, ix] = acc
+
+
+@cuda.jit(cache=True)
+def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, scale, zero):
+    i = cuda.grid(1)
+    n_img, c_n, oh, ow = y.shape
+    h, w = x.shape[2], x.shape[3]
+    if i >= n_img * c_n * oh * ow:
+        return
+    n = i // (c_n * oh * ow)
+    c = (i // (oh * ow)) % c_n
+    oy = (i // ow) % oh
+    ox = i % ow
+    acc = zero
+    for ky in range(kh):
+        iy = oy * sh - ph + ky
+        if iy < 0 or iy >= h:
+            continue
+        for kx in range(kw):
+            ix = ox * sw - pw + kx
+            if 0 <= ix < w:
+                acc += x[n, c, iy, ix]
+    y[n, c, oy, ox] = acc * scale
+
+
+@cuda.jit(cache=True)
+def avg_pool_backward(dy, dx, kh, kw, sh, sw, ph, pw, scale, zero):
+    i = cuda.grid(1)
+    n_img, c_n, h, w = dx.shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    if i >= n_img * c_n * h * w:
+        return
+    n = i // (c_n * h * w)
+    c = (i // (h * w)) % c_n
+    iy = (i // w) % h
+    ix = i % w
+    acc = zero
+    for ky in range(kh):
+        ty = iy + ph - ky
+        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+            continue
+        for kx in range(kw):
+            tx = ix + pw - kx
+            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
+                continue
+            acc += dy[n, c, ty // sh, tx // sw]
+    dx[n, c, iy, ix] = acc * scale
+
+
+@cuda.jit(cache=True)
+def maxout_forward(x4, y3, arg3):
+    """x4: (N, C, pieces, P); one thread per output (n, c, p)."""
+    i = cuda.grid(1)
+    n_img, c_n, p_n = y3.shape
+    if i >= n_img * c_n * p_n:
+        return
+    n, c, p = i // (c_n * p_n), (i // p_n) % c_n, i % p_n
+    best, best_k = x4[n, c, 0, p], 0
+    for k in range(1, x4.shape[2]):
+        v = x4[n, c, k, p]
+        if v > best:
+            best, best_k = v, k
+    y3[n, c, p] = best
+    arg3[n, c, p] = best_k
+
+
+@cuda.jit(cache=True)
+def maxout_backward(dy3, arg3, dx4, zero):
+    """One thread per input element (n, c, k, p)."""
+    i = cuda.grid(1)
+    if i < dx4.size:
+        n, c, k, p = unravel4(i, dx4.shape)
+        dx4[n, c, k, p] = dy3[n, c, p] if arg3[n, c, p] == k else zero
