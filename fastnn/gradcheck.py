@@ -2,6 +2,7 @@
 
     errors = fastnn.gradcheck(layer, x)          # {"x": 3e-10, "W": 1e-10, "b": 2e-11}
     errors = fastnn.gradcheck_loss(loss, logits, labels)
+    g = numerical_gradient(f, a)  # (from fastnn.gradcheck) d f() / d a for a scalar f()
 
 The scalar checked is f = sum(forward(x) * R) for a fixed random R, so backward(R) must give df/dx
 and df/dparams. Numerical: (f(a + h) - f(a - h)) / 2h for every entry a of x and of every
@@ -34,7 +35,7 @@ def _relative_error(analytic, numeric, floor=1e-300):
     return _magnitude(analytic - numeric) / scale
 
 
-def _numeric(f, a, h):
+def numerical_gradient(f, a, h=1e-5):
     """Central differences of the scalar function f() with respect to every entry of a."""
     grad = np.zeros(a.shape)
     flat, gflat = a.reshape(-1), grad.reshape(-1)
@@ -79,8 +80,8 @@ def gradcheck(layer, x, h=1e-5, seed=0, check_input=True):
     dx = layer.backward(R.copy())
     analytic = {"x": np.array(dx)} if check_input else {}
     analytic.update((name, g.copy()) for name, _, g in layer.named_parameters())
-    numeric = {"x": _numeric(f, x, h)} if check_input else {}
-    numeric.update((name, _numeric(f, value, h)) for name, value in params.items())
+    numeric = {"x": numerical_gradient(f, x, h)} if check_input else {}
+    numeric.update((name, numerical_gradient(f, value, h)) for name, value in params.items())
     floor = 1e-4 * max([_magnitude(a) for a in numeric.values()] + [1e-300])
     return {name: _relative_error(analytic[name], numeric[name], floor) for name in numeric}
 
@@ -90,5 +91,5 @@ def gradcheck_loss(loss, prediction, target, h=1e-5):
     prediction = np.array(prediction, dtype=np.float64)
     loss.forward(prediction, target)
     analytic = np.array(loss.backward())
-    numeric = _numeric(lambda: loss.forward(prediction, target), prediction, h)
+    numeric = numerical_gradient(lambda: loss.forward(prediction, target), prediction, h)
     return _relative_error(analytic, numeric)

@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-from fastnn.layers.base import Layer, build_layer, build_value
+from fastnn.layers.base import Layer, build_layer
 from fastnn.layers.container import Container
 
 FORMAT = "fastnn-model-1"
@@ -234,23 +234,30 @@ def read(path):
     return meta, arrays
 
 
+def unpack(meta, arrays):
+    """The inverse of pack: (model state dict, optimizer state dict or None)."""
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    if meta["optimizer"] is None:
+        return params, None
+    state = dict(meta["optimizer"], state={})
+    for key, value in arrays.items():
+        if key.startswith("optim/"):
+            name, slot = key[len("optim/"):].rsplit("/", 1)
+            state["state"].setdefault(name, {})[slot] = value
+    return params, state
+
+
 def load(path):
     """Rebuild a saved model with its weights and running statistics. If an optimizer was
     saved with it, it is rebuilt on the model's parameters with its state, as model.optimizer."""
     meta, arrays = read(path)
     model = build_layer(meta["model"])
-    model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()
-                           if k.startswith("param/")})
-    if meta["optimizer"] is not None:
+    params, optimizer_state = unpack(meta, arrays)
+    model.load_state_dict(params)
+    if optimizer_state is not None:
         from fastnn import optim
-        state = dict(meta["optimizer"])
-        state["state"] = {}
-        for key, value in arrays.items():
-            if key.startswith("optim/"):
-                name, slot = key[len("optim/"):].rsplit("/", 1)
-                state["state"].setdefault(name, {})[slot] = value
-        model.optimizer = optim.from_state_dict(model, state)
+        model.optimizer = optim.from_state_dict(model, optimizer_state)
     return model
 
 
-__all__ = ["Sequential", "load", "save", "build_value"]
+__all__ = ["Sequential", "load", "pack", "read", "save", "unpack"]

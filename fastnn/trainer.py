@@ -43,10 +43,6 @@ def model_backend(model):
     return backend_of(params[0][1]) if params else cpu
 
 
-def _host(a):
-    return a if isinstance(a, np.ndarray) else a.copy_to_host()
-
-
 def predict(model, x, batch_size=256):
     """The model's outputs for x in inference mode, as a new (host) array; host batches are
     moved to the model's device and the outputs back."""
@@ -55,7 +51,7 @@ def predict(model, x, batch_size=256):
     was = model.training
     model.eval()
     try:
-        outs = [np.array(_host(model.forward(B.from_host(x[i:i + batch_size]))))
+        outs = [np.array(B.to_host(model.forward(B.from_host(x[i:i + batch_size]))))
                 for i in range(0, len(x), batch_size)]
     finally:
         model.train(was)
@@ -197,7 +193,7 @@ class Trainer:
                 out = getattr(self.loss, "probabilities", None)
                 if out is None:
                     out = self.model[-1]._buffers.get("y") if len(self.model) else None
-                total_correct += accuracy(_host(out), yb) * n if out is not None else 0
+                total_correct += accuracy(B.to_host(out), yb) * n if out is not None else 0
                 logs.update({m: total_correct / seen for m in self.metrics})
             progress.update(seen, logs)
         logs["lr"] = self.optimizer.lr
@@ -228,7 +224,7 @@ class Trainer:
                 xb, yb = np.ascontiguousarray(x[i:i + batch_size]), y[i:i + batch_size]
                 out = self.model.forward(B.from_host(xb))
                 total += loss.forward(out, B.from_host(yb)) * len(xb)
-                correct += accuracy(_host(out), yb) * len(xb) if self.metrics else 0
+                correct += accuracy(B.to_host(out), yb) * len(xb) if self.metrics else 0
         finally:
             self.model.train(was)
         result = {"loss": total / max(len(x), 1)}
@@ -253,15 +249,9 @@ class Trainer:
         extra = meta.get("extra") or {}
         if "epoch" not in extra:
             raise ValueError(f"{path}: a saved model, not a training checkpoint (no epoch)")
-        self.model.load_state_dict({k[len("param/"):]: v for k, v in arrays.items()
-                                    if k.startswith("param/")})
-        state = dict(meta["optimizer"])
-        state["state"] = {}
-        for key, value in arrays.items():
-            if key.startswith("optim/"):
-                name, slot = key[len("optim/"):].rsplit("/", 1)
-                state["state"].setdefault(name, {})[slot] = value
-        self.optimizer.load_state_dict(state)
+        params, optimizer_state = model_io.unpack(meta, arrays)
+        self.model.load_state_dict(params)
+        self.optimizer.load_state_dict(optimizer_state)
         self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
         self.loss.steps = int(extra.get("loss_steps", 0))
         self.history = History.from_dict(extra["history"])

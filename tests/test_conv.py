@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from strategies import window_configs
 
 from fastnn import naive, ops
+from fastnn.gradcheck import numerical_gradient
 
 
 def _operands(cfg, dtype, f, seed=0):
@@ -38,20 +39,6 @@ def test_conv_matches_direct_loops(cfg, f, dtype):
     np.testing.assert_array_equal(db2, db)
 
 
-def _numerical_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of a (in place)."""
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        g[i] = (plus - minus) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("shape,f,k,stride,pad", [
     ((2, 3, 5, 6), 4, (3, 3), 1, 1),
     ((1, 2, 7, 5), 3, (3, 2), (2, 1), (0, 2)),
@@ -70,7 +57,7 @@ def test_conv_backward_matches_numerical_gradient(shape, f, k, stride, pad):
 
     dx, dW, db = ops.conv2d_backward(dy, x, W, stride, pad)
     for analytic, wrt in ((dx, x), (dW, W), (db, b)):
-        numeric = _numerical_grad(loss, wrt)
+        numeric = numerical_gradient(loss, wrt, 1e-6)
         rel = np.abs(analytic - numeric).max() / max(1e-8, np.abs(numeric).max())
         assert rel < 1e-7, rel
 

@@ -7,6 +7,8 @@ raises a TypeError that names both.
 """
 import numpy as np
 
+from fastnn._checks import is_device_array
+
 from fastnn.backend.base import Backend
 from fastnn.backend.cpu import HAVE_EXT, HAVE_OPENMP, cpu, get_num_threads, set_num_threads
 
@@ -29,8 +31,8 @@ def backend_for_device(device):
 def _owner(a):
     if isinstance(a, np.ndarray):
         return cpu
-    from fastnn.backend import cuda
-    if cuda.looks_like_device_array(a):
+    if is_device_array(a):
+        from fastnn.backend import cuda
         return cuda.get()
     raise TypeError(f"expected a numpy.ndarray or a CUDA device array, got "
                     f"{type(a).__module__}.{type(a).__name__}")

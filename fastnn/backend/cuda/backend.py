@@ -26,11 +26,9 @@ def _launch(kernel, n, *args):
 
 
 def is_device_array(a):
-    if isinstance(a, np.ndarray):
-        return False
-    if type(a).__module__.startswith("numba.cuda.simulator"):
-        return True
-    return cuda.is_cuda_array(a)
+    """A Numba (or simulator, or CuPy) device array: _checks' test by type, confirmed by Numba."""
+    return _checks.is_device_array(a) and (
+        type(a).__module__.startswith("numba.cuda.simulator") or cuda.is_cuda_array(a))
 
 
 def _array(op, name, a, ndim, dtypes=_checks.FLOAT_DTYPES, layout=None):
