@@ -81,45 +81,34 @@ def momentum(p, g, v, double lr, double mu, bint nesterov=False):
             _momentum[double](pf, gf, vf, lr, mu, nesterov)
 
 
-cdef void _adagrad(real[::1] p, const real[::1] g, real[::1] h, real lr, real eps) noexcept:
+cdef void _scaled_step(real[::1] p, const real[::1] g, real[::1] h, real lr, real keep,
+                       real add, real eps) noexcept:
+    # AdaGrad and RMSProp in one pass: h = keep*h + add*g*g;  p -= lr * g / (sqrt(h) + eps)
     cdef Py_ssize_t i, n = p.shape[0]
     cdef real gi, hi
     with nogil:
         for i in prange(n, schedule="static", num_threads=team(n)):
             gi = g[i]
-            hi = h[i] + gi * gi
+            hi = keep * h[i] + add * gi * gi
             h[i] = hi
             p[i] = p[i] - lr * gi / (_sqrt(hi) + eps)
+
+
+def _scaled(op, p, g, h, double lr, double keep, double add, double eps):
+    pf, gf, hf = _operands(op, p, ("g", g), ("h", h))
+    if pf.shape[0]:
+        if p.dtype == np.float32:
+            _scaled_step[float](pf, gf, hf, lr, keep, add, eps)
+        else:
+            _scaled_step[double](pf, gf, hf, lr, keep, add, eps)
 
 
 def adagrad(p, g, h, double lr, double eps):
-    pf, gf, hf = _operands("adagrad", p, ("g", g), ("h", h))
-    if pf.shape[0]:
-        if p.dtype == np.float32:
-            _adagrad[float](pf, gf, hf, lr, eps)
-        else:
-            _adagrad[double](pf, gf, hf, lr, eps)
-
-
-cdef void _rmsprop(real[::1] p, const real[::1] g, real[::1] h, real lr, real rho,
-                   real eps) noexcept:
-    cdef Py_ssize_t i, n = p.shape[0]
-    cdef real gi, hi
-    with nogil:
-        for i in prange(n, schedule="static", num_threads=team(n)):
-            gi = g[i]
-            hi = rho * h[i] + (1 - rho) * gi * gi
-            h[i] = hi
-            p[i] = p[i] - lr * gi / (_sqrt(hi) + eps)
+    _scaled("adagrad", p, g, h, lr, 1.0, 1.0, eps)  # h += g*g
 
 
 def rmsprop(p, g, h, double lr, double rho, double eps):
-    pf, gf, hf = _operands("rmsprop", p, ("g", g), ("h", h))
-    if pf.shape[0]:
-        if p.dtype == np.float32:
-            _rmsprop[float](pf, gf, hf, lr, rho, eps)
-        else:
-            _rmsprop[double](pf, gf, hf, lr, rho, eps)
+    _scaled("rmsprop", p, g, h, lr, rho, 1.0 - rho, eps)  # h = rho*h + (1-rho)*g*g
 
 
 cdef void _adam(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, real step_size,

@@ -444,12 +444,14 @@ class CUDABackend(Backend):
 
     def adagrad_update(self, p, g, h, lr, eps):
         pf, gf, hf = self._flat("adagrad", p, ("g", g), ("h", h))
-        _launch(K.adagrad, p.size, pf, gf, hf, self._c(p, lr), self._c(p, eps))
+        c = self._c
+        _launch(K.scaled_step, p.size, pf, gf, hf, c(p, lr), c(p, 1), c(p, 1), c(p, eps))
 
     def rmsprop_update(self, p, g, h, lr, rho, eps):
         pf, gf, hf = self._flat("rmsprop", p, ("g", g), ("h", h))
-        _launch(K.rmsprop, p.size, pf, gf, hf, self._c(p, lr), self._c(p, rho), self._c(p, 1),
-                self._c(p, eps))
+        c = self._c
+        _launch(K.scaled_step, p.size, pf, gf, hf, c(p, lr), c(p, rho), c(p, 1.0 - rho),
+                c(p, eps))
 
     def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
         pf, gf, mf, vf = self._flat("adam", p, ("g", g), ("m", m), ("v", v))

@@ -10,19 +10,19 @@ from fastnn.backend.cuda.kernels.loss import (softmax_cross_entropy_backward,
                                               softmax_cross_entropy_forward)
 from fastnn.backend.cuda.kernels.norm import (bn_grad_sums, bn_input_grad, bn_inv_std,
                                               bn_normalize, bn_statistics)
-from fastnn.backend.cuda.kernels.optim import adagrad, adam, add_l1, add_l2, momentum, rmsprop, sgd
+from fastnn.backend.cuda.kernels.optim import adam, add_l1, add_l2, momentum, scaled_step, sgd
 from fastnn.backend.cuda.kernels.pool import (avg_pool_backward, avg_pool_forward,
                                               max_pool_backward, max_pool_forward,
                                               maxout_backward, maxout_forward)
 
 __all__ = [
     "LEAKY_RELU", "SIGMOID", "STEP", "TANH", "TILE", "activation_backward", "activation_forward",
-    "adagrad", "adam", "add", "add_l1", "add_l2", "avg_pool_backward", "avg_pool_forward",
+    "adam", "add", "add_l1", "add_l2", "avg_pool_backward", "avg_pool_forward",
     "bias_add", "bias_grad", "bn_grad_sums", "bn_input_grad", "bn_inv_std", "bn_normalize",
     "bn_statistics", "col2im", "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward",
     "max_pool_forward", "maxout_backward", "maxout_forward", "momentum", "multiply",
-    "nchw_to_rows", "relu_backward", "relu_forward", "rmsprop", "rows_to_nchw", "safe_divide",
-    "scale", "sgd", "softmax_backward", "softmax_cross_entropy_backward",
+    "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "safe_divide",
+    "scale", "scaled_step", "sgd", "softmax_backward", "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward", "softmax_forward", "sqrt", "subtract", "sum_abs",
     "sum_squares",
 ]

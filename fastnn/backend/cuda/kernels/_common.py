@@ -20,3 +20,13 @@ def unravel4(i, shape):
     d1, d2, d3 = shape[1], shape[2], shape[3]
     return i // (d1 * d2 * d3), (i // (d2 * d3)) % d1, (i // d3) % d2, i % d3
 
+
+
+@cuda.jit(device=True, inline=True)
+def window_at(pos, k, stride, pad, out_len):
+    """The output position whose window puts kernel offset k on input position pos (one axis),
+    or -1 when there is none: how the gather-style backward passes find what reaches a pixel."""
+    t = pos + pad - k
+    if t < 0 or t % stride != 0 or t // stride >= out_len:
+        return -1
+    return t // stride

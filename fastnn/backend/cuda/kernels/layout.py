@@ -1,5 +1,5 @@
 """im2col / col2im and the GEMM output <-> NCHW layouts."""
-from fastnn.backend.cuda.kernels._common import cuda
+from fastnn.backend.cuda.kernels._common import cuda, unravel4, window_at
 
 
 @cuda.jit(cache=True)
@@ -23,48 +23,36 @@ def im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, zero):
 @cuda.jit(cache=True)
 def col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, zero):
     i = cuda.grid(1)
-    n_img, c_n, h, w = x.shape
-    if i >= n_img * c_n * h * w:
+    if i >= x.size:
         return
-    n = i // (c_n * h * w)
-    c = (i // (h * w)) % c_n
-    iy = (i // w) % h
-    ix = i % w
+    n, c, iy, ix = unravel4(i, x.shape)
     acc = zero
     for ky in range(kh):
-        ty = iy + ph - ky
-        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+        oy = window_at(iy, ky, sh, ph, oh)
+        if oy < 0:
             continue
         for kx in range(kw):
-            tx = ix + pw - kx
-            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
-                continue
-            acc += cols[(n * oh + ty // sh) * ow + tx // sw, (c * kh + ky) * kw + kx]
+            ox = window_at(ix, kx, sw, pw, ow)
+            if ox >= 0:
+                acc += cols[(n * oh + oy) * ow + ox, (c * kh + ky) * kw + kx]
     x[n, c, iy, ix] = acc
 
 
 @cuda.jit(cache=True)
 def rows_to_nchw(rows, b, has_bias, y):
     i = cuda.grid(1)
-    n_img, f_n, oh, ow = y.shape
-    if i >= n_img * f_n * oh * ow:
+    if i >= y.size:
         return
-    n = i // (f_n * oh * ow)
-    f = (i // (oh * ow)) % f_n
-    p = i % (oh * ow)
-    v = rows[n * oh * ow + p, f]
+    n, f, oy, ox = unravel4(i, y.shape)
+    v = rows[(n * y.shape[2] + oy) * y.shape[3] + ox, f]
     if has_bias:
         v += b[f]
-    y[n, f, p // ow, p % ow] = v
+    y[n, f, oy, ox] = v
 
 
 @cuda.jit(cache=True)
 def nchw_to_rows(y, rows):
     i = cuda.grid(1)
-    n_img, f_n, oh, ow = y.shape
-    if i >= n_img * f_n * oh * ow:
-        return
-    n = i // (f_n * oh * ow)
-    f = (i // (oh * ow)) % f_n
-    p = i % (oh * ow)
-    rows[n * oh * ow + p, f] = y[n, f, p // ow, p % ow]
+    if i < y.size:
+        n, f, oy, ox = unravel4(i, y.shape)
+        rows[(n * y.shape[2] + oy) * y.shape[3] + ox, f] = y[n, f, oy, ox]

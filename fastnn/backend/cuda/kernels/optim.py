@@ -24,21 +24,13 @@ def momentum(p, g, v, lr, mu, nesterov):
 
 
 @cuda.jit(cache=True)
-def adagrad(p, g, h, lr, eps):
+def scaled_step(p, g, h, lr, keep, add, eps):
+    """AdaGrad (keep = add = 1) and RMSProp (keep = rho, add = 1 - rho):
+    h = keep*h + add*g*g;  p -= lr * g / (sqrt(h) + eps)."""
     i = cuda.grid(1)
     if i < p.shape[0]:
         gi = g[i]
-        hi = h[i] + gi * gi
-        h[i] = hi
-        p[i] -= lr * gi / (math.sqrt(hi) + eps)
-
-
-@cuda.jit(cache=True)
-def rmsprop(p, g, h, lr, rho, one, eps):
-    i = cuda.grid(1)
-    if i < p.shape[0]:
-        gi = g[i]
-        hi = rho * h[i] + (one - rho) * gi * gi
+        hi = keep * h[i] + add * gi * gi
         h[i] = hi
         p[i] -= lr * gi / (math.sqrt(hi) + eps)
 

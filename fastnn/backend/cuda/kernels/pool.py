@@ -1,18 +1,14 @@
 """Max and average pooling, and maxout (a max over channel groups)."""
-from fastnn.backend.cuda.kernels._common import cuda, unravel4
+from fastnn.backend.cuda.kernels._common import cuda, unravel4, window_at
 
 
 @cuda.jit(cache=True)
 def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
     i = cuda.grid(1)
-    n_img, c_n, oh, ow = y.shape
     h, w = x.shape[2], x.shape[3]
-    if i >= n_img * c_n * oh * ow:
+    if i >= y.size:
         return
-    n = i // (c_n * oh * ow)
-    c = (i // (oh * ow)) % c_n
-    oy = (i // ow) % oh
-    ox = i % ow
+    n, c, oy, ox = unravel4(i, y.shape)
     best_i = -1
     best = x[n, c, 0, 0]
     for ky in range(kh):
@@ -34,40 +30,29 @@ def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
 @cuda.jit(cache=True)
 def max_pool_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, zero):
     i = cuda.grid(1)
-    n_img, c_n, h, w = dx.shape
-    oh, ow = dy.shape[2], dy.shape[3]
-    if i >= n_img * c_n * h * w:
+    if i >= dx.size:
         return
-    n = i // (c_n * h * w)
-    c = (i // (h * w)) % c_n
-    iy = (i // w) % h
-    ix = i % w
+    n, c, iy, ix = unravel4(i, dx.shape)
+    me = iy * dx.shape[3] + ix
     acc = zero
-    me = iy * w + ix
     for ky in range(kh):  # every window that contains this pixel
-        ty = iy + ph - ky
-        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+        oy = window_at(iy, ky, sh, ph, dy.shape[2])
+        if oy < 0:
             continue
         for kx in range(kw):
-            tx = ix + pw - kx
-            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
-                continue
-            if argmax[n, c, ty // sh, tx // sw] == me:
-                acc += dy[n, c, ty // sh, tx // sw]
+            ox = window_at(ix, kx, sw, pw, dy.shape[3])
+            if ox >= 0 and argmax[n, c, oy, ox] == me:
+                acc += dy[n, c, oy, ox]
     dx[n, c, iy, ix] = acc
 
 
 @cuda.jit(cache=True)
 def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, scale, zero):
     i = cuda.grid(1)
-    n_img, c_n, oh, ow = y.shape
     h, w = x.shape[2], x.shape[3]
-    if i >= n_img * c_n * oh * ow:
+    if i >= y.size:
         return
-    n = i // (c_n * oh * ow)
-    c = (i // (oh * ow)) % c_n
-    oy = (i // ow) % oh
-    ox = i % ow
+    n, c, oy, ox = unravel4(i, y.shape)
     acc = zero
     for ky in range(kh):
         iy = oy * sh - ph + ky
@@ -83,24 +68,18 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, scale, zero):
 @cuda.jit(cache=True)
 def avg_pool_backward(dy, dx, kh, kw, sh, sw, ph, pw, scale, zero):
     i = cuda.grid(1)
-    n_img, c_n, h, w = dx.shape
-    oh, ow = dy.shape[2], dy.shape[3]
-    if i >= n_img * c_n * h * w:
+    if i >= dx.size:
         return
-    n = i // (c_n * h * w)
-    c = (i // (h * w)) % c_n
-    iy = (i // w) % h
-    ix = i % w
+    n, c, iy, ix = unravel4(i, dx.shape)
     acc = zero
     for ky in range(kh):
-        ty = iy + ph - ky
-        if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+        oy = window_at(iy, ky, sh, ph, dy.shape[2])
+        if oy < 0:
             continue
         for kx in range(kw):
-            tx = ix + pw - kx
-            if tx < 0 or tx % sw != 0 or tx // sw >= ow:
-                continue
-            acc += dy[n, c, ty // sh, tx // sw]
+            ox = window_at(ix, kx, sw, pw, dy.shape[3])
+            if ox >= 0:
+                acc += dy[n, c, oy, ox]
     dx[n, c, iy, ix] = acc * scale
 
 
