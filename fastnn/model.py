@@ -85,7 +85,7 @@ class Sequential(Container):
         stop = 0
         if not need_dx:
             stop = next((i for i, (_, layer) in enumerate(self._layers)
-                         if any(p.trainable for p in layer.named_parameters())), len(self._layers))
+                         if _has_trainable_params(layer)), len(self._layers))
         for i in range(len(self._layers) - 1, stop - 1, -1):
             dy = self._layers[i][1].backward(dy, need_dx or i > stop)
         return dy if need_dx else None
@@ -178,6 +178,14 @@ class Sequential(Container):
         """Write the model (architecture, parameters, running statistics) and the optimizer
         (given, or the one compile() attached) to `path` as npz, atomically."""
         save(self, path, optimizer if optimizer is not None else self.optimizer)
+
+
+def _has_trainable_params(layer):
+    """Whether backward must compute gradients in layer (checked each step: freeze() may have
+    changed it), without building Parameter triples."""
+    if layer.params and layer.trainable:
+        return True
+    return any(_has_trainable_params(child) for _, child in layer.children())
 
 
 def atomic_savez(path, arrays):

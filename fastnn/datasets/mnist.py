@@ -19,8 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 
 import numpy as np
@@ -128,6 +126,7 @@ def _progress(name, done, total, start, stream):
 
 def _http_get(url, name, timeout, stream):
     """The body of url, or raise OSError; a transfer shorter than Content-Length is an error."""
+    import urllib.request  # here, not at import: fastnn's import stays free of the HTTP stack
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         total = int(resp.headers.get("Content-Length") or 0)
         chunks, done, start = [], 0, time.perf_counter()
@@ -152,6 +151,7 @@ def _unreachable(exc):
 
 
 def _from_mirror(base, name, timeout, stream, retries=1):
+    import urllib.error
     url = base.rstrip("/") + "/" + name + ".gz"
     last = None
     for _ in range(retries + 1):
