@@ -146,15 +146,19 @@ def relu_backward(dy, y, out=None):
 
 cdef void _rows_to_nchw(const real[:, :, ::1] rows, const real[::1] b, bint has_bias,
                         real[:, :, ::1] y) noexcept:
-    # rows viewed as (N, P, F), y as (N, F, P); one image per thread
-    cdef Py_ssize_t N = rows.shape[0], P = rows.shape[1], F = rows.shape[2], n, f, p
+    # rows viewed as (N, P, F), y as (N, F, P); one image per thread. The transpose runs in
+    # tiles of 16 positions: the tile's rows stay in L1 while the F output runs are written
+    # (1.6-2.4x faster than whole output rows on 576-784 positions).
+    cdef Py_ssize_t N = rows.shape[0], P = rows.shape[1], F = rows.shape[2], n, f, p, p0, p1
     cdef real v
     with nogil:
         for n in prange(N, schedule="static", num_threads=team(N * P * F)):
-            for f in range(F):
-                v = b[f] if has_bias else 0
-                for p in range(P):
-                    y[n, f, p] = rows[n, p, f] + v
+            for p0 in range(0, P, 16):
+                p1 = p0 + 16 if p0 + 16 < P else P
+                for f in range(F):
+                    v = b[f] if has_bias else 0
+                    for p in range(p0, p1):
+                        y[n, f, p] = rows[n, p, f] + v
 
 
 def rows_to_nchw(rows, shape, b=None, out=None):
@@ -178,19 +182,20 @@ def rows_to_nchw(rows, shape, b=None, out=None):
 
 
 cdef void _nchw_to_rows(const real[:, :, ::1] y, real[:, :, ::1] rows, double[:, ::1] part) noexcept:
-    # y viewed as (N, F, P), rows as (N, P, F); part[n, f] = sum over p of y[n, f, p]
+    # y viewed as (N, F, P), rows as (N, P, F); part[n, f] = sum over p of y[n, f, p].
+    # Rows are written in order and y read across its F planes (2x faster than the other way
+    # round); each sum still adds p = 0, 1, ... in order.
     cdef Py_ssize_t N = y.shape[0], F = y.shape[1], P = y.shape[2], n, f, p
-    cdef double s
     cdef real v
     with nogil:
         for n in prange(N, schedule="static", num_threads=team(N * P * F)):
             for f in range(F):
-                s = 0
-                for p in range(P):
+                part[n, f] = 0
+            for p in range(P):
+                for f in range(F):
                     v = y[n, f, p]
                     rows[n, p, f] = v
-                    s = s + v
-                part[n, f] = s
+                    part[n, f] += v
 
 
 cdef void _column_sums(const double[:, ::1] part, real[::1] sums) noexcept:
