@@ -44,10 +44,12 @@ def main():
     except (OSError, ValueError):  # pytest failed before writing any result
         sys.exit(proc.returncode or 1)
 
-    groups = {}
+    groups, extras = {}, {}
     for bench in data["benchmarks"]:
         impl = bench["params"]["impl"]
         groups.setdefault(bench["group"], {})[impl] = bench["stats"]["median"]
+        if bench.get("extra_info"):  # e.g. the GPU epoch's launches per step
+            extras[(bench["group"], impl)] = bench["extra_info"]
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"BLAS: {blas_info()}")
@@ -61,7 +63,8 @@ def main():
             if impl not in medians:
                 continue
             ratio = f"{medians[impl] / base:10.2f}" if base else f"{'-':>10}"
-            print(f"{group:34} {impl:8} {medians[impl] * 1e3:11.3f} {ratio}")
+            extra = "  ".join(f"{k}={v:g}" for k, v in extras.get((group, impl), {}).items())
+            print(f"{group:34} {impl:8} {medians[impl] * 1e3:11.3f} {ratio}  {extra}".rstrip())
         print()
     sys.exit(proc.returncode)
 

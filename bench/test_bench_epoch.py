@@ -27,7 +27,7 @@ def mnist():
     return x[:IMAGES], y[:IMAGES]
 
 
-def _torch_model(name):
+def torch_model(name):
     nn = torch.nn
     if name == "simple-cnn":
         return nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -55,7 +55,7 @@ def test_mnist_epoch(benchmark, mnist, model_name, impl):
     if torch is None:
         pytest.skip("PyTorch is not installed")
     torch.manual_seed(0)
-    net = _torch_model(model_name)
+    net = torch_model(model_name)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     lossf = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

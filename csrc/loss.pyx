@@ -3,7 +3,8 @@
 
 forward:  probs = softmax(logits) row by row (the row max subtracted first, so exp never
           overflows); returns the mean over rows of logsumexp(row) - row[label], which never
-          takes log(0).
+          takes log(0), or adds the sum and the count of correct rows (the accuracy's
+          numerator) to a totals array that a trainer reads every few steps.
 backward: dlogits = (probs - onehot(labels)) / N, written straight into the output.
 Oracle: fastnn.naive.softmax_cross_entropy; tests: tests/test_losses.py.
 """
@@ -16,15 +17,19 @@ from common cimport real, team
 from fastnn import _checks
 
 
-cdef double _forward(const real[:, ::1] x, const long long[::1] labels, real[:, ::1] probs) noexcept:
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n, c
+cdef double _forward(const real[:, ::1] x, const long long[::1] labels, real[:, ::1] probs,
+                     Py_ssize_t* correct) noexcept:
+    # -> the sum of the row losses; correct: the rows whose first largest logit is the label's
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], n, c, arg, hits = 0
     cdef double mx, s, total = 0
     with nogil:
         for n in prange(N, schedule="static", num_threads=team(N * C * 8)):
             mx = x[n, 0]
+            arg = 0
             for c in range(1, C):
                 if x[n, c] > mx:
                     mx = x[n, c]
+                    arg = c
             s = 0
             for c in range(C):
                 probs[n, c] = <real>exp(x[n, c] - mx)
@@ -32,6 +37,9 @@ cdef double _forward(const real[:, ::1] x, const long long[::1] labels, real[:, 
             for c in range(C):
                 probs[n, c] = <real>(probs[n, c] / s)
             total += log(s) + mx - x[n, labels[n]]
+            if arg == labels[n]:
+                hits += 1
+    correct[0] = hits
     return total
 
 
@@ -58,18 +66,28 @@ def _labels(op, logits, labels):
     return n, c
 
 
-def softmax_cross_entropy_forward(logits, labels, probs_out=None):
-    """logits (N, C), labels int64 (N,) -> (mean loss as a float, probs (N, C))."""
+def softmax_cross_entropy_forward(logits, labels, probs_out=None, totals=None):
+    """logits (N, C), labels int64 (N,) -> (mean loss as a float, probs (N, C)).
+    totals: a float array of 2 to add [the summed row losses, the count of rows whose largest
+    logit is the label's] to instead; the mean is then not formed and None comes back."""
     op = "softmax_cross_entropy_forward"
     n, c = _labels(op, logits, labels)
     probs = _checks.out_array(op, probs_out, (n, c), logits.dtype, name="probs_out")
-    if n == 0:
-        return float("nan"), probs
-    if logits.dtype == np.float32:
-        total = _forward[float](logits, labels, probs)
-    else:
-        total = _forward[double](logits, labels, probs)
-    return total / n, probs
+    if totals is not None:
+        _checks.array(op, "totals", totals, 1)
+        _checks.same_shape(op, "totals", totals, (2,))
+    cdef Py_ssize_t correct = 0
+    total = 0.0
+    if n:
+        if logits.dtype == np.float32:
+            total = _forward[float](logits, labels, probs, &correct)
+        else:
+            total = _forward[double](logits, labels, probs, &correct)
+    if totals is not None:
+        totals[0] += total
+        totals[1] += correct
+        return None, probs
+    return (total / n if n else float("nan")), probs
 
 
 def softmax_cross_entropy_backward(probs, labels, out=None):

@@ -136,3 +136,15 @@ def out_array(op, out, shape, dtype, name="out"):
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError(f"{op}: expected {name} writeable, got a read-only array")
     return out
+
+
+def take_operands(op, a, idx):
+    """take_rows' operands: a C-contiguous array a (N, ...) and int64 indices idx (M,)."""
+    for name, v in (("a", a), ("idx", idx)):
+        if not (isinstance(v, np.ndarray) or is_device_array(v)):
+            raise TypeError(f"{op}: expected {name} as an array, got {type(v).__name__}")
+    if a.ndim < 1 or not is_c_contiguous(a):
+        raise ValueError(f"{op}: expected a as a C-contiguous array of at least 1 dim, got "
+                         f"shape {a.shape}")
+    if idx.ndim != 1 or np.dtype(idx.dtype) != np.int64:
+        raise TypeError(f"{op}: expected idx as a 1-D int64 array, got {idx.ndim}-D {idx.dtype}")

@@ -9,6 +9,12 @@
 regularization=: anything with a penalty() method, usually the model (whose layers carry
 regularizers, see fastnn.regularizers): its penalty is added to the loss value. A loss that is
 NaN or infinite raises FloatingPointError naming the step (the count of forward calls).
+
+forward(prediction, target, totals=t) (SoftmaxCrossEntropy; `accumulates` tells which losses
+can) adds [the batch's summed loss, its count of correct predictions] to the 2-element array t
+of the prediction's backend and returns None: on a GPU nothing comes back to the host, and the
+Trainer reads t every few steps. The regularization penalty and the NaN check are then the
+reader's business.
 """
 import math
 
@@ -32,8 +38,16 @@ class Loss:
     def __call__(self, prediction, target):
         return self.forward(prediction, target)
 
-    def forward(self, prediction, target):
+    accumulates = False  # whether forward takes totals=
+
+    def forward(self, prediction, target, totals=None):
         self.steps += 1
+        if totals is not None:
+            if not self.accumulates:
+                raise TypeError(f"{type(self).__name__}: forward takes no totals= (only losses "
+                                "with accumulates = True do)")
+            self._forward(prediction, target, totals)
+            return None
         value = self._forward(prediction, target)
         if self.regularization is not None:
             value += self.regularization.penalty()
@@ -66,13 +80,15 @@ def _check_prediction(owner, y, ndims=None):
 
 
 class SoftmaxCrossEntropy(Loss):
-    def _forward(self, logits, labels):
+    accumulates = True
+
+    def _forward(self, logits, labels, totals=None):
         owner = type(self).__name__
         _check_prediction(owner, logits, (2,))
         B = backend_of(logits)
         labels = self._class_indices(owner, logits, labels, B)
         probs = self._buffer("probs", logits.shape, logits.dtype, logits)
-        value, _ = B.softmax_cross_entropy_forward(logits, labels, probs_out=probs)
+        value, _ = B.softmax_cross_entropy_forward(logits, labels, probs_out=probs, totals=totals)
         self._cache = (probs, labels)
         return value
 

@@ -36,6 +36,12 @@ def cast_input(model, x):
     return x if x.dtype == dtype else x.astype(dtype)
 
 
+def _labels(y):
+    """Targets as an array; integer class labels as int64 (what the losses take on a GPU)."""
+    y = np.asarray(y)
+    return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
+
+
 def model_backend(model):
     """The backend holding the model's parameters (the CPU for a model without any)."""
     from fastnn.backend import backend_of, cpu
@@ -94,6 +100,73 @@ def _stochastic_layers(model):
     return out
 
 
+class _Tally:
+    """The running loss and accuracy of an epoch (or an evaluation).
+
+    Losses that can (SoftmaxCrossEntropy) add each batch's summed loss and correct count to a
+    2-element array on the model's device: a step then reads nothing back, and read() brings
+    the sums over (every sync_every steps). Other losses give a float per step, and the
+    accuracy is counted on the host. read() checks for NaN/Inf over the steps since the last
+    read and returns the logs: the mean loss so far (plus the regularization penalty now)
+    and the metrics."""
+
+    def __init__(self, trainer, B, loss=None):
+        self.trainer, self.B = trainer, B
+        self.loss = loss or trainer.loss
+        self.metrics = trainer.metrics
+        self.fused = self.loss.accumulates
+        self.totals = None
+        self.loss_sum = self.correct = 0.0
+        self.seen = self.pending = self.steps = 0
+
+    def add(self, out, yb):
+        n = out.shape[0]
+        if self.fused:
+            if self.totals is None or np.dtype(self.totals.dtype) != np.dtype(out.dtype):
+                self.totals = self.B.zeros((2,), out.dtype)
+            self.loss.forward(out, yb, totals=self.totals)
+        else:
+            try:
+                value = self.loss.forward(out, yb)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} (training step {self.trainer.step}, epoch "
+                                         f"{self.trainer.epoch + 1})") from None
+            if self.loss.regularization is not None:
+                value -= self.loss.regularization.penalty()  # read() adds the current one
+            self.loss_sum += value * n
+            if self.metrics:
+                self.correct += accuracy(self.B.to_host(out), self.B.to_host(yb)) * n
+        self.pending += n
+        self.steps += 1
+
+    def read(self):
+        if self.fused and self.pending:
+            loss_sum, correct = (float(v) for v in self.B.to_host(self.totals))
+            self.B.fill(self.totals, 0)
+            if not np.isfinite(loss_sum):
+                self._diverged(loss_sum)
+            self.loss_sum += loss_sum
+            self.correct += correct
+        self.seen += self.pending
+        self.pending = self.steps = 0
+        mean = self.loss_sum / max(self.seen, 1)
+        if self.loss.regularization is not None:
+            mean += self.loss.regularization.penalty()
+        logs = {"loss": mean}
+        logs.update({m: self.correct / max(self.seen, 1) for m in self.metrics})
+        return logs
+
+    def _diverged(self, value):
+        def steps(last):  # the steps since the last read, as the loss or the trainer counts
+            first = last - self.steps + 1
+            return f"step {last}" if first == last else f"one of steps {first}-{last}"
+        raise FloatingPointError(
+            f"{type(self.loss).__name__}: the loss is {'nan' if np.isnan(value) else 'inf'} at "
+            f"{steps(self.loss.steps)}; lower the learning rate, check the inputs for NaN/Inf, "
+            f"or add gradient-friendly normalisation (BatchNorm) (training "
+            f"{steps(self.trainer.step)}, epoch {self.trainer.epoch + 1})")
+
+
 class Trainer:
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), seed=None):
         from fastnn import optim
@@ -135,10 +208,15 @@ class Trainer:
     # -- fit -------------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
             callbacks=(), verbose=1, shuffle=True, transform=None, resume_from=None,
-            stream=None):
+            stream=None, sync_every=None):
         """Train `epochs` more epochs; with resume_from, load that checkpoint and train until
-        `epochs` epochs in all are complete. Returns the History of the whole run."""
-        x, y = self._cast(x), np.asarray(y)
+        `epochs` epochs in all are complete. Returns the History of the whole run.
+
+        On a GPU the data set goes to the device once and batches are cut there (unless a
+        transform augments on the host), and the loss and accuracy are summed on the device
+        and read back every `sync_every` steps (default 50 on a GPU, 1 on the CPU) and at the
+        epoch's end: the progress bar and the NaN check see them then."""
+        x, y = self._cast(x), _labels(y)
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
@@ -147,10 +225,17 @@ class Trainer:
             cut = len(x) - int(round(len(x) * validation_split))
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         if validation_data is not None:
-            validation_data = (self._cast(validation_data[0]), np.asarray(validation_data[1]))
+            validation_data = (self._cast(validation_data[0]), _labels(validation_data[1]))
+        B = model_backend(self.model)
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, transform=transform,
-                                 reuse_buffers=True)
+                                 reuse_buffers=True,
+                                 device=B.name if transform is None else None)
         self.loader.rng = self.rng
+        if sync_every is None:
+            sync_every = 1 if B.name == "cpu" else 50
+        if not isinstance(sync_every, int) or sync_every < 1:
+            raise ValueError(f"fit: expected sync_every as a positive int, got {sync_every!r}")
+        self.sync_every = sync_every
         if resume_from is not None:
             self.load_checkpoint(resume_from)
             target = epochs
@@ -179,23 +264,20 @@ class Trainer:
         self.model.train()
         progress = Progress(self.epoch + 1, epochs, len(self.loader.x), verbose, stream)
         start = time.perf_counter()
-        total_loss, total_correct, seen = 0.0, 0.0, 0
         B = model_backend(self.model)
-        for xb, yb in self.loader:
-            # on a GPU the batch is copied there (a device-resident DataLoader is to come)
-            value = self.train_step(B.from_host(xb), B.from_host(yb))
-            n = len(xb)
-            seen += n
-            total_loss += value * n
-            logs = {"loss": total_loss / seen}
-            if self.metrics:
-                # the probabilities the loss computed: no extra pass over the batch
-                out = getattr(self.loss, "probabilities", None)
-                if out is None:
-                    out = self.model[-1]._buffers.get("y") if len(self.model) else None
-                total_correct += accuracy(B.to_host(out), yb) * n if out is not None else 0
-                logs.update({m: total_correct / seen for m in self.metrics})
-            progress.update(seen, logs)
+        tally = _Tally(self, B)
+        last = len(self.loader) - 1
+        for i, (xb, yb) in enumerate(self.loader):
+            if self.loader._device is None:  # a host batch (augmented, or a CPU model)
+                xb, yb = B.from_host(xb), B.from_host(yb)
+            self.step += 1
+            out = self.model.forward(xb)
+            tally.add(out, yb)
+            self.model.backward(self.loss.backward(), need_dx=False)
+            self.optimizer.step()
+            if tally.steps >= self.sync_every or i == last:
+                progress.update(tally.seen + tally.pending, tally.read())
+        logs = tally.read()
         logs["lr"] = self.optimizer.lr
         logs["time"] = time.perf_counter() - start
         if validation_data is not None:
@@ -213,23 +295,18 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size=256):
         """{"loss": mean loss, metric: value} on (x, y) in inference mode."""
-        x, y = self._cast(x), np.asarray(y)
+        x, y = self._cast(x), _labels(y)
         was = self.model.training
         self.model.eval()
-        loss = type(self.loss)()  # no regularization term: the data loss alone
         B = model_backend(self.model)
-        total, correct = 0.0, 0.0
+        tally = _Tally(self, B, type(self.loss)())  # no regularization term: the data loss
         try:
             for i in range(0, len(x), batch_size):
                 xb, yb = np.ascontiguousarray(x[i:i + batch_size]), y[i:i + batch_size]
-                out = self.model.forward(B.from_host(xb))
-                total += loss.forward(out, B.from_host(yb)) * len(xb)
-                correct += accuracy(B.to_host(out), yb) * len(xb) if self.metrics else 0
+                tally.add(self.model.forward(B.from_host(xb)), B.from_host(yb))
         finally:
             self.model.train(was)
-        result = {"loss": total / max(len(x), 1)}
-        result.update({m: correct / max(len(x), 1) for m in self.metrics})
-        return result
+        return tally.read()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _rng_states(self):

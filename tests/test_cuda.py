@@ -107,6 +107,41 @@ def test_relu_and_loss():
                                rtol=1e-5, atol=1e-7)
 
 
+def test_loss_totals_and_take_rows():
+    x = _rand((6, 4))
+    x[1] = 0.5  # a tie: the first largest logit counts
+    labels = np.array([0, 0, 2, 1, 3, 2])
+    totals = B.zeros((2,), F32)
+    for _ in range(2):
+        value, _ = B.softmax_cross_entropy_forward(D(x), D(labels), totals=totals)
+        assert value is None
+    ref_loss, _ = naive.softmax_cross_entropy_forward(x.astype(np.float64), labels)
+    np.testing.assert_allclose(H(totals), [2 * 6 * ref_loss, 2 * naive.count_correct(x, labels)],
+                               rtol=1e-5)
+    idx = np.array([4, 0, 4, 2])
+    images = _rand((5, 1, 2, 3))
+    np.testing.assert_array_equal(H(B.take_rows(D(images), D(idx))), images[idx])
+    np.testing.assert_array_equal(H(B.take_rows(D(labels), D(idx))), labels[idx])
+    with pytest.raises(TypeError, match="1-D int64"):
+        B.take_rows(D(images), D(idx.astype(np.int32)))
+
+
+def test_device_loader_cuts_the_host_loaders_batches():
+    from fastnn.datasets import DataLoader
+    x = _rand((7, 1, 2, 2))
+    y = np.arange(7, dtype=np.uint8)
+    for shuffle in (True, False):
+        host = DataLoader(x, y, 3, shuffle=shuffle, seed=4)
+        dev = DataLoader(x, y, 3, shuffle=shuffle, seed=4, device="cuda", reuse_buffers=True)
+        for _ in range(2):  # two epochs: reused buffers, a smaller last batch
+            for (xh, yh), (xd, yd) in zip(host, dev, strict=True):
+                np.testing.assert_array_equal(H(xd), xh)
+                assert H(yd).dtype == np.int64
+                np.testing.assert_array_equal(H(yd), yh)
+    with pytest.raises(ValueError, match="transforms run on the host"):
+        DataLoader(x, y, 3, device="cuda", transform=lambda b, rng: b)
+
+
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
 def test_gemm_matches_numpy(trans_a, trans_b):
     a = _rand((20, 18) if not trans_a else (18, 20))
@@ -156,6 +191,7 @@ PTX_CHECK = textwrap.dedent("""
         "col2im": (A(2), A(4)) + (i,) * 8 + (f,),
         "rows_to_nchw": (A(2), A(1), b, A(4)),
         "nchw_to_rows": (A(4), A(2)),
+        "take_rows": (A(1), A(1, i64), A(1), i),
         "max_pool_forward": (A(4), A(4), A(4, i32)) + (i,) * 6,
         "max_pool_backward": (A(4), A(4, i32), A(4)) + (i,) * 6 + (f,),
         "avg_pool_forward": (A(4), A(4)) + (i,) * 6 + (f, f),
@@ -185,7 +221,7 @@ PTX_CHECK = textwrap.dedent("""
         "maxout_backward": (A(3), A(3, i32), A(4), f),
         "relu_forward": (A(1), A(1), f),
         "relu_backward": (A(1), A(1), A(1), f),
-        "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), f),
+        "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), A(1), b, f, f),
         "softmax_cross_entropy_backward": (A(2), A(1, i64), A(2), f),
         "sgd": (A(1), A(1), f),
         "momentum": (A(1), A(1), A(1), f, f, b),
@@ -327,9 +363,15 @@ def test_fit_and_evaluate_on_cuda_follow_the_cpu():
         model = _tiny_cnn()
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0)
         model.to(device)
-        history = model.fit(x, y, epochs=2, batch_size=3, verbose=0)
-        runs[device] = (history.history["loss"], model.evaluate(x, y), model.predict(x))
-    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-4)
+        copies = cuda_backend.backend.counters["copies"]
+        history = model.fit(x, y, epochs=2, batch_size=2, verbose=0, sync_every=2)
+        if device == "cuda":
+            # the data set goes over once; then per epoch its order, and the loss and
+            # accuracy sums every 2 of the 3 steps and at the end: no copy per step
+            assert cuda_backend.backend.counters["copies"] - copies == 2 + 2 * (1 + 2)
+        runs[device] = (history.history, model.evaluate(x, y), model.predict(x))
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(runs["cuda"][0][key], runs["cpu"][0][key], rtol=1e-4)
     assert runs["cuda"][1]["accuracy"] == runs["cpu"][1]["accuracy"]
     np.testing.assert_allclose(runs["cuda"][2], runs["cpu"][2], rtol=1e-4, atol=1e-5)
 

@@ -155,6 +155,18 @@ def test_softmax_cross_entropy_matches_the_oracle_and_is_stable():
     assert loss.forward(huge, np.array([0])) == pytest.approx(0.0, abs=1e-6)
     assert loss.forward(huge, np.array([2])) == pytest.approx(2000.0, rel=1e-6)  # no log(0)
     assert fastnn.gradcheck_loss(SoftmaxCrossEntropy(), logits, labels) < 1e-7
+    # totals=: the summed loss and the correct count added in place, nothing returned
+    logits[2] = logits[2, 0]  # a tie: the first largest logit counts, as np.argmax
+    totals = np.array([1.0, 2.0])
+    assert loss.forward(logits, labels, totals=totals) is None
+    ref, _ = naive.softmax_cross_entropy_forward(logits, labels)
+    assert totals[0] == pytest.approx(1.0 + 6 * ref, rel=1e-12)
+    assert totals[1] == 2.0 + naive.count_correct(logits, labels)
+    assert naive.count_correct(logits, labels) == np.sum(logits.argmax(axis=1) == labels)
+    with pytest.raises(ValueError, match=r"expected totals of shape \(2,\)"):
+        loss.forward(logits, labels, totals=np.zeros(3))
+    with pytest.raises(TypeError, match="takes no totals"):
+        MeanSquaredError().forward(logits, logits, totals=totals)
     with pytest.raises(ValueError, match=r"labels in \[0, 4\)"):
         loss.forward(logits, labels + 4)
     with pytest.raises(ValueError, match="one-hot"):

@@ -41,6 +41,11 @@ class Backend:
         """A numpy array as an array of this backend."""
         raise NotImplementedError
 
+    def take_rows(self, a, idx, out=None):
+        """out[i] = a[idx[i]] for a (N, ...) of any dtype and int64 indices idx (M,) -> (M, ...):
+        a minibatch cut from a dataset that lives on this backend."""
+        raise NotImplementedError
+
     def scratch(self, tag, shape, dtype):
         """A reusable temporary for one op's internal use, cached per (tag, shape, dtype) and
         per thread: an op that takes one must be done with it before it returns. Fresh large
@@ -175,8 +180,12 @@ class Backend:
         raise NotImplementedError
 
     # Losses (fused): logits (N, C), labels int64 (N,).
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
-        """-> (mean loss as a Python float, softmax probabilities (N, C))."""
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
+        """-> (mean loss as a Python float, softmax probabilities (N, C)). With totals (a
+        2-element array of this backend, logits' dtype): adds [the summed row losses, the
+        count of rows whose first largest logit is the label's] to it in place and returns
+        (None, probs): nothing is read back to the host (a trainer reads totals every few
+        steps)."""
         raise NotImplementedError
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):

@@ -82,6 +82,15 @@ class CPUBackend(Backend):
     def from_host(self, a):
         return np.ascontiguousarray(a)
 
+    def take_rows(self, a, idx, out=None):
+        op = "take_rows"
+        _checks.take_operands(op, a, idx)
+        out = _checks.out_array(op, out, (len(idx),) + a.shape[1:], a.dtype)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(a)):
+            raise ValueError(f"{op}: expected indices in [0, {len(a)}), got values from "
+                             f"{idx.min()} to {idx.max()}")
+        return np.take(a, idx, axis=0, out=out)
+
     def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
         op = "gemm"
         _checks.array(op, "a", a, 2)
@@ -132,8 +141,8 @@ class CPUBackend(Backend):
     def relu_backward(self, dy, y, out=None):
         return self._elementwise.relu_backward(dy, y, out=out)
 
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
-        return self._loss.softmax_cross_entropy_forward(logits, labels, probs_out)
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
+        return self._loss.softmax_cross_entropy_forward(logits, labels, probs_out, totals)
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):
         return self._loss.softmax_cross_entropy_backward(probs, labels, out)

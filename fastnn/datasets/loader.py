@@ -18,10 +18,14 @@ class DataLoader:
     shuffle: a new order each epoch, drawn from this loader's generator (seed= makes it
     reproducible; `rng` is saved in checkpoints). drop_last: skip a final smaller batch.
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
-    Trainer uses); by default each batch is a fresh array."""
+    Trainer uses); by default each batch is a fresh array.
+    device: "cuda" copies x and y to the GPU once and cuts every batch there (one gather
+    kernel per array and batch; the epoch's order goes over once per epoch): no host copy per
+    step. The batches are the same as on the host for the same seed. Integer labels become
+    int64 there (what the losses take). Transforms run on the host, so they need device=None."""
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
-                 transform=None, reuse_buffers=False):
+                 transform=None, reuse_buffers=False, device=None):
         x, y = np.asarray(x), np.asarray(y)
         if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
             raise ValueError(f"DataLoader: expected x and y with the same number of samples, got "
@@ -37,6 +41,16 @@ class DataLoader:
         self.rng = np.random.default_rng(seed)
         self.reuse_buffers = reuse_buffers
         self._buffers = {}
+        self._device = None
+        if device not in (None, "cpu"):
+            from fastnn.backend import backend_for_device
+            if transform is not None:
+                raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
+                                 f"augment, or no transform to keep the data on {device!r}")
+            self._device = backend_for_device(device)
+            if y.dtype.kind in "iu":
+                y = y.astype(np.int64, copy=False)
+            self._dx, self._dy = self._device.from_host(x), self._device.from_host(y)
 
     def __len__(self):
         n = len(self.x)
@@ -51,9 +65,27 @@ class DataLoader:
             buf = self._buffers[key] = np.empty(shape, a.dtype)
         return np.take(a, idx, axis=0, out=buf)
 
+    def _device_batches(self, order):
+        B, bs = self._device, self.batch_size
+        order = None if order is None else B.from_host(order.astype(np.int64, copy=False))
+        for i in range(len(self)):
+            lo, hi = i * bs, min((i + 1) * bs, len(self.x))
+            if order is None:  # in order: the batches are views of the device arrays
+                yield self._dx[lo:hi], self._dy[lo:hi]
+                continue
+            idx = order[lo:hi]
+            xb, yb = (B.take_rows(a, idx, out=self._buffers.get((key, hi - lo)))
+                      for key, a in (("dx", self._dx), ("dy", self._dy)))
+            if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller
+                self._buffers[("dx", hi - lo)], self._buffers[("dy", hi - lo)] = xb, yb
+            yield xb, yb
+
     def __iter__(self):
         n = len(self.x)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        if self._device is not None:
+            yield from self._device_batches(order if self.shuffle else None)
+            return
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             xb, yb = self._take("x", self.x, idx), self._take("y", self.y, idx)

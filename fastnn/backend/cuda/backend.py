@@ -19,10 +19,16 @@ cuda = numba_cuda()
 THREADS = 256
 
 
+# Kernel launches (a cuBLAS GEMM counts as one) and host<->device copies so far: what a
+# training step costs in Python-side overhead (bench/ prints them per step).
+counters = {"launches": 0, "copies": 0}
+
+
 def _launch(kernel, n, *args):
     """Run a one-thread-per-element kernel over n elements (nothing for n == 0)."""
     if n > 0:
         kernel[(n + THREADS - 1) // THREADS, THREADS](*args)
+        counters["launches"] += 1
 
 
 def is_device_array(a):
@@ -94,10 +100,24 @@ class CUDABackend(Backend):
         return self._elementwise2("add", K.add, ("a", "b"), a, b, out)
 
     def to_host(self, a):
+        counters["copies"] += 1
         return a.copy_to_host()
 
     def from_host(self, a):
+        counters["copies"] += 1
         return cuda.to_device(np.ascontiguousarray(a))
+
+    def take_rows(self, a, idx, out=None):
+        """Indices are trusted to lie in [0, N) (checked where they are made, on the host)."""
+        op = "take_rows"
+        _checks.take_operands(op, a, idx)
+        if not (is_device_array(a) and is_device_array(idx)):
+            raise TypeError(f"{op}: expected a and idx as CUDA device arrays, got "
+                            f"{type(a).__name__} and {type(idx).__name__}")
+        out = self._out(op, out, (idx.shape[0],) + tuple(a.shape[1:]), a.dtype)
+        row = max(1, int(np.prod(a.shape[1:], dtype=np.int64)))
+        _launch(K.take_rows, out.size, a.reshape(a.size), idx, out.reshape(out.size), row)
+        return out
 
     def _out(self, op, out, shape, dtype, name="out"):
         if out is None:
@@ -127,10 +147,12 @@ class CUDABackend(Backend):
             cp = self._cupy
             ca, cb = cp.asarray(a), cp.asarray(b)  # zero-copy views of the Numba arrays
             cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=cp.asarray(out))
+            counters["launches"] += 1
             return out
         grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
         K.gemm_kernel(np.dtype(a.dtype))[grid, (K.TILE, K.TILE)](
             a, b, out, bool(trans_a), bool(trans_b), self._c(a, 0))
+        counters["launches"] += 1
         return out
 
     # -- layout ------------------------------------------------------------------------------
@@ -321,6 +343,7 @@ class CUDABackend(Backend):
                a.ndim if is_device_array(a) else 1)
         total = self.fill(self.scratch("reduce_total", (1,), a.dtype), 0)
         _launch(kernel, a.size, a.reshape(a.size), total)
+        counters["copies"] += 1
         return float(total.copy_to_host()[0])
 
     def sum_squares(self, a):
@@ -402,16 +425,24 @@ class CUDABackend(Backend):
         _array(op, "labels", labels, 1, dtypes=(np.dtype(np.int64),))
         _same_shape(op, "labels", labels, (logits.shape[0],))
 
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None):
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
         """Labels are trusted to lie in [0, C) (checked where they are made, on the host):
-        reading them back here would cost a host round trip per step."""
+        reading them back here would cost a host round trip per step. With totals nothing
+        is read back at all."""
         op = "softmax_cross_entropy_forward"
         self._labels(op, logits, labels)
         n = logits.shape[0]
         probs = self._out(op, probs_out, logits.shape, logits.dtype, name="probs_out")
         row_loss = self.scratch("row_loss", (n,), logits.dtype)
+        if totals is not None:
+            _array(op, "totals", totals, 1, dtypes=(np.dtype(logits.dtype),))
+            _same_shape(op, "totals", totals, (2,))
         _launch(K.softmax_cross_entropy_forward, n, logits, labels, probs, row_loss,
-                self._c(logits, 0))
+                row_loss if totals is None else totals, totals is not None,
+                self._c(logits, 0), self._c(logits, 1))
+        if totals is not None:
+            return None, probs
+        counters["copies"] += 1
         value = float(row_loss.copy_to_host().astype(np.float64).sum()) / n if n else math.nan
         return value, probs
 

@@ -5,7 +5,8 @@ from fastnn.backend.cuda.kernels.elementwise import (
     bias_grad, dropout_mask, fill, multiply, relu_backward, relu_forward, safe_divide, scale,
     softmax_backward, softmax_forward, sqrt, subtract, sum_abs, sum_squares)
 from fastnn.backend.cuda.kernels.gemm import TILE, gemm_kernel
-from fastnn.backend.cuda.kernels.layout import col2im, im2col, nchw_to_rows, rows_to_nchw
+from fastnn.backend.cuda.kernels.layout import (col2im, im2col, nchw_to_rows, rows_to_nchw,
+                                                take_rows)
 from fastnn.backend.cuda.kernels.loss import (softmax_cross_entropy_backward,
                                               softmax_cross_entropy_forward)
 from fastnn.backend.cuda.kernels.norm import (bn_grad_sums, bn_input_grad, bn_inv_std,
@@ -24,5 +25,5 @@ __all__ = [
     "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "safe_divide",
     "scale", "scaled_step", "sgd", "softmax_backward", "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward", "softmax_forward", "sqrt", "subtract", "sum_abs",
-    "sum_squares",
+    "sum_squares", "take_rows",
 ]

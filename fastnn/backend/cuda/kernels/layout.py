@@ -1,4 +1,4 @@
-"""im2col / col2im and the GEMM output <-> NCHW layouts."""
+"""im2col / col2im, the GEMM output <-> NCHW layouts, and minibatch rows cut from a dataset."""
 from fastnn.backend.cuda.kernels._common import cuda, unravel4, window_at
 
 
@@ -56,3 +56,12 @@ def nchw_to_rows(y, rows):
     if i < y.size:
         n, f, oy, ox = unravel4(i, y.shape)
         rows[(n * y.shape[2] + oy) * y.shape[3] + ox, f] = y[n, f, oy, ox]
+
+
+@cuda.jit(cache=True)
+def take_rows(src, idx, dst, row):
+    """dst[r, :] = src[idx[r], :] on flat views, row elements per row: one thread each."""
+    i = cuda.grid(1)
+    if i < dst.size:
+        r = i // row
+        dst[i] = src[idx[r] * row + i % row]

@@ -5,15 +5,20 @@ from fastnn.backend.cuda.kernels._common import cuda
 
 
 @cuda.jit(cache=True)
-def softmax_cross_entropy_forward(x, labels, probs, row_loss, zero):
-    """One thread per row: probs = softmax(row), row_loss = logsumexp(row) - row[label]."""
+def softmax_cross_entropy_forward(x, labels, probs, row_loss, totals, accumulate, zero, one):
+    """One thread per row: probs = softmax(row), row_loss = logsumexp(row) - row[label]; with
+    accumulate, also adds the row loss and (1 if the row's first largest logit is the label's)
+    to totals[0] and totals[1]."""
     n = cuda.grid(1)
     if n >= x.shape[0]:
         return
     classes = x.shape[1]
     mx = x[n, 0]
+    arg = 0
     for c in range(1, classes):
-        mx = max(mx, x[n, c])
+        if x[n, c] > mx:
+            mx = x[n, c]
+            arg = c
     s = zero
     for c in range(classes):
         e = math.exp(x[n, c] - mx)
@@ -21,7 +26,12 @@ def softmax_cross_entropy_forward(x, labels, probs, row_loss, zero):
         s += e
     for c in range(classes):
         probs[n, c] = probs[n, c] / s
-    row_loss[n] = math.log(s) + mx - x[n, labels[n]]
+    loss = math.log(s) + mx - x[n, labels[n]]
+    row_loss[n] = loss
+    if accumulate:
+        cuda.atomic.add(totals, 0, loss)
+        if arg == labels[n]:
+            cuda.atomic.add(totals, 1, one)
 
 
 @cuda.jit(cache=True)
