@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-from fastnn.layers.base import Layer, build_layer
+from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
 
 FORMAT = "fastnn-model-1"
@@ -96,8 +96,11 @@ class Sequential(Container):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     def to(self, device):
-        """Move the model (and the optimizer compile() attached) to "cpu" or "cuda"."""
+        """Move the model (and the optimizer compile() attached) to "cpu" or "cuda". The
+        parameters (and gradients) land in one flat array each (pack_parameters): views of
+        it replace the layers' arrays, and an optimizer updates them all in one launch."""
         super().to(device)
+        pack_parameters(self)
         if self.optimizer is not None:
             self.optimizer.to(device)
         return self

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules.
 
 Build one on a model or on model.named_parameters(); step() applies one update to every trainable
-parameter from its gradient, as one fused compiled pass per parameter (csrc/optim.pyx).
+parameter from its gradient, as one fused compiled pass per parameter (csrc/optim.pyx), or one
+pass over them all when model.to() packed them into one flat array (a ParameterArena).
 State (velocities, moments) is kept per parameter name.
 
     SGD:      p -= lr * g
@@ -63,17 +64,45 @@ class Optimizer:
         self.state = {}
 
     def step(self):
-        """One update of every trainable parameter."""
+        """One update of every trainable parameter: one fused pass over all of them when they
+        live in one ParameterArena (a model moved with .to(), see fastnn.layers.base), else
+        one per parameter."""
         self.t += 1
-        for ref in self.params:
-            if not ref.trainable:
-                continue
-            name, p, g = ref
+        trainable = [ref for ref in self.params if ref.trainable]
+        arena = getattr(trainable[0].layer, "_arena", None) if trainable else None
+        if arena is not None and arena.holds(trainable):
+            self._update(arena.backend, arena.params, arena.grads, self._flat_state(arena))
+            return
+        for name, p, g in trainable:
             state = self.state.get(name)
             if state is None:
                 B = backend_of(p)
                 state = self.state[name] = {s: B.zeros(p.shape, p.dtype) for s in self.slots}
             self._update(backend_of(p, g), p, g, state)
+
+    def _flat_state(self, arena):
+        """The state slots as flat arrays laid out like the arena, self.state's per-parameter
+        entries being views of them; rebuilt (values copied in) when self.state was replaced
+        (load_state_dict, to) or the arena changed."""
+        flat = self.__dict__.get("_flat")
+        if flat is not None and flat[0] is arena and all(
+                self.state.get(name, {}).get(s) is view
+                for name, views in flat[2].items() for s, view in views.items()):
+            return flat[1]
+        B = arena.backend
+        slots = {s: B.zeros(arena.params.shape, arena.dtype) for s in self.slots}
+        views = {}
+        for name in arena.names:
+            lo, hi = arena.spans[name]
+            shape = arena.views[name][0].shape
+            views[name] = {s: slots[s][lo:hi].reshape(shape) for s in self.slots}
+            for s, view in views[name].items():
+                old = self.state.get(name, {}).get(s)
+                if old is not None:
+                    B.copy(old, out=view)
+        self.state.update(views)
+        self._flat = (arena, slots, views)
+        return slots
 
     def _update(self, B, p, g, state):
         raise NotImplementedError

@@ -335,7 +335,11 @@ def test_a_training_step_on_cuda_matches_the_cpu():
         value = loss.forward(model.forward(B.from_host(x)), B.from_host(labels))
         model.backward(loss.backward())
         grads = {n: B.to_host(g).copy() for n, _, g in model.named_parameters()}
+        launches = cuda_backend.backend.counters["launches"]
         opt.step()
+        if device == "cuda":  # one fused update over the packed parameters (model.to packs),
+            # after zeroing Adam's two flat moment arrays on this first step
+            assert cuda_backend.backend.counters["launches"] - launches == 1 + 2
         results[device] = (value, grads, model.state_dict())
         if device == "cuda":
             assert all(not isinstance(p, np.ndarray) for _, p, _ in model.named_parameters())

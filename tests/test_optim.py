@@ -191,6 +191,47 @@ def test_state_dict_round_trip_continues_identically():
         np.testing.assert_array_equal(va, vb, err_msg=n)
 
 
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                                  "adamw"])
+def test_one_update_over_the_packed_parameters_equals_one_per_parameter(name):
+    """model.to() packs the parameters into one arena and step() makes one fused pass over
+    it: bit for bit what the per-parameter passes give, through a freeze (which falls back to
+    per-parameter passes) and a state_dict reload (which repacks the state)."""
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    runs = []
+    for packed in (False, True):
+        model = _small_model().regularize(fastnn.regularizers.L2(0.01))
+        if packed:
+            model.to("cpu")
+        opt = optim.get(name, model, lr=0.05)
+        loss = fastnn.losses.SoftmaxCrossEntropy()
+        calls = []
+        update = opt._update
+        opt._update = lambda B, p, g, state: (calls.append(p.shape), update(B, p, g, state))
+        for step in range(6):
+            if step == 2:
+                model.freeze("0")
+            if step == 3:
+                model.unfreeze()
+                opt.load_state_dict(opt.state_dict())
+            loss.forward(model.forward(x), labels)
+            model.backward(loss.backward())
+            opt.step()
+        runs.append((model.state_dict(), opt.state_dict(), calls))
+    (plain, plain_opt, plain_calls), (packed, packed_opt, packed_calls) = runs
+    for key in plain:
+        np.testing.assert_array_equal(packed[key], plain[key], err_msg=key)
+    for pname, slots in plain_opt["state"].items():
+        for slot, value in slots.items():
+            np.testing.assert_array_equal(packed_opt["state"][pname][slot], value)
+    assert plain_calls == [(4, 5), (5,), (5, 3), (3,)] * 2 + [(5, 3), (3,)] + \
+        [(4, 5), (5,), (5, 3), (3,)] * 3
+    assert packed_calls == [(43,)] * 2 + [(5, 3), (3,)] + [(43,)] * 3
+    layer = model[0]
+    assert layer.params["W"] is layer._arena.views["0.W"][0]
+
+
 def test_unknown_optimizer_lists_the_valid_ones():
     with pytest.raises(ValueError, match="sgd, momentum, nesterov, adagrad, rmsprop, adam"):
         optim.get("adamax", _small_model())

@@ -33,6 +33,10 @@ class Backend:
         """a + b elementwise (same shapes); out=a adds in place."""
         raise NotImplementedError
 
+    def copy(self, a, out):
+        """out[...] = a (same shapes and dtypes, both on this backend); returns out."""
+        raise NotImplementedError
+
     def to_host(self, a):
         """a as a numpy array (a copy unless a already is one)."""
         raise NotImplementedError

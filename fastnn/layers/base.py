@@ -257,6 +257,55 @@ class Parameter(tuple):
         return self.layer is None or self.layer.trainable
 
 
+class ParameterArena:
+    """Every parameter of a model in one flat array and every gradient in another, each
+    layer's params/grads entries rebound to views of them (values copied in): an optimizer
+    then updates the whole model with one kernel launch (fastnn.optim). Built by
+    pack_parameters; layers keep writing their gradients into the views as before."""
+
+    def __init__(self, refs):
+        first = refs[0][1]
+        self.backend, self.dtype = backend_of(first), first.dtype
+        B = self.backend
+        self.names = [name for name, _, _ in refs]
+        total = sum(p.size for _, p, _ in refs)
+        self.params, self.grads = B.empty((total,), self.dtype), B.empty((total,), self.dtype)
+        self.spans, self.views = {}, {}
+        lo = 0
+        for ref in refs:
+            name, p, g = ref
+            key = name.rsplit(".", 1)[-1]
+            hi = lo + p.size
+            pv = self.params[lo:hi].reshape(p.shape)
+            gv = self.grads[lo:hi].reshape(p.shape)
+            B.copy(p, out=pv)
+            B.copy(g, out=gv)
+            ref.layer.params[key], ref.layer.grads[key] = pv, gv
+            ref.layer._arena = self
+            self.spans[name], self.views[name] = (lo, hi), (pv, gv)
+            lo = hi
+
+    def holds(self, refs):
+        """Whether refs are exactly this arena's parameters, in its order, as its views."""
+        return (len(refs) == len(self.names)
+                and all(r[0] == n and r[1] is self.views[n][0] and r[2] is self.views[n][1]
+                        for r, n in zip(refs, self.names)))
+
+
+def pack_parameters(model):
+    """Put the model's parameters and gradients into one ParameterArena (returned), or leave
+    them as they are (None) when there are fewer than two, or they differ in dtype or
+    device."""
+    refs = list(model.named_parameters())
+    if len(refs) < 2 or any(r.layer is None for r in refs):
+        return None
+    B, dtype = backend_of(refs[0][1]), refs[0][1].dtype
+    if any(backend_of(p, g) is not B or p.dtype != dtype or g.dtype != dtype
+           for _, p, g in refs):
+        return None
+    return ParameterArena(refs)
+
+
 def check_dtype(dtype, owner):
     try:
         dt = np.dtype(dtype)
