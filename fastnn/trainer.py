@@ -122,8 +122,8 @@ class _Tally:
     def add(self, out, yb):
         n = out.shape[0]
         if self.fused:
-            if self.totals is None or np.dtype(self.totals.dtype) != np.dtype(out.dtype):
-                self.totals = self.B.zeros((2,), out.dtype)
+            if self.totals is None:
+                self.totals = self.trainer._totals(self.B, out.dtype)
             self.loss.forward(out, yb, totals=self.totals)
         else:
             try:
@@ -190,6 +190,15 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.loader = None
+        self._totals_arrays = {}  # (backend, dtype) -> the device array _Tally sums into
+
+    def _totals(self, B, dtype):
+        """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
+        key = (B.name, np.dtype(dtype).str)
+        totals = self._totals_arrays.get(key)
+        if totals is None:
+            totals = self._totals_arrays[key] = B.empty((2,), dtype)
+        return B.fill(totals, 0)
 
     # -- one step ------------------------------------------------------------------------
     def train_step(self, xb, yb):

@@ -367,17 +367,22 @@ def test_fit_and_evaluate_on_cuda_follow_the_cpu():
         model = _tiny_cnn()
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0)
         model.to(device)
-        copies = cuda_backend.backend.counters["copies"]
+        counters = cuda_backend.backend.counters
+        copies = counters["copies"]
         history = model.fit(x, y, epochs=2, batch_size=2, verbose=0, sync_every=2)
-        if device == "cuda":
-            # the data set goes over once; then per epoch its order, and the loss and
-            # accuracy sums every 2 of the 3 steps and at the end: no copy per step
-            assert cuda_backend.backend.counters["copies"] - copies == 2 + 2 * (1 + 2)
-        runs[device] = (history.history, model.evaluate(x, y), model.predict(x))
-    for key in ("loss", "accuracy"):
-        np.testing.assert_allclose(runs["cuda"][0][key], runs["cpu"][0][key], rtol=1e-4)
-    assert runs["cuda"][1]["accuracy"] == runs["cpu"][1]["accuracy"]
-    np.testing.assert_allclose(runs["cuda"][2], runs["cpu"][2], rtol=1e-4, atol=1e-5)
+        # the data set goes over once; then per epoch its order, and the loss and accuracy
+        # sums every 2 of the 3 steps and at the end: no copy per step
+        assert counters["copies"] - copies == (2 + 2 * (1 + 2) if device == "cuda" else 0)
+        # a second run: only the new loader's two batch buffers are made, nothing per step
+        allocations = counters["allocations"]
+        more = model.fit(x, y, epochs=1, batch_size=2, verbose=0, sync_every=2)
+        assert counters["allocations"] - allocations == (2 if device == "cuda" else 0)
+        runs[device] = (history.history["loss"] + more.history["loss"][-1:],
+                        history.history["accuracy"], model.evaluate(x, y), model.predict(x))
+    for i in (0, 1):  # losses (three epochs), accuracies
+        np.testing.assert_allclose(runs["cuda"][i], runs["cpu"][i], rtol=1e-4)
+    assert runs["cuda"][2]["accuracy"] == runs["cpu"][2]["accuracy"]
+    np.testing.assert_allclose(runs["cuda"][3], runs["cpu"][3], rtol=1e-4, atol=1e-5)
 
 
 def test_dense_sigmoid_dropout_step_on_cuda_matches_the_cpu():

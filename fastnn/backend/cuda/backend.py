@@ -19,9 +19,10 @@ cuda = numba_cuda()
 THREADS = 256
 
 
-# Kernel launches (a cuBLAS GEMM counts as one) and host<->device copies so far: what a
-# training step costs in Python-side overhead (bench/ prints them per step).
-counters = {"launches": 0, "copies": 0}
+# Kernel launches (a cuBLAS GEMM counts as one), host<->device copies and device arrays made
+# by the ops (empty) so far: what a training step costs in Python-side overhead (bench/ prints
+# them per step), and a check that the steady state allocates nothing.
+counters = {"launches": 0, "copies": 0, "allocations": 0}
 
 
 def _launch(kernel, n, *args):
@@ -77,6 +78,7 @@ class CUDABackend(Backend):
         return cupy
 
     def empty(self, shape, dtype):
+        counters["allocations"] += 1
         return cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
 
     def fill(self, a, value):
