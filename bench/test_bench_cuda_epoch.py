@@ -18,6 +18,7 @@ from conftest import torch
 from test_bench_epoch import torch_model
 
 import fastnn
+import fastnn.cuda
 from fastnn import models
 from fastnn.datasets import load_mnist
 
