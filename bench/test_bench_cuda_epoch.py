@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import torch
-from test_bench_epoch import torch_model
+from test_bench_epoch import fastnn_model, torch_model
 
 import fastnn
 import fastnn.cuda
-from fastnn import models
 from fastnn.datasets import load_mnist
 
 REAL_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and fastnn.cuda.is_available()
@@ -43,10 +42,7 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
     x, y = mnist
     if impl == "fastnn":
         from fastnn.backend.cuda.backend import counters
-        fastnn.seed(0)
-        model = models.get(model_name)
-        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
-        model.to("cuda")
+        model = fastnn_model(model_name).to("cuda")
         cuda = fastnn.cuda.require()
 
         def epoch():

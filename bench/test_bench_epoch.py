@@ -27,6 +27,14 @@ def mnist():
     return x[:IMAGES], y[:IMAGES]
 
 
+def fastnn_model(name):
+    """The reference model, seeded, compiled with Adam lr 1e-3 (what `fastnn train` runs)."""
+    fastnn.seed(0)
+    model = models.get(name)
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
+    return model
+
+
 def torch_model(name):
     nn = torch.nn
     if name == "simple-cnn":
@@ -47,9 +55,7 @@ def test_mnist_epoch(benchmark, mnist, model_name, impl):
     benchmark.group = f"MNIST epoch {model_name} ({IMAGES} images)"
     x, y = mnist
     if impl == "fastnn":
-        fastnn.seed(0)
-        model = models.get(model_name)
-        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
+        model = fastnn_model(model_name)
         benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=100, verbose=0), **ONCE)
         return
     if torch is None:
