@@ -126,6 +126,31 @@ def test_loss_totals_and_take_rows():
         B.take_rows(D(images), D(idx.astype(np.int32)))
 
 
+def test_cupy_views_are_made_once_per_buffer(monkeypatch):
+    """With CuPy, GEMM operands are wrapped as CuPy arrays once per buffer and reused. A stub
+    stands in for CuPy here (it wraps the simulator's arrays as numpy views) and counts."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("the stub wraps the simulator's arrays (on a GPU with CuPy every GEMM test "
+                    "runs the real path)")
+    made = []
+
+    class StubCupy:
+        @staticmethod
+        def asarray(a):
+            made.append(a)
+            return a._ary  # the simulator's device array: a numpy array inside
+        matmul = staticmethod(np.matmul)
+
+    monkeypatch.setattr(B, "_cupy", StubCupy)
+    monkeypatch.setattr(B, "_cupy_views", {})
+    a, b = D(_rand((3, 4))), D(_rand((5, 4), 1))
+    out = B.empty((3, 5), F32)
+    for _ in range(3):
+        B.gemm(a, b, trans_b=True, out=out)
+    np.testing.assert_allclose(H(out), H(a) @ H(b).T, rtol=1e-5)
+    assert len(made) == 3  # a, b and out, once each
+
+
 def test_device_loader_cuts_the_host_loaders_batches():
     from fastnn.datasets import DataLoader
     x = _rand((7, 1, 2, 2))

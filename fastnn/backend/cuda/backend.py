@@ -66,6 +66,7 @@ class CUDABackend(Backend):
     def __init__(self):
         super().__init__()
         self._cupy = self._find_cupy()
+        self._cupy_views = {}  # id(Numba array) -> (the array, its CuPy view)
 
     @staticmethod
     def _find_cupy():
@@ -154,9 +155,9 @@ class CUDABackend(Backend):
         if m == 0 or n == 0:
             return out
         if self._cupy is not None:
-            cp = self._cupy
-            ca, cb = cp.asarray(a), cp.asarray(b)  # zero-copy views of the Numba arrays
-            cp.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb, out=cp.asarray(out))
+            ca, cb = self._cupy_view(a), self._cupy_view(b)
+            self._cupy.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb,
+                              out=self._cupy_view(out))
             counters["launches"] += 1
             return out
         grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
@@ -164,6 +165,19 @@ class CUDABackend(Backend):
             a, b, out, bool(trans_a), bool(trans_b), self._c(a, 0))
         counters["launches"] += 1
         return out
+
+    # A GEMM's operands are mostly the same few buffers every step (layers and ops reuse
+    # them): their CuPy views (zero-copy, over the same memory) are made once and kept. The
+    # entry holds the array itself, so its id cannot be reused while cached; the cache starts
+    # over past 128 entries rather than keep transient arrays alive. CuPy and Numba both
+    # launch on the legacy default stream here, so cuBLAS and the kernels stay in order.
+    def _cupy_view(self, a):
+        entry = self._cupy_views.get(id(a))
+        if entry is None:
+            if len(self._cupy_views) >= 128:
+                self._cupy_views.clear()
+            entry = self._cupy_views[id(a)] = (a, self._cupy.asarray(a))
+        return entry[1]
 
     # -- layout ------------------------------------------------------------------------------
     def _window(self, op, x_shape, kernel, stride, pad, max_pool=False):
