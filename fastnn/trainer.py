@@ -107,8 +107,8 @@ class _Tally:
     2-element array on the model's device: a step then reads nothing back, and read() brings
     the sums over (every sync_every steps). Other losses give a float per step, and the
     accuracy is counted on the host. read() checks for NaN/Inf over the steps since the last
-    read and returns the logs: the mean loss so far (plus the regularization penalty now)
-    and the metrics."""
+    read and returns the logs: the mean loss so far (plus the regularization penalty of the
+    parameters as they are now) and the metrics."""
 
     def __init__(self, trainer, B, loss=None):
         self.trainer, self.B = trainer, B
@@ -203,16 +203,17 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
     def train_step(self, xb, yb):
         """Forward, loss, backward and one optimizer update on a batch that lives where the
-        model does; returns the loss value."""
+        model does; returns the loss value (read back from the device: the fit loop reads
+        only every sync_every steps)."""
+        tally = _Tally(self, model_backend(self.model))
+        self._step(xb, yb, tally)
+        return tally.read()["loss"]
+
+    def _step(self, xb, yb, tally):
         self.step += 1
-        try:
-            value = self.loss.forward(self.model.forward(xb), yb)
-        except FloatingPointError as exc:
-            raise FloatingPointError(f"{exc} (training step {self.step}, epoch "
-                                     f"{self.epoch + 1})") from None
+        tally.add(self.model.forward(xb), yb)
         self.model.backward(self.loss.backward(), need_dx=False)
         self.optimizer.step()
-        return value
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
@@ -277,13 +278,9 @@ class Trainer:
         tally = _Tally(self, B)
         last = len(self.loader) - 1
         for i, (xb, yb) in enumerate(self.loader):
-            if self.loader._device is None:  # a host batch (augmented, or a CPU model)
+            if self.loader.device is None:  # a host batch (augmented, or a CPU model)
                 xb, yb = B.from_host(xb), B.from_host(yb)
-            self.step += 1
-            out = self.model.forward(xb)
-            tally.add(out, yb)
-            self.model.backward(self.loss.backward(), need_dx=False)
-            self.optimizer.step()
+            self._step(xb, yb, tally)
             if tally.steps >= self.sync_every or i == last:
                 progress.update(tally.seen + tally.pending, tally.read())
         logs = tally.read()

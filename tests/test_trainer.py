@@ -166,3 +166,15 @@ def test_command_line_entry_points(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fastnn", "train", "--model", "resnet"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_train_step_returns_the_batch_loss_and_updates():
+    x, y = _blobs(20)
+    model = _compiled(lr=0.05)
+    model.eval()  # no dropout: the same forward twice
+    expected = fastnn.losses.SoftmaxCrossEntropy().forward(model.forward(x), y)
+    before = model.state_dict()["0.W"].copy()
+    value = model.trainer.train_step(x, y)
+    assert value == pytest.approx(expected, rel=1e-6)
+    assert model.trainer.step == 1
+    assert not np.array_equal(model.state_dict()["0.W"], before)

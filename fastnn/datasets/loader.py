@@ -52,6 +52,11 @@ class DataLoader:
                 y = y.astype(np.int64, copy=False)
             self._dx, self._dy = self._device.from_host(x), self._device.from_host(y)
 
+    @property
+    def device(self):
+        """The backend holding the data set (batches are cut there), or None: on the host."""
+        return self._device
+
     def __len__(self):
         n = len(self.x)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
