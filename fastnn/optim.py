@@ -43,6 +43,11 @@ def _collect(params, owner):
     return refs
 
 
+def _key(ref):
+    """A parameter's key in its layer's params dict: "W" of "conv1.W"."""
+    return ref[0].rsplit(".", 1)[-1]
+
+
 def _check_hyper(owner, name, value, low=0.0, low_open=False, high=None):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
         raise ValueError(f"{owner}: expected {name} as a number, got {value!r}")
@@ -68,6 +73,11 @@ class Optimizer:
         live in one ParameterArena (a model moved with .to(), see fastnn.layers.base), else
         one per parameter."""
         self.t += 1
+        if any(ref.layer is not None and ref.layer.params.get(_key(ref)) is not ref[1]
+               for ref in self.params):
+            # the layers hold new arrays (model.to moved or repacked them): follow them
+            self.to(backend_of(next(ref.layer.params[_key(ref)] for ref in self.params
+                                    if ref.layer is not None)).name)
         trainable = [ref for ref in self.params if ref.trainable]
         arena = getattr(trainable[0].layer, "_arena", None) if trainable else None
         if arena is not None and arena.holds(trainable):
@@ -148,7 +158,7 @@ class Optimizer:
             if layer is None:
                 raise ValueError(f"{type(self).__name__}.to: parameter {name!r} has no layer to "
                                  "follow; build the optimizer on the moved model instead")
-            key = name.rsplit(".", 1)[-1]
+            key = _key(ref)
             refs.append(Parameter(name, layer.params[key], layer.grads[key], layer))
         self.params = refs
         for name, slots in self.state.items():

@@ -232,6 +232,24 @@ def test_one_update_over_the_packed_parameters_equals_one_per_parameter(name):
     assert layer.params["W"] is layer._arena.views["0.W"][0]
 
 
+def test_an_optimizer_follows_a_model_repacked_after_it_was_built():
+    """An optimizer built before model.to() (which rebinds the parameters to arena views)
+    follows the layers' new arrays on its next step, state included."""
+    model = _small_model()
+    opt = optim.Adam(model, lr=0.1)
+    loss = fastnn.losses.SoftmaxCrossEntropy()
+    x = np.ones((2, 4), dtype=np.float32)
+    for step in range(3):
+        if step == 1:
+            model.to("cpu")
+        before = model.state_dict()["0.W"].copy()
+        loss.forward(model.forward(x), np.array([0, 1]))
+        model.backward(loss.backward())
+        opt.step()
+        assert not np.array_equal(model.state_dict()["0.W"], before)
+    assert opt.params[0][1] is model[0].params["W"]
+
+
 def test_unknown_optimizer_lists_the_valid_ones():
     with pytest.raises(ValueError, match="sgd, momentum, nesterov, adagrad, rmsprop, adam"):
         optim.get("adamax", _small_model())
