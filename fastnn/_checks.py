@@ -148,3 +148,5 @@ def take_operands(op, a, idx):
                          f"shape {a.shape}")
     if idx.ndim != 1 or np.dtype(idx.dtype) != np.int64:
         raise TypeError(f"{op}: expected idx as a 1-D int64 array, got {idx.ndim}-D {idx.dtype}")
+    if not is_c_contiguous(idx):
+        raise ValueError(f"{op}: expected idx contiguous, got a strided view")

@@ -74,6 +74,10 @@ rows = _f32(2 * 8 * 8, 4)
 W = _f32(4, 3, 3, 3)
 dy_conv = _f32(2, 4, 8, 8)
 
+idx = np.array([1, 0, 1])
+logits, labels = _f32(4, 3), np.array([0, 2, 1, 0])
+NOT_ARRAYS = [None, 3, 2.5, "x", [1, 2], {"a": 1}, memoryview(b"abcd")]
+
 # name -> (function, valid kwargs, {arg: bad values})
 KERNELS = {
     "im2col": (cpu.im2col, dict(x=x, kernel=3, stride=1, pad=1),
@@ -124,6 +128,22 @@ KERNELS = {
              dict(a=_generic_bad(rows) + [rows[:, :3]],
                   b=_generic_bad(_f32(4, 5)) + _shape_bad(_f32(4, 5))[::2],
                   out=_generic_bad(_f32(128, 5), optional=True) + _shape_bad(_f32(128, 5)))),
+    "take_rows": (cpu.take_rows, dict(a=x, idx=idx),
+                  dict(a=NOT_ARRAYS + [np.float32(1), np.repeat(x, 2, axis=-1)[..., ::2],
+                                       np.asfortranarray(x[0])],
+                       idx=NOT_ARRAYS + [idx.astype(t) for t in BAD_DTYPES if t != np.int64] + [
+                           idx[None], idx.reshape(3, 1), np.array(1), np.array([2]),
+                           np.array([-1]), idx + 5, np.repeat(idx, 2)[::2]],
+                       out=_generic_bad(x[idx], optional=True) + _shape_bad(x[idx]))),
+    "softmax_cross_entropy_forward": (
+        cpu.softmax_cross_entropy_forward, dict(logits=logits, labels=labels),
+        dict(logits=_generic_bad(logits) + [logits[:3], np.zeros((4, 0), np.float32)],
+             labels=NOT_ARRAYS + [labels.astype(t) for t in BAD_DTYPES if t != np.int64]
+             + [labels[None], labels[:3], labels + 3, labels - 1, np.repeat(labels, 2)[::2]],
+             probs_out=_generic_bad(logits, optional=True) + _shape_bad(logits),
+             totals=NOT_ARRAYS[1:] + [np.zeros(t and 2, t) for t in BAD_DTYPES if t != object]
+             + [np.zeros(3, np.float32), np.zeros((2, 1), np.float32), np.zeros(4)[::2],
+                np.zeros(1)])),
     "conv2d_forward": (ops.conv2d_forward, dict(x=x, W=W, b=_f32(4), stride=1, pad=1),
                        dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
                             b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
