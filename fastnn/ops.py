@@ -48,16 +48,10 @@ def _conv_args(op, x, W, b, stride, pad):
     return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
 
 
-# A convolution runs over the batch in chunks whose im2col matrix fits in the CPU's cache
-# (about this many bytes): im2col writes it, the GEMM reads it back at once, and nothing the
-# size of the whole batch's column matrix (45 MB for a 16-channel 3x3 layer on 100 MNIST
-# images) goes out to memory and back. The backward pass rebuilds each chunk's columns instead
-# of keeping them, which costs less than re-reading them from memory.
-CHUNK_BYTES = 1 << 21
-
-
-def _chunk_images(n, oh, ow, k, itemsize):
-    return max(1, min(n, CHUNK_BYTES // max(oh * ow * k * itemsize, 1)))
+def _chunk_images(B, n, oh, ow, k, itemsize):
+    """How many images a chunk of a convolution holds: its im2col matrix takes at most the
+    backend's conv_chunk_bytes (cache-sized on the CPU, the whole batch on a GPU)."""
+    return max(1, min(n, B.conv_chunk_bytes // max(oh * ow * k * itemsize, 1)))
 
 
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None):
@@ -66,7 +60,8 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
     x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
     With return_cols=True returns (y, cols), the whole batch's im2col matrix: pass it to
     conv2d_backward to skip rebuilding it. out / cols_out: preallocated y / cols to write into.
-    Without return_cols the batch runs in cache-sized chunks (CHUNK_BYTES).
+    Without return_cols the batch runs in chunks (the backend's conv_chunk_bytes: cache-sized
+    on the CPU).
     """
     kernel, stride, pad, (oh, ow) = _conv_args("conv2d_forward", x, W, b, stride, pad)
     B = backend_of(x, W, b, out, cols_out)
@@ -80,7 +75,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
         return (y, cols) if return_cols else y
     y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
         else B.empty((n, f, oh, ow), x.dtype)
-    step = _chunk_images(n, oh, ow, k, x.itemsize)
+    step = _chunk_images(B, n, oh, ow, k, x.itemsize)
     cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
     rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
     for n0 in range(0, n, step):
@@ -117,7 +112,7 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
         _checks.same_shape(op, "cols", cols, (n * oh * ow, k))
         step = n  # one chunk: the whole batch's columns are given
     else:
-        step = _chunk_images(n, oh, ow, k, x.itemsize)
+        step = _chunk_images(B, n, oh, ow, k, x.itemsize)
     W2d = W.reshape(f, k)
     dW = db = dx = None
     if need_dW:

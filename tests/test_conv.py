@@ -80,3 +80,26 @@ def test_conv_shape_errors_name_expected_and_received():
     with pytest.raises(ValueError, match=r"expected dy of shape \(2, 30, 24, 24\)"):
         ops.conv2d_backward(np.zeros((2, 30, 23, 24), np.float32),
                             np.zeros((2, 1, 28, 28), np.float32), W)
+
+
+@pytest.mark.parametrize("keep_cols", [False, True])
+def test_conv_in_chunks_equals_one_chunk(monkeypatch, keep_cols):
+    """A batch cut into chunks (the CPU's are cache-sized; here one image each) gives the
+    one-chunk results: the per-chunk weight and bias gradients are summed."""
+    from fastnn.backend import cpu
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, 6, 7))
+    W, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    dy = rng.standard_normal((5, 3, 6, 7))
+
+    def run():
+        y, cols = ops.conv2d_forward(x, W, b, pad=1, return_cols=True)
+        y_chunked = ops.conv2d_forward(x, W, b, pad=1)
+        grads = ops.conv2d_backward(dy, x, W, pad=1, cols=cols if keep_cols else None)
+        return [y, y_chunked, *grads]
+
+    whole = run()
+    monkeypatch.setattr(cpu, "conv_chunk_bytes", 1)  # one image per chunk
+    chunked = run()
+    for a, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)

@@ -13,6 +13,11 @@ class Backend:
     # The array module for generic math (exp, where, sums, ...) on this backend's arrays, in
     # the manner of Chainer's `xp`: numpy on the CPU. Layers use it with out= buffers.
     xp = None
+    # A convolution runs over the batch in chunks whose im2col matrix takes at most
+    # conv_chunk_bytes (fastnn.ops), and a Conv2D layer keeps its forward's im2col matrix for
+    # the backward pass up to keep_cols_bytes (else the backward rebuilds it chunk by chunk).
+    conv_chunk_bytes = 1 << 21
+    keep_cols_bytes = 8 << 20
 
     def __init__(self):
         self._scratch = threading.local()

@@ -3,12 +3,8 @@
 W has shape (F, C, KH, KW), b has shape (F,); y = cross-correlation of x with W, plus b.
 """
 from fastnn import _checks, init as initializers, ops
+from fastnn.backend import backend_of
 from fastnn.layers.base import Layer, check_dtype, check_positive_int
-
-# A forward's im2col matrix up to this size is kept for the backward pass (re-reading it costs
-# less than rebuilding it: 0.7 ms of a 2.8 ms SimpleConvNet conv backward); a larger one is not
-# kept, and the backward rebuilds it chunk by chunk (see fastnn.ops.CHUNK_BYTES).
-KEEP_COLS_BYTES = 8 << 20
 
 
 class Conv2D(Layer):
@@ -45,7 +41,7 @@ class Conv2D(Layer):
         y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
         k = self.params["W"][0].size
         cols = None
-        if n * oh * ow * k * x.itemsize <= KEEP_COLS_BYTES:
+        if n * oh * ow * k * x.itemsize <= backend_of(x).keep_cols_bytes:
             cols = self._buffer("cols", (n * oh * ow, k), x.dtype, like=x)
         ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
                            out=y, cols_out=cols)

@@ -62,6 +62,11 @@ def _same_shape(op, name, a, shape):
 class CUDABackend(Backend):
     name = "cuda"
     xp = None  # no numpy-like module on Numba device arrays: every op is a kernel
+    # Every chunk of a convolution costs its launches (im2col, GEMM, layout: 20-50 us each
+    # from Python), and device memory is plentiful: a batch runs as one chunk and keeps its
+    # columns (the DeepConvNet's largest is 45 MB at batch 100), up to these sizes.
+    conv_chunk_bytes = 1 << 30
+    keep_cols_bytes = 1 << 30
 
     def __init__(self):
         super().__init__()
