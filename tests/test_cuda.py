@@ -483,3 +483,45 @@ def test_mse_and_penalties_on_cuda_match_the_cpu():
     for name, g in values["cpu"][1].items():
         np.testing.assert_allclose(values["cuda"][1][name], g, rtol=1e-4, atol=1e-6,
                                    err_msg=name)
+
+
+def test_launches_per_training_step(monkeypatch):
+    """Kernel launches of one steady-state training step at full MNIST shapes (batch 100),
+    counted with the kernels stubbed out (the simulator could not run these sizes): every
+    op is one launch, a convolution runs as one chunk on the device, the optimizer updates
+    the packed parameters in one launch, and nothing is copied or allocated. The loader adds
+    two gathers (x and y) per step."""
+    import fastnn
+    from fastnn import models
+    be = cuda_backend.backend
+    stubbed = []
+
+    def launch(kernel, n, *args):
+        if n > 0:
+            stubbed.append(kernel)
+            be.counters["launches"] += 1
+
+    class NoGemm:
+        def __getitem__(self, config):
+            return lambda *args: None
+
+    monkeypatch.setattr(be, "_launch", launch)
+    monkeypatch.setattr(be.K, "gemm_kernel", lambda dtype: NoGemm())
+    monkeypatch.setattr(B, "_cupy", None)
+    for name, expected in (("simple-cnn", 25), ("deep-cnn", 85)):
+        fastnn.seed(0)
+        model = models.get(name)
+        opt = fastnn.optim.Adam(model, lr=1e-3)
+        model.compile("cross_entropy", opt).to("cuda")
+        loss = fastnn.losses.SoftmaxCrossEntropy()
+        x, y = B.empty((100, 1, 28, 28), F32), B.from_host(np.zeros(100, np.int64))
+        totals = B.zeros((2,), F32)
+        for _ in range(2):  # the first step allocates the buffers and the optimizer state
+            before = dict(be.counters)
+            stubbed.clear()
+            loss.forward(model.forward(x), y, totals=totals)
+            model.backward(loss.backward(), need_dx=False)
+            opt.step()
+        spent = {k: be.counters[k] - before[k] for k in before}
+        assert spent == {"launches": expected, "copies": 0, "allocations": 0}, name
+        assert stubbed.count(be.K.adam) == 1, name
