@@ -63,10 +63,20 @@ def window(op, hw, kernel, stride, pad, max_pool=False):
     return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
 
+_DEVICE_TYPES = {}  # type -> whether its instances are CUDA arrays
+
+
 def is_device_array(a):
-    """A CUDA array (Numba's, CuPy's, the simulator's), judged by its type: no import."""
-    return (hasattr(a, "__cuda_array_interface__")
-            or type(a).__module__.startswith(("numba.cuda", "numba_cuda")))
+    """A CUDA array (Numba's, CuPy's, the simulator's), judged by its type once per type: no
+    import, and never by evaluating a.__cuda_array_interface__, a property that builds a dict
+    on every access (and every op checks its operands)."""
+    kind = type(a)
+    known = _DEVICE_TYPES.get(kind)
+    if known is None:
+        known = _DEVICE_TYPES[kind] = (
+            hasattr(kind, "__cuda_array_interface__")
+            or kind.__module__.startswith(("numba.cuda", "numba_cuda")))
+    return known
 
 
 def is_c_contiguous(a):

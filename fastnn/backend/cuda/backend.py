@@ -32,11 +32,7 @@ def _launch(kernel, n, *args):
         counters["launches"] += 1
 
 
-def is_device_array(a):
-    """A Numba (or simulator, or CuPy) device array: _checks' test by type, confirmed by Numba."""
-    return _checks.is_device_array(a) and (
-        type(a).__module__.startswith("numba.cuda.simulator") or cuda.is_cuda_array(a))
-
+is_device_array = _checks.is_device_array  # by type, cached: a Numba, simulator or CuPy array
 
 def _array(op, name, a, ndim, dtypes=_checks.FLOAT_DTYPES, layout=None):
     if not is_device_array(a):
