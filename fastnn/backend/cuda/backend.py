@@ -67,7 +67,7 @@ class CUDABackend(Backend):
     def __init__(self):
         super().__init__()
         self._cupy = self._find_cupy()
-        self._cupy_views = {}  # id(Numba array) -> (the array, its CuPy view)
+        self._cupy_views = {}  # memory key -> (a Numba array, its CuPy view)
 
     @staticmethod
     def _find_cupy():
@@ -167,17 +167,21 @@ class CUDABackend(Backend):
         counters["launches"] += 1
         return out
 
-    # A GEMM's operands are mostly the same few buffers every step (layers and ops reuse
-    # them): their CuPy views (zero-copy, over the same memory) are made once and kept. The
-    # entry holds the array itself, so its id cannot be reused while cached; the cache starts
-    # over past 128 entries rather than keep transient arrays alive. CuPy and Numba both
-    # launch on the legacy default stream here, so cuBLAS and the kernels stay in order.
+    # A GEMM's operands are the same few buffers every step (layers and ops reuse them), though
+    # often as fresh slice or reshape objects: their CuPy views (zero-copy, over the same
+    # memory) are made once per (address, shape, strides, dtype) and kept. The entry holds
+    # the array, so its memory cannot be reused while cached; the cache starts over past 128
+    # entries rather than keep transient arrays alive. CuPy and Numba both launch on the
+    # legacy default stream here, so cuBLAS and the kernels stay in order.
     def _cupy_view(self, a):
-        entry = self._cupy_views.get(id(a))
+        pointer = getattr(a, "device_ctypes_pointer", None)  # cheap, unlike the CAI dict
+        key = (pointer.value if pointer is not None else id(a), tuple(a.shape),
+               tuple(a.strides), str(a.dtype))
+        entry = self._cupy_views.get(key)
         if entry is None:
             if len(self._cupy_views) >= 128:
                 self._cupy_views.clear()
-            entry = self._cupy_views[id(a)] = (a, self._cupy.asarray(a))
+            entry = self._cupy_views[key] = (a, self._cupy.asarray(a))
         return entry[1]
 
     # -- layout ------------------------------------------------------------------------------
