@@ -84,23 +84,26 @@ def test_early_stopping_scheduler_and_logger(tmp_path):
     assert history.history["lr"][3:] == pytest.approx([0.1 / e for e in range(4, 9)])
 
 
-def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None):
+def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None, packed=False):
     x, y = _blobs(300)
     model = _compiled(seed=7, model_seed=seed_model)
+    if packed:  # as `fastnn train` does: model.to() packs the parameters into one arena
+        model.to("cpu")
     cbs = [callbacks.ModelCheckpoint(checkpoint)] if checkpoint else []
     history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=cbs,
                         transform=RandomShift(1), resume_from=resume)
     return model, history
 
 
-def test_resume_from_checkpoint_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("packed", [False, True])
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, packed):
     """3 epochs straight == 2 epochs, checkpoint, a fresh process-like restart (different init
     seed, new objects) resumed to 3: dropout masks, shuffling and augmentation included."""
-    full, full_history = _run(tmp_path, 3)
+    full, full_history = _run(tmp_path, 3, packed=packed)
     ckpt = tmp_path / "ckpt.npz"
-    _run(tmp_path, 2, checkpoint=ckpt)
+    _run(tmp_path, 2, checkpoint=ckpt, packed=packed)
     fastnn.seed(12345)  # a restarted process would not share the default generator's state
-    resumed, resumed_history = _run(tmp_path, 3, resume=ckpt, seed_model=99)
+    resumed, resumed_history = _run(tmp_path, 3, resume=ckpt, seed_model=99, packed=packed)
     for (n, a, _), (_, b, _) in zip(full.named_parameters(), resumed.named_parameters()):
         np.testing.assert_array_equal(a, b, err_msg=n)
     assert resumed_history.history["loss"] == full_history.history["loss"]
