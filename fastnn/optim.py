@@ -43,11 +43,6 @@ def _collect(params, owner):
     return refs
 
 
-def _key(ref):
-    """A parameter's key in its layer's params dict: "W" of "conv1.W"."""
-    return ref[0].rsplit(".", 1)[-1]
-
-
 def _check_hyper(owner, name, value, low=0.0, low_open=False, high=None):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
         raise ValueError(f"{owner}: expected {name} as a number, got {value!r}")
@@ -73,10 +68,10 @@ class Optimizer:
         live in one ParameterArena (a model moved with .to(), see fastnn.layers.base), else
         one per parameter."""
         self.t += 1
-        if any(ref.layer is not None and ref.layer.params.get(_key(ref)) is not ref[1]
+        if any(ref.layer is not None and ref.layer.params.get(ref.key) is not ref[1]
                for ref in self.params):
             # the layers hold new arrays (model.to moved or repacked them): follow them
-            self.to(backend_of(next(ref.layer.params[_key(ref)] for ref in self.params
+            self.to(backend_of(next(ref.layer.params[ref.key] for ref in self.params
                                     if ref.layer is not None)).name)
         trainable = [ref for ref in self.params if ref.trainable]
         arena = getattr(trainable[0].layer, "_arena", None) if trainable else None
@@ -101,12 +96,11 @@ class Optimizer:
             return flat[1]
         B = arena.backend
         slots = {s: B.zeros(arena.params.shape, arena.dtype) for s in self.slots}
-        views = {}
-        for name in arena.names:
-            lo, hi = arena.spans[name]
-            shape = arena.views[name][0].shape
-            views[name] = {s: slots[s][lo:hi].reshape(shape) for s in self.slots}
-            for s, view in views[name].items():
+        carved = {s: arena.carve(flat) for s, flat in slots.items()}
+        views = {name: {s: carved[s][i] for s in self.slots}
+                 for i, name in enumerate(arena.names)}
+        for name, slot_views in views.items():
+            for s, view in slot_views.items():
                 old = self.state.get(name, {}).get(s)
                 if old is not None:
                     B.copy(old, out=view)
@@ -158,8 +152,7 @@ class Optimizer:
             if layer is None:
                 raise ValueError(f"{type(self).__name__}.to: parameter {name!r} has no layer to "
                                  "follow; build the optimizer on the moved model instead")
-            key = _key(ref)
-            refs.append(Parameter(name, layer.params[key], layer.grads[key], layer))
+            refs.append(Parameter(name, layer.params[ref.key], layer.grads[ref.key], layer))
         self.params = refs
         for name, slots in self.state.items():
             p = next(r[1] for r in refs if r[0] == name)

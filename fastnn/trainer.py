@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from fastnn import init as initializers, losses as losses_mod, model as model_io
-from fastnn.datasets.loader import DataLoader
+from fastnn.datasets.loader import DataLoader, class_labels
 from fastnn.progress import Progress
 
 
@@ -34,12 +34,6 @@ def cast_input(model, x):
     dtype = params[0][1].dtype if params else np.float32
     x = np.asarray(x)
     return x if x.dtype == dtype else x.astype(dtype)
-
-
-def _labels(y):
-    """Targets as an array; integer class labels as int64 (what the losses take on a GPU)."""
-    y = np.asarray(y)
-    return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
 
 
 def model_backend(model):
@@ -107,8 +101,9 @@ class _Tally:
     2-element array on the model's device: a step then reads nothing back, and read() brings
     the sums over (every sync_every steps). Other losses give a float per step, and the
     accuracy is counted on the host. read() checks for NaN/Inf over the steps since the last
-    read and returns the logs: the mean loss so far (plus the regularization penalty of the
-    parameters as they are now) and the metrics."""
+    read and returns the logs: the mean loss so far, regularization penalty included (each
+    step's for a float-per-step loss; for summing ones, the penalty of the parameters as
+    they are at the read, computed once per read), and the metrics."""
 
     def __init__(self, trainer, B, loss=None):
         self.trainer, self.B = trainer, B
@@ -127,12 +122,10 @@ class _Tally:
             self.loss.forward(out, yb, totals=self.totals)
         else:
             try:
-                value = self.loss.forward(out, yb)
+                value = self.loss.forward(out, yb)  # the step's penalty included
             except FloatingPointError as exc:
                 raise FloatingPointError(f"{exc} (training step {self.trainer.step}, epoch "
                                          f"{self.trainer.epoch + 1})") from None
-            if self.loss.regularization is not None:
-                value -= self.loss.regularization.penalty()  # read() adds the current one
             self.loss_sum += value * n
             if self.metrics:
                 self.correct += accuracy(self.B.to_host(out), self.B.to_host(yb)) * n
@@ -150,8 +143,8 @@ class _Tally:
         self.seen += self.pending
         self.pending = self.steps = 0
         mean = self.loss_sum / max(self.seen, 1)
-        if self.loss.regularization is not None:
-            mean += self.loss.regularization.penalty()
+        if self.fused and self.loss.regularization is not None:
+            mean += self.loss.regularization.penalty()  # once per read, not per step
         logs = {"loss": mean}
         logs.update({m: self.correct / max(self.seen, 1) for m in self.metrics})
         return logs
@@ -226,7 +219,7 @@ class Trainer:
         transform augments on the host), and the loss and accuracy are summed on the device
         and read back every `sync_every` steps (default 50 on a GPU, 1 on the CPU) and at the
         epoch's end: the progress bar and the NaN check see them then."""
-        x, y = self._cast(x), _labels(y)
+        x, y = self._cast(x), class_labels(y)
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
@@ -235,7 +228,7 @@ class Trainer:
             cut = len(x) - int(round(len(x) * validation_split))
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         if validation_data is not None:
-            validation_data = (self._cast(validation_data[0]), _labels(validation_data[1]))
+            validation_data = (self._cast(validation_data[0]), class_labels(validation_data[1]))
         B = model_backend(self.model)
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, transform=transform,
                                  reuse_buffers=True,
@@ -301,7 +294,7 @@ class Trainer:
 
     def evaluate(self, x, y, batch_size=256):
         """{"loss": mean loss, metric: value} on (x, y) in inference mode."""
-        x, y = self._cast(x), _labels(y)
+        x, y = self._cast(x), class_labels(y)
         was = self.model.training
         self.model.eval()
         B = model_backend(self.model)

@@ -12,6 +12,13 @@ import numbers
 import numpy as np
 
 
+def class_labels(y):
+    """Targets as an array, integer class labels as int64: what the losses take on a GPU
+    (the host accepts any integer type)."""
+    y = np.asarray(y)
+    return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
+
+
 class DataLoader:
     """Iterate (x_batch, y_batch) minibatches over arrays x (N, ...) and y (N, ...).
 
@@ -48,9 +55,7 @@ class DataLoader:
                 raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
                                  f"augment, or no transform to keep the data on {device!r}")
             self._device = backend_for_device(device)
-            if y.dtype.kind in "iu":
-                y = y.astype(np.int64, copy=False)
-            self._dx, self._dy = self._device.from_host(x), self._device.from_host(y)
+            self._dx, self._dy = self._device.from_host(x), self._device.from_host(class_labels(y))
 
     @property
     def device(self):

@@ -246,6 +246,7 @@ class Parameter(tuple):
     def __new__(cls, name, value, grad, layer=None):
         self = super().__new__(cls, (name, value, grad))
         self.layer = layer
+        self.key = name.rsplit(".", 1)[-1]  # its key in layer.params / layer.grads: "W"
         return self
 
     @property
@@ -266,24 +267,27 @@ class ParameterArena:
     def __init__(self, refs):
         first = refs[0][1]
         self.backend, self.dtype = backend_of(first), first.dtype
-        B = self.backend
-        self.names = [name for name, _, _ in refs]
-        total = sum(p.size for _, p, _ in refs)
-        self.params, self.grads = B.empty((total,), self.dtype), B.empty((total,), self.dtype)
-        self.spans, self.views = {}, {}
-        lo = 0
+        self.names = [ref.name for ref in refs]
+        self._shapes = [ref[1].shape for ref in refs]
+        size = sum(ref[1].size for ref in refs)
+        self.params, self.grads = (self.backend.empty((size,), self.dtype) for _ in range(2))
+        self.views = dict(zip(self.names, zip(self.carve(self.params), self.carve(self.grads))))
         for ref in refs:
-            name, p, g = ref
-            key = name.rsplit(".", 1)[-1]
-            hi = lo + p.size
-            pv = self.params[lo:hi].reshape(p.shape)
-            gv = self.grads[lo:hi].reshape(p.shape)
-            B.copy(p, out=pv)
-            B.copy(g, out=gv)
-            ref.layer.params[key], ref.layer.grads[key] = pv, gv
+            pv, gv = self.views[ref.name]
+            self.backend.copy(ref[1], out=pv)
+            self.backend.copy(ref[2], out=gv)
+            ref.layer.params[ref.key], ref.layer.grads[ref.key] = pv, gv
             ref.layer._arena = self
-            self.spans[name], self.views[name] = (lo, hi), (pv, gv)
+
+    def carve(self, flat):
+        """Views of a flat array laid out like the arena, one per parameter, in its order
+        (the optimizer carves its state arrays the same way)."""
+        views, lo = [], 0
+        for shape in self._shapes:
+            hi = lo + int(np.prod(shape, dtype=np.int64))
+            views.append(flat[lo:hi].reshape(shape))
             lo = hi
+        return views
 
     def holds(self, refs):
         """Whether refs are exactly this arena's parameters, in its order, as its views."""
