@@ -16,6 +16,11 @@ class Backend:
     # A convolution runs over the batch in chunks whose im2col matrix takes at most
     # conv_chunk_bytes (fastnn.ops), and a Conv2D layer keeps its forward's im2col matrix for
     # the backward pass up to keep_cols_bytes (else the backward rebuilds it chunk by chunk).
+    # These defaults are the CPU's. Chunks that fit the cache: im2col writes one, the GEMM
+    # reads it back at once, and nothing the size of a whole batch's column matrix (45 MB
+    # for a 16-channel 3x3 layer on 100 MNIST images) goes out to memory and back. Keeping a
+    # forward's columns pays below 8 MB (re-reading them costs less than rebuilding: 0.7 ms
+    # of a 2.8 ms SimpleConvNet conv backward); above, rebuilding chunk by chunk costs less.
     conv_chunk_bytes = 1 << 21
     keep_cols_bytes = 8 << 20
 

@@ -55,13 +55,6 @@ class _Missing:
 class CPUBackend(Backend):
     name = "cpu"
     xp = np
-    # Chunks that fit the cache: im2col writes one, the GEMM reads it back at once, and
-    # nothing the size of a whole batch's column matrix (45 MB for a 16-channel 3x3 layer on
-    # 100 MNIST images) goes out to memory and back. Keeping a forward's columns pays below
-    # 8 MB (re-reading them costs less than rebuilding: 0.7 ms of a 2.8 ms SimpleConvNet conv
-    # backward); above, the backward rebuilds each chunk, which costs less than re-reading.
-    conv_chunk_bytes = 1 << 21
-    keep_cols_bytes = 8 << 20
 
     def __init__(self):
         super().__init__()

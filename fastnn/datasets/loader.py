@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from fastnn.backend import backend_for_device
+
 
 def class_labels(y):
     """Targets as an array, integer class labels as int64: what the losses take on a GPU
@@ -27,8 +29,8 @@ class DataLoader:
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
     Trainer uses); by default each batch is a fresh array.
     device: "cuda" copies x and y to the GPU once and cuts every batch there (one gather
-    kernel per array and batch; the epoch's order goes over once per epoch): no host copy per
-    step. The batches are the same as on the host for the same seed. Integer labels become
+    kernel per array and batch, the backend's take_rows, as on the host; the epoch's order
+    goes over once per epoch): no host copy per step. The batches are the same as on the host for the same seed. Integer labels become
     int64 there (what the losses take). Transforms run on the host, so they need device=None."""
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
@@ -48,57 +50,32 @@ class DataLoader:
         self.rng = np.random.default_rng(seed)
         self.reuse_buffers = reuse_buffers
         self._buffers = {}
-        self._device = None
-        if device not in (None, "cpu"):
-            from fastnn.backend import backend_for_device
-            if transform is not None:
-                raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
-                                 f"augment, or no transform to keep the data on {device!r}")
-            self._device = backend_for_device(device)
-            self._dx, self._dy = self._device.from_host(x), self._device.from_host(class_labels(y))
+        B = self._backend = backend_for_device(device or "cpu")
+        if B.name != "cpu" and transform is not None:
+            raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
+                             f"augment, or no transform to keep the data on {device!r}")
+        # the data set where the batches are cut (on the host: x itself when contiguous)
+        self._data = (B.from_host(x), B.from_host(class_labels(y) if B.name != "cpu" else y))
 
     @property
     def device(self):
         """The backend holding the data set (batches are cut there), or None: on the host."""
-        return self._device
+        return None if self._backend.name == "cpu" else self._backend
 
     def __len__(self):
         n = len(self.x)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _take(self, key, a, idx):
-        shape = (len(idx),) + a.shape[1:]
-        if not self.reuse_buffers:
-            return np.take(a, idx, axis=0)
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[key] = np.empty(shape, a.dtype)
-        return np.take(a, idx, axis=0, out=buf)
-
-    def _device_batches(self, order):
-        B, bs = self._device, self.batch_size
-        order = None if order is None else B.from_host(order.astype(np.int64, copy=False))
-        for i in range(len(self)):
-            lo, hi = i * bs, min((i + 1) * bs, len(self.x))
-            if order is None:  # in order: the batches are views of the device arrays
-                yield self._dx[lo:hi], self._dy[lo:hi]
-                continue
-            idx = order[lo:hi]
-            xb, yb = (B.take_rows(a, idx, out=self._buffers.get((key, hi - lo)))
-                      for key, a in (("dx", self._dx), ("dy", self._dy)))
-            if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller
-                self._buffers[("dx", hi - lo)], self._buffers[("dy", hi - lo)] = xb, yb
-            yield xb, yb
-
     def __iter__(self):
-        n = len(self.x)
+        B, bs, n = self._backend, self.batch_size, len(self.x)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        if self._device is not None:
-            yield from self._device_batches(order if self.shuffle else None)
-            return
+        order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb, yb = self._take("x", self.x, idx), self._take("y", self.y, idx)
+            lo, hi = i * bs, min((i + 1) * bs, n)
+            xb, yb = (B.take_rows(a, order[lo:hi], out=self._buffers.get((key, hi - lo)))
+                      for key, a in zip("xy", self._data))
+            if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller
+                self._buffers[("x", hi - lo)], self._buffers[("y", hi - lo)] = xb, yb
             if self.transform is not None:
                 xb = self.transform(xb, self.rng)
             yield xb, yb

@@ -34,6 +34,7 @@ def _launch(kernel, n, *args):
 
 is_device_array = _checks.is_device_array  # by type, cached: a Numba, simulator or CuPy array
 
+
 def _array(op, name, a, ndim, dtypes=_checks.FLOAT_DTYPES, layout=None):
     if not is_device_array(a):
         raise TypeError(f"{op}: expected {name} as a CUDA device array, got "
@@ -372,8 +373,7 @@ class CUDABackend(Backend):
                a.ndim if is_device_array(a) else 1)
         total = self.fill(self.scratch("reduce_total", (1,), a.dtype), 0)
         _launch(kernel, a.size, a.reshape(a.size), total)
-        counters["copies"] += 1
-        return float(total.copy_to_host()[0])
+        return float(self.to_host(total)[0])
 
     def sum_squares(self, a):
         return self._reduce(K.sum_squares, a)
@@ -471,8 +471,7 @@ class CUDABackend(Backend):
                 self._c(logits, 0), self._c(logits, 1))
         if totals is not None:
             return None, probs
-        counters["copies"] += 1
-        value = float(row_loss.copy_to_host().astype(np.float64).sum()) / n if n else math.nan
+        value = float(self.to_host(row_loss).astype(np.float64).sum()) / n if n else math.nan
         return value, probs
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):
