@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 
+from fastnn.layers.activation import ReLU
 from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
 
@@ -73,8 +74,18 @@ class Sequential(Container):
 
     def _forward(self, x):
         self._input_shape = tuple(x.shape[1:])
-        for _, layer in self._layers:
-            x = layer.forward(x)
+        layers = [layer for _, layer in self._layers]
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if layer.fuses_relu and i + 1 < len(layers) and type(layers[i + 1]) is ReLU:
+                # Conv2D/Dense -> ReLU: the ReLU's forward is applied as the producer writes
+                # its output (Layer.forward_relu), bit for bit the two layers' result.
+                x = layers[i + 1].forward_fused(layer.forward_relu(x))
+                i += 2
+            else:
+                x = layer.forward(x)
+                i += 1
         return x
 
     def backward(self, dy, need_dx=True):

@@ -171,13 +171,14 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0):
     return dx
 
 
-def bias_add(y, b):
-    """y[n, c, ...] + b[c] for (N, C) or (N, C, H, W) input (a new array)."""
+def bias_add(y, b, relu=False):
+    """y[n, c, ...] + b[c] for (N, C) or (N, C, H, W) input (a new array); relu=True then
+    applies relu_forward."""
     out = y.copy()
     for n in range(y.shape[0]):
         for c in range(y.shape[1]):
             out[n, c] += b[c]
-    return out
+    return relu_forward(out) if relu else out
 
 
 def bias_grad(dy):
@@ -204,8 +205,9 @@ def relu_backward(dy, y):
     return dx
 
 
-def rows_to_nchw(rows, shape, b=None):
-    """Rows (N*OH*OW, F), one per output position, -> (N, F, OH, OW), plus b[f]."""
+def rows_to_nchw(rows, shape, b=None, relu=False):
+    """Rows (N*OH*OW, F), one per output position, -> (N, F, OH, OW), plus b[f]; relu=True
+    then applies relu_forward (a ReLU fused into the convolution)."""
     n_img, f_out, oh_n, ow_n = shape
     y = np.zeros(shape, dtype=rows.dtype)
     for n in range(n_img):
@@ -214,7 +216,7 @@ def rows_to_nchw(rows, shape, b=None):
                 for ow in range(ow_n):
                     v = rows[(n * oh_n + oh) * ow_n + ow, f]
                     y[n, f, oh, ow] = v if b is None else v + b[f]
-    return y
+    return relu_forward(y) if relu else y
 
 
 def nchw_to_rows(y):

@@ -54,14 +54,16 @@ def _chunk_images(B, n, oh, ow, k, itemsize):
     return max(1, min(n, B.conv_chunk_bytes // max(oh * ow * k * itemsize, 1)))
 
 
-def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None):
+def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None,
+                   relu=False):
     """Convolution (cross-correlation) through im2col and GEMM.
 
     x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
     With return_cols=True returns (y, cols), the whole batch's im2col matrix: pass it to
     conv2d_backward to skip rebuilding it. out / cols_out: preallocated y / cols to write into.
     Without return_cols the batch runs in chunks (the backend's conv_chunk_bytes: cache-sized
-    on the CPU).
+    on the CPU). relu=True returns max(y, 0), written in the same pass as the bias (a ReLU fused
+    in).
     """
     kernel, stride, pad, (oh, ow) = _conv_args("conv2d_forward", x, W, b, stride, pad)
     B = backend_of(x, W, b, out, cols_out)
@@ -71,7 +73,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
         cols = B.im2col(x, kernel, stride, pad, out=cols_out)      # (N*OH*OW, C*KH*KW)
         rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
         B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
-        y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out)
+        y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu)
         return (y, cols) if return_cols else y
     y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
         else B.empty((n, f, oh, ow), x.dtype)
@@ -83,7 +85,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
         m = (n1 - n0) * oh * ow
         B.im2col(x[n0:n1], kernel, stride, pad, out=cols[:m])
         B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
-        B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1])
+        B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
     return y
 
 
@@ -95,7 +97,8 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
     is the forward's im2col matrix (rebuilt chunk by chunk from x when None). With
     need_dx=False (a first layer) dx is None and its GEMM and col2im are skipped; with
     need_dW=False (frozen weights) dW and db are None. dx_out, dW_out, db_out: preallocated
-    outputs to write into.
+    outputs to write into. After a forward with relu=True, dy is the gradient of the conv's
+    output before the ReLU (apply relu_backward first).
     """
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _conv_args(op, x, W, None, stride, pad)
@@ -178,9 +181,10 @@ def _shape(shape):
     return tuple(shape) if isinstance(shape, (list, tuple)) else shape
 
 
-def bias_add(y, b):
-    """y (N, C) or (N, C, H, W) += b (C,) over the channel axis, in place; returns y."""
-    return backend_of(y, b).bias_add(y, b)
+def bias_add(y, b, relu=False):
+    """y (N, C) or (N, C, H, W) += b (C,) over the channel axis, in place, then max(., 0) with
+    relu=True; returns y."""
+    return backend_of(y, b).bias_add(y, b, relu=relu)
 
 
 def bias_grad(dy):

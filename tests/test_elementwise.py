@@ -27,6 +27,21 @@ def test_bias_add_and_grad(shape, dtype):
     np.testing.assert_allclose(db, naive.bias_grad(y), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_add_with_fused_relu(shape, dtype):
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal(shape).astype(dtype)
+    y.flat[0] = np.nan  # passes through, as relu_forward lets it
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    want = naive.bias_add(y, b, relu=True)
+    assert (want == 0).any() and (want > 0).any()  # both sides of the ReLU are exercised
+    np.testing.assert_array_equal(want, ops.relu_forward(naive.bias_add(y, b)))
+    got = ops.bias_add(y, b, relu=True)
+    assert got is y  # in place
+    np.testing.assert_array_equal(got, want)
+
+
 @given(x=arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 7)),
                 elements=st.floats(allow_nan=True, allow_infinity=True)))
 def test_relu_matches_naive(x):
@@ -56,6 +71,9 @@ def test_layout_round_trip(shape, dtype):
     b = rng.standard_normal(f).astype(dtype)
     y = cpu.rows_to_nchw(rows, shape, b)
     np.testing.assert_array_equal(y, naive.rows_to_nchw(rows, shape, b))
+    rectified = cpu.rows_to_nchw(rows, shape, b, relu=True)
+    np.testing.assert_array_equal(rectified, naive.rows_to_nchw(rows, shape, b, relu=True))
+    np.testing.assert_array_equal(rectified, np.maximum(y, 0))
     np.testing.assert_array_equal(cpu.rows_to_nchw(rows, shape), naive.rows_to_nchw(rows, shape))
     back, sums = cpu.nchw_to_rows(y)
     want_rows, want_sums = naive.nchw_to_rows(y)

@@ -216,3 +216,35 @@ def test_residual_identity_sums_both_paths():
     np.testing.assert_allclose(res.backward(dy), dy @ block[0].params["W"].T + dy)
     with pytest.raises(ValueError, match="projection shortcut"):
         Residual(fastnn.Sequential([Dense(3, 4, dtype="float64")])).forward(x)
+
+
+def test_sequential_fuses_relu_into_conv_and_dense_bit_for_bit():
+    # Sequential runs Conv2D -> ReLU and Dense -> ReLU with the ReLU applied as the producer
+    # writes its output; the same layers run one by one must give identical outputs and
+    # gradients (forward, backward, parameter gradients).
+    def build():
+        fastnn.seed(4)
+        return fastnn.Sequential([Conv2D(2, 5, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                  Dense(5 * 4 * 4, 7), ReLU(), Dense(7, 8), ReLU()])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((6, 8)).astype(np.float32)
+    fused, apart = build(), build()
+    y_fused = fused.forward(x).copy()
+    dx_fused = fused.backward(dy).copy()
+    h = x
+    for layer in apart:
+        h = layer.forward(h)
+    g = dy
+    for layer in reversed(list(apart)):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(y_fused, h)
+    np.testing.assert_array_equal(dx_fused, g)
+    assert (y_fused == 0).any() and (y_fused > 0).any()  # the last ReLU cut something
+    for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
+                                                 apart.named_parameters()):
+        np.testing.assert_array_equal(grad_f, grad_a, err_msg=name)
+    # the producer's own forward, called directly, is not rectified
+    conv_out = fused[0].forward(x)
+    assert (conv_out < 0).any()
+    np.testing.assert_array_equal(np.maximum(conv_out, 0), apart[1].forward(apart[0].forward(x)))

@@ -86,7 +86,9 @@ class Backend:
         """The adjoint of im2col: cols -> x of x_shape, overlapping windows summed."""
         raise NotImplementedError
 
-    def rows_to_nchw(self, rows, shape, b=None, out=None):
+    # relu=True fuses a ReLU that follows a convolution or a Dense layer into the pass that
+    # writes their output (bias added, then max(., 0)).
+    def rows_to_nchw(self, rows, shape, b=None, out=None, relu=False):
         """Convolution GEMM output (N*OH*OW, F) -> (N, F, OH, OW), plus the bias b (F,)."""
         raise NotImplementedError
 
@@ -107,8 +109,8 @@ class Backend:
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
         raise NotImplementedError
 
-    def bias_add(self, y, b):
-        """y (N, C[, H, W]) += b (C,), in place; returns y."""
+    def bias_add(self, y, b, relu=False):
+        """y (N, C[, H, W]) += b (C,), in place (then max(., 0) with relu=True); returns y."""
         raise NotImplementedError
 
     def bias_grad(self, dy, out=None):

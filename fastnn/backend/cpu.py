@@ -114,8 +114,8 @@ class CPUBackend(Backend):
     def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
         return self._im2col.col2im(cols, x_shape, kernel, stride, pad, out=out)
 
-    def rows_to_nchw(self, rows, shape, b=None, out=None):
-        return self._elementwise.rows_to_nchw(rows, shape, b, out=out)
+    def rows_to_nchw(self, rows, shape, b=None, out=None, relu=False):
+        return self._elementwise.rows_to_nchw(rows, shape, b, out=out, relu=relu)
 
     def nchw_to_rows(self, y, out=None, sums_out=None):
         partial = None
@@ -135,8 +135,8 @@ class CPUBackend(Backend):
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
         return self._pool.avg_pool2d_backward(dy, x_shape, kernel_size, stride, pad, out)
 
-    def bias_add(self, y, b):
-        return self._elementwise.bias_add(y, b)
+    def bias_add(self, y, b, relu=False):
+        return self._elementwise.bias_add(y, b, relu=relu)
 
     def bias_grad(self, dy, out=None):
         return self._elementwise.bias_grad(dy, out=out)

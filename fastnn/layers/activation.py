@@ -36,12 +36,26 @@ class _Elementwise(Layer):
 
 
 class ReLU(_Elementwise):
+    def forward_fused(self, x):
+        """The forward of a ReLU whose producer already applied it (Layer.forward_relu): x is
+        max(., 0) and passes through; backward masks the gradient with it as usual."""
+        self._check_input(x, (x.ndim,) if getattr(x, "ndim", 0) >= 1 else (1,))
+        self._cache = x
+        self._ready = True
+        return x
+
     def _compute(self, B, x, y):
         B.relu_forward(x, out=y)
         self._cache = y
 
-    def _gradient(self, B, dy, dx):
-        B.relu_backward(dy, self._cache, out=dx)
+    def _backward(self, dy, need_dx):
+        y = self._cache  # the rectified output, whether computed here or by the producer
+        self._check_grad(dy, y.shape, y.dtype)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", dy.shape, dy.dtype, like=dy)
+        backend_of(dy).relu_backward(dy, y, out=dx)
+        return dx
 
 
 class LeakyReLU(_Elementwise):

@@ -107,6 +107,21 @@ class Layer:
 
     __call__ = forward
 
+    # Conv2D and Dense can take in the forward pass of a ReLU that follows them (Sequential
+    # does it): max(., 0) is applied as they write their output, so the ReLU's forward costs
+    # no pass over memory of its own (ReLU.forward_fused).
+    fuses_relu = False
+
+    def forward_relu(self, x):
+        """max(forward(x), 0) in one pass. backward still takes the gradient of the output
+        before the ReLU: the ReLU's backward (ReLU.forward_fused) masks it first. Only for
+        layers with fuses_relu."""
+        if not self.fuses_relu:
+            raise TypeError(f"{self.label}: {type(self).__name__} cannot fuse a ReLU")
+        y = self._forward(x, relu=True)
+        self._ready = True
+        return y
+
     def backward(self, dy, need_dx=True):
         """dy: the gradient of the output -> the gradient of the input (None if need_dx is
         False). Parameter gradients land in self.grads (overwritten, not accumulated)."""

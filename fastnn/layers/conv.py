@@ -31,7 +31,9 @@ class Conv2D(Layer):
         if regularizer is not None:
             self.penalties["W"] = regularizer
 
-    def _forward(self, x):
+    fuses_relu = True
+
+    def _forward(self, x, relu=False):
         self._check_input(x, (4,), self.in_channels)
         n, _, h, w = x.shape
         try:
@@ -44,7 +46,7 @@ class Conv2D(Layer):
         if n * oh * ow * k * x.itemsize <= backend_of(x).keep_cols_bytes:
             cols = self._buffer("cols", (n * oh * ow, k), x.dtype, like=x)
         ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
-                           out=y, cols_out=cols)
+                           out=y, cols_out=cols, relu=relu)
         self._cache = (x, cols)  # cols: (N*OH*OW, C*KH*KW), or None: rebuilt in backward
         return y
 

@@ -25,13 +25,15 @@ class Dense(Layer):
         if regularizer is not None:
             self.penalties["W"] = regularizer
 
-    def _forward(self, x):
+    fuses_relu = True
+
+    def _forward(self, x, relu=False):
         self._check_input(x, (2,), self.in_features)
         W, b = self.params["W"], self.params["b"]
         B = backend_of(x, W)
         y = self._buffer("y", (x.shape[0], self.out_features), x.dtype, like=x)
         B.gemm(x, W, out=y)
-        B.bias_add(y, b)
+        B.bias_add(y, b, relu=relu)
         self._cache = x  # x: (N, in_features), for dW
         return y
 

@@ -210,7 +210,7 @@ class CUDABackend(Backend):
         _launch(K.col2im, x.size, cols, x, kh, kw, sh, sw, ph, pw, oh, ow, self._c(cols, 0))
         return x
 
-    def rows_to_nchw(self, rows, shape, b=None, out=None):
+    def rows_to_nchw(self, rows, shape, b=None, out=None, relu=False):
         op = "rows_to_nchw"
         n, f, oh, ow = _checks.shape4(op, "shape", shape)
         _array(op, "rows", rows, 2)
@@ -220,7 +220,8 @@ class CUDABackend(Backend):
             _same_shape(op, "b", b, (f,))
         y = self._out(op, out, (n, f, oh, ow), rows.dtype)
         bias = b if b is not None else self.scratch("zero_bias", (f,), rows.dtype)
-        _launch(K.rows_to_nchw, y.size, rows, bias, b is not None, y)
+        _launch(K.rows_to_nchw, y.size, rows, bias, b is not None, bool(relu), y,
+                self._c(rows, 0))
         return y
 
     def nchw_to_rows(self, y, out=None, sums_out=None):
@@ -287,12 +288,12 @@ class CUDABackend(Backend):
         p = a.shape[2] * a.shape[3] if a.ndim == 4 else 1
         return a.reshape(a.shape[0], a.shape[1], p)
 
-    def bias_add(self, y, b):
+    def bias_add(self, y, b, relu=False):
         op = "bias_add"
         y3 = self._channels(op, "y", y)
         _array(op, "b", b, 1, dtypes=(np.dtype(y.dtype),))
         _same_shape(op, "b", b, (y.shape[1],))
-        _launch(K.bias_add, y.size, y3, b)
+        _launch(K.bias_add, y.size, y3, b, bool(relu), self._c(y, 0))
         return y
 
     def bias_grad(self, dy, out=None):

@@ -7,13 +7,16 @@ from fastnn.backend.cuda.kernels._common import cuda
 
 
 @cuda.jit(cache=True)
-def bias_add(y3, b):
-    """y3: (N, C, P) view of y; y3[n, c, p] += b[c]."""
+def bias_add(y3, b, relu, zero):
+    """y3: (N, C, P) view of y; y3[n, c, p] += b[c], then max(., 0) when relu."""
     i = cuda.grid(1)
     n_img, c_n, p_n = y3.shape
     if i < n_img * c_n * p_n:
         c = (i // p_n) % c_n
-        y3[i // (c_n * p_n), c, i % p_n] += b[c]
+        v = y3[i // (c_n * p_n), c, i % p_n] + b[c]
+        if relu and v < zero:
+            v = zero
+        y3[i // (c_n * p_n), c, i % p_n] = v
 
 
 @cuda.jit(cache=True)

@@ -39,7 +39,8 @@ def col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, zero):
 
 
 @cuda.jit(cache=True)
-def rows_to_nchw(rows, b, has_bias, y):
+def rows_to_nchw(rows, b, has_bias, relu, y, zero):
+    """relu: max(v, 0) as v is written (a following ReLU fused in)."""
     i = cuda.grid(1)
     if i >= y.size:
         return
@@ -47,6 +48,8 @@ def rows_to_nchw(rows, b, has_bias, y):
     v = rows[(n * y.shape[2] + oy) * y.shape[3] + ox, f]
     if has_bias:
         v += b[f]
+    if relu and v < zero:
+        v = zero
     y[n, f, oy, ox] = v
 
 
