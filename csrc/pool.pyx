@@ -113,16 +113,24 @@ cdef void _max_plane(const real* x, real* y, int* arg, Geom g) noexcept nogil:
             arg[oh * g.OW + ow] = <int>best_i
 
 
-cdef Py_ssize_t _max_back_plane(const real* dy, const int* arg, real* dx, Geom g) noexcept nogil:
-    """Scatter one plane's gradient; return how many indices were out of range (then skipped)."""
+cdef Py_ssize_t _max_back_plane(const real* dy, const int* arg, const real* gate, real* dx,
+                                Geom g) noexcept nogil:
+    """Scatter one plane's gradient; return how many indices were out of range (then skipped).
+    gate (or NULL): the plane's pooled output; a gradient counts as 0 where it is <= 0. When
+    a ReLU made the pool's input, that is the ReLU's backward: the window's maximum is the
+    winning pixel's value, and every other pixel gets no gradient anyway."""
     cdef Py_ssize_t i, a, bad = 0, size = g.H * g.W
+    cdef real v
     memset(dx, 0, size * sizeof(real))
     for i in range(g.OH * g.OW):
         a = arg[i]
         if a < 0 or a >= size:
             bad += 1
         else:
-            dx[a] += dy[i]
+            v = dy[i]
+            if gate != NULL and not gate[i] > 0:
+                v = 0
+            dx[a] += v
     return bad
 
 
@@ -177,15 +185,18 @@ cdef void _max_fwd(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :
 
 
 cdef Py_ssize_t _max_bwd(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] arg,
-                         real[:, :, :, ::1] dx, Geom g) noexcept:
+                         const real[:, :, :, ::1] gate, bint gated, real[:, :, :, ::1] dx,
+                         Geom g) noexcept:
     cdef Py_ssize_t p, planes = dx.shape[0] * dx.shape[1], bad = 0
     cdef Py_ssize_t isz = g.H * g.W, osz = g.OH * g.OW
     cdef const real* dyp = &dy[0, 0, 0, 0]
     cdef const int* ap = &arg[0, 0, 0, 0]
+    cdef const real* gp = &gate[0, 0, 0, 0] if gated else NULL
     cdef real* dxp = &dx[0, 0, 0, 0]
     with nogil:
         for p in prange(planes, schedule="static", num_threads=team(planes * isz)):
-            bad += _max_back_plane(dyp + p * osz, ap + p * osz, dxp + p * isz, g)
+            bad += _max_back_plane(dyp + p * osz, ap + p * osz,
+                                   gp + p * osz if gated else NULL, dxp + p * isz, g)
         return bad
 
 
@@ -244,20 +255,27 @@ def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=
     return y, arg
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
-    """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W)."""
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
+                        relu_gate=None):
+    """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W). relu_gate: the forward's
+    output y when a ReLU made its input; a window's gradient is dropped where y <= 0 (the
+    ReLU's backward in the same pass)."""
     op = "max_pool2d_backward"
     cdef Geom g = _grad_geom(op, dy, x_shape, kernel_size, stride, pad, True)
     dx = _checks.out_array(op, out, (dy.shape[0], dy.shape[1], g.H, g.W), dy.dtype)
     _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
     _checks.same_shape(op, "argmax", argmax, dy.shape)
+    gated = relu_gate is not None
+    if gated:
+        _checks.array(op, "relu_gate", relu_gate, 4, dtypes=(dy.dtype,))
+        _checks.same_shape(op, "relu_gate", relu_gate, dy.shape)
     cdef Py_ssize_t bad = 0
     if dx.shape[0] == 0:
         return dx
     if dy.dtype == np.float32:
-        bad = _max_bwd[float](dy, argmax, dx, g)
+        bad = _max_bwd[float](dy, argmax, relu_gate if gated else dy, gated, dx, g)
     else:
-        bad = _max_bwd[double](dy, argmax, dx, g)
+        bad = _max_bwd[double](dy, argmax, relu_gate if gated else dy, gated, dx, g)
     if bad:
         raise ValueError(f"{op}: {bad} argmax entries lie outside their {g.H}x{g.W} plane "
                          f"(expected indices in [0, {g.H * g.W}))")

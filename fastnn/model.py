@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 from fastnn.layers.activation import ReLU
+from fastnn.layers.pool import MaxPool2D
 from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
 
@@ -97,8 +98,17 @@ class Sequential(Container):
         if not need_dx:
             stop = next((i for i, (_, layer) in enumerate(self._layers)
                          if _has_trainable_params(layer)), len(self._layers))
-        for i in range(len(self._layers) - 1, stop - 1, -1):
-            dy = self._layers[i][1].backward(dy, need_dx or i > stop)
+        i = len(self._layers) - 1
+        while i >= stop:
+            layer = self._layers[i][1]
+            below = self._layers[i - 1][1] if i > stop else None
+            if type(layer) is MaxPool2D and type(below) is ReLU and (need_dx or i - 1 > stop):
+                # ReLU -> MaxPool2D: the ReLU's backward runs inside the pool's scatter
+                dy = layer.backward_through(below, dy)
+                i -= 2
+            else:
+                dy = layer.backward(dy, need_dx or i > stop)
+                i -= 1
         return dy if need_dx else None
 
     def __repr__(self):

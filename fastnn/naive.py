@@ -136,8 +136,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, pad=0):
     return y, argmax
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, pad=0):
-    """Route each output's gradient to the pixel that won its window (summing overlaps)."""
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, pad=0,
+                        relu_gate=None):
+    """Route each output's gradient to the pixel that won its window (summing overlaps).
+    relu_gate (the pooled output of a ReLU'd input): then relu_backward at the winners."""
     dx = np.zeros(x_shape, dtype=dy.dtype)
     w = x_shape[3]
     n_img, c_in, oh_n, ow_n = dy.shape
@@ -146,7 +148,10 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size=None, stride=None, pad=
             for oh in range(oh_n):
                 for ow in range(ow_n):
                     a = int(argmax[n, c, oh, ow])
-                    dx[n, c, a // w, a % w] += dy[n, c, oh, ow]
+                    g = dy[n, c, oh, ow]
+                    if relu_gate is not None and not relu_gate[n, c, oh, ow] > 0:
+                        g = 0
+                    dx[n, c, a // w, a % w] += g
     return dx
 
 

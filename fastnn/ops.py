@@ -158,10 +158,14 @@ def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=
                                                              out=out, argmax_out=argmax_out)
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
-    """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's winner."""
-    return backend_of(dy, argmax, out).max_pool2d_backward(dy, argmax, _shape(x_shape),
-                                                           kernel_size, stride, pad, out=out)
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
+                        relu_gate=None):
+    """dy (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's winner.
+    relu_gate: the forward's output y when a ReLU made the pool's input; gradients of windows
+    with y <= 0 are dropped, which makes dx the gradient of the ReLU's input (its backward,
+    fused)."""
+    return backend_of(dy, argmax, out, relu_gate).max_pool2d_backward(
+        dy, argmax, _shape(x_shape), kernel_size, stride, pad, out=out, relu_gate=relu_gate)
 
 
 def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):

@@ -218,10 +218,10 @@ def test_residual_identity_sums_both_paths():
         Residual(fastnn.Sequential([Dense(3, 4, dtype="float64")])).forward(x)
 
 
-def test_sequential_fuses_relu_into_conv_and_dense_bit_for_bit():
+def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     # Sequential runs Conv2D -> ReLU and Dense -> ReLU with the ReLU applied as the producer
-    # writes its output; the same layers run one by one must give identical outputs and
-    # gradients (forward, backward, parameter gradients).
+    # writes its output, and ReLU -> MaxPool2D's backward in the pool's scatter; the same
+    # layers run one by one must give identical outputs and gradients.
     def build():
         fastnn.seed(4)
         return fastnn.Sequential([Conv2D(2, 5, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
@@ -244,6 +244,13 @@ def test_sequential_fuses_relu_into_conv_and_dense_bit_for_bit():
     for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
                                                  apart.named_parameters()):
         np.testing.assert_array_equal(grad_f, grad_a, err_msg=name)
+    # the pool's backward_through falls back to two backwards when the pool's input was not
+    # the ReLU's output
+    relu, pool = fused[1], fused[2]
+    pooled_grad = rng.standard_normal((6, 5, 4, 4)).astype(np.float32)
+    pool.forward(np.abs(x[:, :1].repeat(5, axis=1)))  # a different input than relu's output
+    want = relu.backward(pool.backward(pooled_grad)).copy()
+    np.testing.assert_array_equal(pool.backward_through(relu, pooled_grad), want)
     # the producer's own forward, called directly, is not rectified
     conv_out = fused[0].forward(x)
     assert (conv_out < 0).any()

@@ -31,6 +31,21 @@ def test_max_pool_matches_naive(cfg, dtype, ties):
     np.testing.assert_array_equal(dx, naive.max_pool2d_backward(dy, arg_ref, x.shape))
 
 
+@given(cfg=window_configs(max_pool=True), dtype=DTYPES)
+def test_max_pool_backward_through_a_relu(cfg, dtype):
+    # relu_gate: ReLU -> max pool backward in one pass, equal to the two backwards in turn
+    # (overlapping windows included: a pixel winning several windows is gated once per window)
+    rng = np.random.default_rng(2)
+    r = ops.relu_forward(rng.standard_normal(cfg["shape"]).astype(dtype))
+    k, s, p = cfg["kernel"], cfg["stride"], cfg["pad"]
+    y, arg = ops.max_pool2d_forward(r, k, s, p)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    got = ops.max_pool2d_backward(dy, arg, r.shape, k, s, p, relu_gate=y)
+    np.testing.assert_array_equal(got, naive.max_pool2d_backward(dy, arg, r.shape, relu_gate=y))
+    two_passes = ops.relu_backward(ops.max_pool2d_backward(dy, arg, r.shape, k, s, p), r)
+    np.testing.assert_array_equal(got, two_passes)
+
+
 @given(cfg=window_configs(), dtype=DTYPES)
 def test_avg_pool_matches_naive(cfg, dtype):
     rng = np.random.default_rng(1)

@@ -100,7 +100,10 @@ class Backend:
         """-> (y, argmax int32): argmax holds the winner's flat index in its (H, W) plane."""
         raise NotImplementedError
 
-    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
+                            relu_gate=None):
+        """relu_gate: the forward's output y when a ReLU made the input: a window's gradient is
+        dropped where y <= 0, which is that ReLU's backward (the winner's value is y)."""
         raise NotImplementedError
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):

@@ -126,8 +126,10 @@ class CPUBackend(Backend):
     def max_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
         return self._pool.max_pool2d_forward(x, kernel_size, stride, pad, out, argmax_out)
 
-    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
-        return self._pool.max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride, pad, out)
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
+                            relu_gate=None):
+        return self._pool.max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride, pad, out,
+                                              relu_gate=relu_gate)
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
         return self._pool.avg_pool2d_forward(x, kernel_size, stride, pad, out)

@@ -42,16 +42,26 @@ class MaxPool2D(_Pool2D):
         y = self._buffer("y", shape, x.dtype, like=x)
         argmax = self._buffer("argmax", shape, _checks.INDEX_DTYPE, like=x)
         backend_of(x).max_pool2d_forward(x, *self._geometry(), out=y, argmax_out=argmax)
-        self._cache = (x.shape, argmax)  # argmax: flat index of each window's winner
+        # argmax: flat index of each window's winner; x: only to recognise a ReLU's output
+        self._cache = (x, argmax)
         return y
 
-    def _backward(self, dy, need_dx):
-        x_shape, argmax = self._cache
+    def _backward(self, dy, need_dx, relu_gate=None):
+        x, argmax = self._cache
         self._check_grad(dy, argmax.shape, self._buffers["y"].dtype)
         if not need_dx:
             return None
-        dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
-        return backend_of(dy).max_pool2d_backward(dy, argmax, x_shape, *self._geometry(), out=dx)
+        dx = self._buffer("dx", x.shape, dy.dtype, like=dy)
+        return backend_of(dy).max_pool2d_backward(dy, argmax, x.shape, *self._geometry(), out=dx,
+                                                  relu_gate=relu_gate)
+
+    def backward_through(self, relu, dy):
+        """relu.backward(self.backward(dy)) in one pass, when this pool's last input was the
+        ReLU's last output (Sequential calls it for ReLU -> MaxPool2D): a window's gradient
+        is kept only where its maximum, the winning pixel's ReLU output, is > 0."""
+        if not (self.__dict__.get("_ready") and self._cache[0] is relu._cache):
+            return relu.backward(self.backward(dy))
+        return self._backward(dy, True, relu_gate=self._buffers["y"])
 
 
 class AvgPool2D(_Pool2D):

@@ -244,7 +244,8 @@ class CUDABackend(Backend):
         _launch(K.max_pool_forward, y.size, x, y, arg, kh, kw, sh, sw, ph, pw)
         return y, arg
 
-    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None):
+    def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
+                            relu_gate=None):
         op = "max_pool2d_backward"
         x_shape = _checks.shape4(op, "x_shape", x_shape)
         (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x_shape, kernel_size, stride,
@@ -253,9 +254,12 @@ class CUDABackend(Backend):
         _same_shape(op, "dy", dy, x_shape[:2] + (oh, ow))
         _array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
         _same_shape(op, "argmax", argmax, dy.shape)
+        if relu_gate is not None:
+            _array(op, "relu_gate", relu_gate, 4, dtypes=(np.dtype(dy.dtype),))
+            _same_shape(op, "relu_gate", relu_gate, dy.shape)
         dx = self._out(op, out, x_shape, dy.dtype)
-        _launch(K.max_pool_backward, dx.size, dy, argmax, dx, kh, kw, sh, sw, ph, pw,
-                self._c(dy, 0))
+        _launch(K.max_pool_backward, dx.size, dy, argmax, dy if relu_gate is None else relu_gate,
+                relu_gate is not None, dx, kh, kw, sh, sw, ph, pw, self._c(dy, 0))
         return dx
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):

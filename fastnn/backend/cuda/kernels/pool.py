@@ -28,7 +28,8 @@ def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
 
 
 @cuda.jit(cache=True)
-def max_pool_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, zero):
+def max_pool_backward(dy, argmax, gate, gated, dx, kh, kw, sh, sw, ph, pw, zero):
+    """gated: a window's gradient counts only where gate (the pooled output) > 0."""
     i = cuda.grid(1)
     if i >= dx.size:
         return
@@ -42,7 +43,8 @@ def max_pool_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, zero):
         for kx in range(kw):
             ox = window_at(ix, kx, sw, pw, dy.shape[3])
             if ox >= 0 and argmax[n, c, oy, ox] == me:
-                acc += dy[n, c, oy, ox]
+                if not gated or gate[n, c, oy, ox] > zero:
+                    acc += dy[n, c, oy, ox]
     dx[n, c, iy, ix] = acc
 
 
