@@ -17,6 +17,10 @@ from fastnn.backend.cuda._numba import numba_cuda
 
 cuda = numba_cuda()
 THREADS = 256
+# Threads per block of the per-channel reductions (a power of two, at most
+# K.REDUCE_THREADS_MAX). The simulator runs each thread as a Python thread and each
+# syncthreads phase costs milliseconds per thread there, so it gets small blocks.
+REDUCE_THREADS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
 
 
 # Kernel launches (a cuBLAS GEMM counts as one), host<->device copies and device arrays made
@@ -25,10 +29,11 @@ THREADS = 256
 counters = {"launches": 0, "copies": 0, "allocations": 0}
 
 
-def _launch(kernel, n, *args):
-    """Run a one-thread-per-element kernel over n elements (nothing for n == 0)."""
+def _launch(kernel, n, *args, threads=THREADS):
+    """Run a kernel on n threads in blocks of `threads` (nothing for n == 0): one thread per
+    element, or for a block reduction n = blocks * threads."""
     if n > 0:
-        kernel[(n + THREADS - 1) // THREADS, THREADS](*args)
+        kernel[(n + threads - 1) // threads, threads](*args)
         counters["launches"] += 1
 
 
@@ -304,7 +309,8 @@ class CUDABackend(Backend):
         op = "bias_grad"
         dy3 = self._channels(op, "dy", dy)
         db = self._out(op, out, (dy.shape[1],), dy.dtype)
-        _launch(K.bias_grad, dy.shape[1], dy3, db, self._c(dy, 0))
+        _launch(K.bias_grad_kernel(dy.dtype), dy.shape[1] * REDUCE_THREADS, dy3, db,
+                self._c(dy, 0), threads=REDUCE_THREADS)
         return db
 
     def relu_forward(self, x, out=None):

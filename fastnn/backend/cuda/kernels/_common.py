@@ -14,6 +14,21 @@ from fastnn.backend.cuda._numba import numba_cuda
 cuda = numba_cuda()
 
 
+def per_dtype(make):
+    """make(numba element type) -> kernel, memoised per numpy dtype: for kernels with shared
+    arrays, whose element type must be known when they compile."""
+    kernels = {}
+
+    def kernel_for(np_dtype):
+        import numba
+        import numpy as np
+        key = np.dtype(np_dtype).str
+        if key not in kernels:
+            kernels[key] = make(numba.from_dtype(np.dtype(np_dtype)))
+        return kernels[key]
+    return kernel_for
+
+
 @cuda.jit(device=True, inline=True)
 def unravel4(i, shape):
     """The 4-D index (a, b, c, d) of flat position i in a C-ordered array of `shape`."""

@@ -1,5 +1,5 @@
 """GEMM: a tiled shared-memory kernel (cuBLAS through CuPy replaces it when present)."""
-from fastnn.backend.cuda.kernels._common import cuda
+from fastnn.backend.cuda.kernels._common import cuda, per_dtype
 
 
 TILE = 16
@@ -38,12 +38,4 @@ def _make_gemm(dtype):
     return gemm
 
 
-_GEMMS = {}
-
-
-def gemm_kernel(np_dtype):
-    import numba
-    key = str(np_dtype)
-    if key not in _GEMMS:
-        _GEMMS[key] = _make_gemm(numba.from_dtype(np_dtype))
-    return _GEMMS[key]
+gemm_kernel = per_dtype(_make_gemm)
