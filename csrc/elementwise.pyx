@@ -187,10 +187,11 @@ def rows_to_nchw(rows, shape, b=None, out=None, relu=False):
         b = np.zeros(F, dtype=rows.dtype)
     y = _checks.out_array(op, out, (N, F, OH, OW), rows.dtype)
     if N:
+        r3, y3 = rows.reshape(N, OH * OW, F), y.reshape(N, F, OH * OW)
         if rows.dtype == np.float32:
-            _rows_to_nchw[float](rows.reshape(N, OH * OW, F), b, has_bias, relu, y.reshape(N, F, OH * OW))
+            _rows_to_nchw[float](r3, b, has_bias, relu, y3)
         else:
-            _rows_to_nchw[double](rows.reshape(N, OH * OW, F), b, has_bias, relu, y.reshape(N, F, OH * OW))
+            _rows_to_nchw[double](r3, b, has_bias, relu, y3)
     return y
 
 

@@ -249,10 +249,8 @@ PTX_CHECK = textwrap.dedent("""
         "activation_forward": (i, A(1), A(1), f, f, f, f),
         "activation_backward": (i, A(1), A(1), A(1), f, f, f),
         "dropout_mask": (A(1), t.uint64, f, f, f, f),
-        "bn_statistics": (A(3), A(1), A(1), A(1), A(1), f, f, f, f),
         "bn_inv_std": (A(1), A(1), f, f),
         "bn_normalize": (A(3), A(1), A(1), A(1), A(1), A(3), A(3)),
-        "bn_grad_sums": (A(3), A(3), A(1), A(1), f),
         "bn_input_grad": (A(3), A(3), A(1), A(1), A(1), A(1), b, f, f, A(3)),
         "sqrt": (A(1), A(1)),
         "subtract": (A(1), A(1), A(1)),
@@ -285,6 +283,8 @@ PTX_CHECK = textwrap.dedent("""
     f32 = __import__("numpy").float32
     check("gemm", K.gemm_kernel(f32).py_func, (A(2), A(2), A(2), b, b, f))
     check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), f))
+    check("bn_statistics", K.bn_statistics_kernel(f32).py_func, (A(3),) + (A(1),) * 4 + (f,) * 4)
+    check("bn_grad_sums", K.bn_grad_sums_kernel(f32).py_func, (A(3), A(3), A(1), A(1), f))
     # the check itself must be able to fail: float32 times an int64 index is float64 in Numba
     def promotes(x, y):
         j = cuda.grid(1)

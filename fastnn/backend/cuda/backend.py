@@ -18,7 +18,7 @@ from fastnn.backend.cuda._numba import numba_cuda
 cuda = numba_cuda()
 THREADS = 256
 # Threads per block of the per-channel reductions (a power of two, at most
-# K.REDUCE_THREADS_MAX). The simulator runs each thread as a Python thread and each
+# K.REDUCE_THREADS_MAX: bias gradient, batch norm statistics and gradient sums). The simulator runs each thread as a Python thread and each
 # syncthreads phase costs milliseconds per thread there, so it gets small blocks.
 REDUCE_THREADS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
 
@@ -438,9 +438,9 @@ class CUDABackend(Backend):
         if training:
             mean = self.scratch("bn_mean", (c,), x.dtype)
             var = self.scratch("bn_var", (c,), x.dtype)
-            _launch(K.bn_statistics, c, x3, mean, var, running_mean, running_var,
-                    self._c(x, momentum), self._c(x, 1), self._c(x, 0),
-                    self._c(x, c / x.size))
+            _launch(K.bn_statistics_kernel(x.dtype), c * REDUCE_THREADS, x3, mean, var,
+                    running_mean, running_var, self._c(x, momentum), self._c(x, 1),
+                    self._c(x, 0), self._c(x, c / x.size), threads=REDUCE_THREADS)
         else:
             mean, var = running_mean, running_var
         _launch(K.bn_inv_std, c, var, inv_std, self._c(x, eps), self._c(x, 1))
@@ -451,7 +451,8 @@ class CUDABackend(Backend):
     def batchnorm_backward(self, dy, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
         dy3 = self._channels("batchnorm_backward", "dy", dy)
         xh3 = self._per_channel(xhat)
-        _launch(K.bn_grad_sums, dy.shape[1], dy3, xh3, dgamma, dbeta, self._c(dy, 0))
+        _launch(K.bn_grad_sums_kernel(dy.dtype), dy.shape[1] * REDUCE_THREADS, dy3, xh3, dgamma,
+                dbeta, self._c(dy, 0), threads=REDUCE_THREADS)
         if dx is None:
             return None
         m = dy.size // dy.shape[1]

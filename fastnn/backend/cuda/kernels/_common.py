@@ -29,6 +29,30 @@ def per_dtype(make):
     return kernel_for
 
 
+# Per-channel sums (bias gradient, batch norm) run as one block per channel: a thread per
+# channel would leave a GPU nearly idle and walk a convolution's N*OH*OW values (57,600 in
+# SimpleConvNet) serially. The block size is a power of two up to this (shared arrays' size).
+REDUCE_THREADS_MAX = 256
+
+
+@cuda.jit(device=True, inline=True)
+def block_sum(part, t, width, value):
+    """The sum of `value` over the block's `width` threads (a power of two), every thread
+    calling with its own; part: a shared array of at least width elements. A tree in fixed
+    order, so the same inputs give the same bits every run. Every thread gets the total."""
+    part[t] = value
+    cuda.syncthreads()
+    half = width // 2
+    while half > 0:
+        if t < half:
+            part[t] += part[t + half]
+        cuda.syncthreads()
+        half //= 2
+    total = part[0]
+    cuda.syncthreads()  # part may be written again by the caller's next sum
+    return total
+
+
 @cuda.jit(device=True, inline=True)
 def unravel4(i, shape):
     """The 4-D index (a, b, c, d) of flat position i in a C-ordered array of `shape`."""

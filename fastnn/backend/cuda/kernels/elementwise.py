@@ -3,7 +3,7 @@ import math
 
 from numba import float32, uint64
 
-from fastnn.backend.cuda.kernels._common import cuda, per_dtype
+from fastnn.backend.cuda.kernels._common import REDUCE_THREADS_MAX, block_sum, cuda, per_dtype
 
 
 @cuda.jit(cache=True)
@@ -19,38 +19,21 @@ def bias_add(y3, b, relu, zero):
         y3[i // (c_n * p_n), c, i % p_n] = v
 
 
-# Per-channel sums run as one block per channel: a thread per channel would leave a GPU
-# nearly idle and walk a convolution's N*OH*OW values (57,600 in SimpleConvNet) serially.
-REDUCE_THREADS_MAX = 256  # the block size: a power of two up to this (the shared array's size)
-
-
 def _make_bias_grad(dtype):
-    """The block reduction for one element type (shared arrays need their type when compiled)."""
+    """The kernel for one element type (shared arrays need their type when compiled)."""
     @cuda.jit(cache=True)
     def bias_grad(dy3, db, zero):
-        """db[c] = sum over n, p of dy3[n, c, p]: block c; each thread sums a strided share
-        (consecutive threads read consecutive positions), then a tree in shared memory. The
-        order is fixed, so the result is the same every run."""
-        c = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        width = cuda.blockDim.x
+        """db[c] = sum over n, p of dy3[n, c, p]: block c (REDUCE_THREADS_MAX in _common);
+        each thread sums a strided share (consecutive threads read consecutive positions),
+        then block_sum adds the shares."""
+        c, t, width = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
         n_img, c_n, p_n = dy3.shape
         acc = zero
-        j = t
-        while j < n_img * p_n:
+        for j in range(t, n_img * p_n, width):
             acc += dy3[j // p_n, c, j % p_n]
-            j += width
-        part = cuda.shared.array(REDUCE_THREADS_MAX, dtype=dtype)
-        part[t] = acc
-        cuda.syncthreads()
-        half = width // 2
-        while half > 0:
-            if t < half:
-                part[t] += part[t + half]
-            cuda.syncthreads()
-            half //= 2
+        total = block_sum(cuda.shared.array(REDUCE_THREADS_MAX, dtype=dtype), t, width, acc)
         if t == 0:
-            db[c] = part[0]
+            db[c] = total
     return bias_grad
 
 
