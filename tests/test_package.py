@@ -50,7 +50,8 @@ def test_num_threads_round_trip():
 def test_parallel_gemm_matches_numpy():
     from fastnn.backend import cpu
     rng = np.random.default_rng(1)
-    for m, k, n in [(5000, 300, 32), (32, 20000, 25), (7, 3, 2)]:  # row split, inner split, whole
+    # row split, inner split, column split (uneven halves), whole on one thread
+    for m, k, n in [(5000, 300, 32), (32, 20000, 25), (100, 90, 4321), (7, 3, 2)]:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         np.testing.assert_allclose(cpu.gemm(a, b), a @ b, rtol=1e-4, atol=1e-3)

@@ -1,5 +1,5 @@
-"""GEMM on the CPU: numpy's BLAS, run single-threaded on row (or inner) blocks split across
-fastnn's own worker threads.
+"""GEMM on the CPU: numpy's BLAS, run single-threaded on blocks of rows, columns or the inner
+dimension (whichever is largest) split across fastnn's own worker threads.
 
 Why not just np.matmul with the BLAS library's threads: after each call OpenBLAS's worker
 threads busy-wait (about 0.1 s) for more work. On a machine with few cores they then compete
@@ -72,15 +72,23 @@ class ParallelGemm:
 
     def _split(self, a, b, out, threads):
         m, k = a.shape
+        n = b.shape[1]
         saved = [lc.num_threads for lc in self._blas]
         for lc in self._blas:
             lc.set_num_threads(1)
         try:
-            if m >= k:  # split the rows of a and out
+            if k <= m and n <= m:  # split the rows of a and out
                 edges = _edges(m, threads)
                 jobs = [self._pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
                         for lo, hi in zip(edges[1:-1], edges[2:])]
                 np.matmul(a[:edges[1]], b, out=out[:edges[1]])
+                for job in jobs:
+                    job.result()
+            elif k <= n:  # split the columns of b and out (a Dense layer's dx: 100 x 4320)
+                edges = _edges(n, threads)
+                jobs = [self._pool.submit(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi])
+                        for lo, hi in zip(edges[1:-1], edges[2:])]
+                np.matmul(a, b[:, :edges[1]], out=out[:, :edges[1]])
                 for job in jobs:
                     job.result()
             else:  # split the inner dimension and add the partial products
