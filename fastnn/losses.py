@@ -88,14 +88,15 @@ class SoftmaxCrossEntropy(Loss):
         B = backend_of(logits)
         labels = self._class_indices(owner, logits, labels, B)
         probs = self._buffer("probs", logits.shape, logits.dtype, logits)
-        value, _ = B.softmax_cross_entropy_forward(logits, labels, probs_out=probs, totals=totals)
+        # the gradient is written in the same pass (one kernel, not two, per step on a GPU)
+        dlogits = self._buffer("dlogits", logits.shape, logits.dtype, logits)
+        value, _ = B.softmax_cross_entropy_forward(logits, labels, probs_out=probs, totals=totals,
+                                                   grad_out=dlogits)
         self._cache = (probs, labels)
         return value
 
     def _backward(self):
-        probs, labels = self._cache
-        dx = self._buffer("dlogits", probs.shape, probs.dtype, probs)
-        return backend_of(probs).softmax_cross_entropy_backward(probs, labels, out=dx)
+        return self._buffers["dlogits"]
 
     @property
     def probabilities(self):

@@ -126,6 +126,9 @@ def test_relu_and_loss():
     np.testing.assert_allclose(H(B.softmax_cross_entropy_backward(probs, D(labels))),
                                naive.softmax_cross_entropy_backward(ref_probs, labels),
                                rtol=1e-5, atol=1e-7)
+    grad = B.empty(x.shape, F32)  # grad_out: the backward's result from the forward's pass
+    _, probs = B.softmax_cross_entropy_forward(D(x), D(labels), grad_out=grad)
+    np.testing.assert_array_equal(H(grad), H(B.softmax_cross_entropy_backward(probs, D(labels))))
 
 
 def test_loss_totals_and_take_rows():
@@ -264,7 +267,7 @@ PTX_CHECK = textwrap.dedent("""
         "maxout_backward": (A(3), A(3, i32), A(4), f),
         "relu_forward": (A(1), A(1), f),
         "relu_backward": (A(1), A(1), A(1), f),
-        "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), A(1), b, f, f),
+        "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), A(1), b, A(2), b, f, f, f),
         "softmax_cross_entropy_backward": (A(2), A(1, i64), A(2), f),
         "sgd": (A(1), A(1), f),
         "momentum": (A(1), A(1), A(1), f, f, b),
@@ -512,8 +515,9 @@ def test_launches_per_training_step(monkeypatch):
     counted with the kernels stubbed out (the simulator could not run these sizes): every
     op is one launch, a convolution runs as one chunk on the device, a ReLU's forward after a
     convolution or a Dense layer runs in its producer's output pass and its backward before a
-    max pool in the pool's (simple-cnn 3, deep-cnn 10 launches fewer), the optimizer updates
-    the packed parameters in one launch, and nothing is copied or allocated. The loader adds
+    max pool in the pool's (simple-cnn 3, deep-cnn 10 launches fewer), the loss's forward
+    kernel writes its gradient too, the optimizer updates the packed parameters in one launch,
+    and nothing is copied or allocated. The loader adds
     two gathers (x and y) per step."""
     import fastnn
     from fastnn import models
@@ -532,7 +536,7 @@ def test_launches_per_training_step(monkeypatch):
     monkeypatch.setattr(be, "_launch", launch)
     monkeypatch.setattr(be.K, "gemm_kernel", lambda dtype: NoGemm())
     monkeypatch.setattr(B, "_cupy", None)
-    for name, expected in (("simple-cnn", 22), ("deep-cnn", 75)):
+    for name, expected in (("simple-cnn", 21), ("deep-cnn", 74)):
         fastnn.seed(0)
         model = models.get(name)
         opt = fastnn.optim.Adam(model, lr=1e-3)

@@ -155,6 +155,15 @@ def test_softmax_cross_entropy_matches_the_oracle_and_is_stable():
     assert loss.forward(huge, np.array([0])) == pytest.approx(0.0, abs=1e-6)
     assert loss.forward(huge, np.array([2])) == pytest.approx(2000.0, rel=1e-6)  # no log(0)
     assert fastnn.gradcheck_loss(SoftmaxCrossEntropy(), logits, labels) < 1e-7
+    # grad_out=: the forward writes the backward's dlogits too, bit for bit (the loss uses it)
+    from fastnn.backend import cpu
+    for dtype in (np.float32, np.float64):
+        x = logits.astype(dtype)
+        grad = np.full(x.shape, np.nan, dtype)
+        _, p = cpu.softmax_cross_entropy_forward(x, labels, grad_out=grad)
+        np.testing.assert_array_equal(grad, cpu.softmax_cross_entropy_backward(p, labels))
+    with pytest.raises(ValueError, match="grad_out must be an array of its own"):
+        cpu.softmax_cross_entropy_forward(logits, labels, probs_out=grad, grad_out=grad)
     # totals=: the summed loss and the correct count added in place, nothing returned
     logits[2] = logits[2, 0]  # a tie: the first largest logit counts, as np.argmax
     totals = np.array([1.0, 2.0])

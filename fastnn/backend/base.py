@@ -200,12 +200,14 @@ class Backend:
         raise NotImplementedError
 
     # Losses (fused): logits (N, C), labels int64 (N,).
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None,
+                                      grad_out=None):
         """-> (mean loss as a Python float, softmax probabilities (N, C)). With totals (a
         2-element array of this backend, logits' dtype): adds [the summed row losses, the
         count of rows whose first largest logit is the label's] to it in place and returns
         (None, probs): nothing is read back to the host (a trainer reads totals every few
-        steps)."""
+        steps). grad_out: also writes the backward's dlogits there, in the same pass (bit for
+        bit softmax_cross_entropy_backward's)."""
         raise NotImplementedError
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):

@@ -149,8 +149,10 @@ class CPUBackend(Backend):
     def relu_backward(self, dy, y, out=None):
         return self._elementwise.relu_backward(dy, y, out=out)
 
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
-        return self._loss.softmax_cross_entropy_forward(logits, labels, probs_out, totals)
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None,
+                                      grad_out=None):
+        return self._loss.softmax_cross_entropy_forward(logits, labels, probs_out, totals,
+                                                        grad_out)
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):
         return self._loss.softmax_cross_entropy_backward(probs, labels, out)

@@ -466,7 +466,8 @@ class CUDABackend(Backend):
         _array(op, "labels", labels, 1, dtypes=(np.dtype(np.int64),))
         _same_shape(op, "labels", labels, (logits.shape[0],))
 
-    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None):
+    def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None,
+                                      grad_out=None):
         """Labels are trusted to lie in [0, C) (checked where they are made, on the host):
         reading them back here would cost a host round trip per step. With totals nothing
         is read back at all."""
@@ -478,9 +479,12 @@ class CUDABackend(Backend):
         if totals is not None:
             _array(op, "totals", totals, 1, dtypes=(np.dtype(logits.dtype),))
             _same_shape(op, "totals", totals, (2,))
+        if grad_out is not None:
+            self._out(op, grad_out, logits.shape, logits.dtype, name="grad_out")
         _launch(K.softmax_cross_entropy_forward, n, logits, labels, probs, row_loss,
                 row_loss if totals is None else totals, totals is not None,
-                self._c(logits, 0), self._c(logits, 1))
+                probs if grad_out is None else grad_out, grad_out is not None,
+                self._c(logits, 1.0 / max(n, 1)), self._c(logits, 0), self._c(logits, 1))
         if totals is not None:
             return None, probs
         value = float(self.to_host(row_loss).astype(np.float64).sum()) / n if n else math.nan

@@ -5,10 +5,11 @@ from fastnn.backend.cuda.kernels._common import cuda
 
 
 @cuda.jit(cache=True)
-def softmax_cross_entropy_forward(x, labels, probs, row_loss, totals, accumulate, zero, one):
+def softmax_cross_entropy_forward(x, labels, probs, row_loss, totals, accumulate, dx, with_grad,
+                                  inv_n, zero, one):
     """One thread per row: probs = softmax(row), row_loss = logsumexp(row) - row[label]; with
     accumulate, also adds the row loss and (1 if the row's first largest logit is the label's)
-    to totals[0] and totals[1]."""
+    to totals[0] and totals[1]; with_grad, also dx = the backward's (probs - onehot) * inv_n."""
     n = cuda.grid(1)
     if n >= x.shape[0]:
         return
@@ -26,6 +27,12 @@ def softmax_cross_entropy_forward(x, labels, probs, row_loss, totals, accumulate
         s += e
     for c in range(classes):
         probs[n, c] = probs[n, c] / s
+    if with_grad:
+        for c in range(classes):
+            v = probs[n, c] * inv_n
+            if labels[n] == c:
+                v -= inv_n
+            dx[n, c] = v
     loss = math.log(s) + mx - x[n, labels[n]]
     row_loss[n] = loss
     if accumulate:
