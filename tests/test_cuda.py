@@ -86,6 +86,16 @@ def test_bias_grad_block_reduction(shape, dtype):
                                else 1e-12, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_sum_squares_and_abs_grid_reduction(size):
+    # a grid-stride share per thread, a block sum, an atomic per block: every element counted
+    a = _rand(size, 8)
+    assert B.sum_squares(D(a)) == pytest.approx(float(np.sum(a.astype(np.float64) ** 2)),
+                                                rel=1e-5)
+    assert B.sum_abs(D(a)) == pytest.approx(float(np.sum(np.abs(a.astype(np.float64)))),
+                                            rel=1e-5)
+
+
 @pytest.mark.parametrize("kernel,stride,pad", [(2, None, 0), (3, 2, 1)])
 def test_pools(kernel, stride, pad):
     x = _rand((2, 2, 5, 6))
@@ -258,8 +268,6 @@ PTX_CHECK = textwrap.dedent("""
         "sqrt": (A(1), A(1)),
         "subtract": (A(1), A(1), A(1)),
         "scale": (A(1), f, A(1)),
-        "sum_squares": (A(1), A(1)),
-        "sum_abs": (A(1), A(1)),
         "safe_divide": (A(1), A(1), A(1), f),
         "softmax_forward": (A(3), A(3), f),
         "softmax_backward": (A(3), A(3), A(3), f),
@@ -286,6 +294,7 @@ PTX_CHECK = textwrap.dedent("""
     f32 = __import__("numpy").float32
     check("gemm", K.gemm_kernel(f32).py_func, (A(2), A(2), A(2), b, b, f))
     check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), f))
+    check("sum_of", K.sum_of_kernel(f32).py_func, (i, A(1), A(1), f))
     check("bn_statistics", K.bn_statistics_kernel(f32).py_func, (A(3),) + (A(1),) * 4 + (f,) * 4)
     check("bn_grad_sums", K.bn_grad_sums_kernel(f32).py_func, (A(3), A(3), A(1), A(1), f))
     # the check itself must be able to fail: float32 times an int64 index is float64 in Numba

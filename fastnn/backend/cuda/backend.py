@@ -21,6 +21,9 @@ THREADS = 256
 # K.REDUCE_THREADS_MAX: bias gradient, batch norm statistics and gradient sums). The simulator runs each thread as a Python thread and each
 # syncthreads phase costs milliseconds per thread there, so it gets small blocks.
 REDUCE_THREADS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
+# Blocks of a whole-array sum (sum_squares, sum_abs): each adds its share into the total with
+# one atomic (a thread per element made every element an atomic on one address).
+REDUCE_BLOCKS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 1024
 
 
 # Kernel launches (a cuBLAS GEMM counts as one), host<->device copies and device arrays made
@@ -379,18 +382,19 @@ class CUDABackend(Backend):
         _launch(K.scale, a.size, a.reshape(a.size), self._c(a, alpha), out.reshape(out.size))
         return out
 
-    def _reduce(self, kernel, a):
-        _array(kernel.__name__ if hasattr(kernel, "__name__") else "reduce", "a", a,
-               a.ndim if is_device_array(a) else 1)
+    def _sum_of(self, op, kind, a):
+        _array(op, "a", a, a.ndim if is_device_array(a) else 1)
         total = self.fill(self.scratch("reduce_total", (1,), a.dtype), 0)
-        _launch(kernel, a.size, a.reshape(a.size), total)
+        blocks = max(1, min(REDUCE_BLOCKS, -(-a.size // REDUCE_THREADS)))
+        _launch(K.sum_of_kernel(a.dtype), blocks * REDUCE_THREADS, kind, a.reshape(a.size), total,
+                self._c(a, 0), threads=REDUCE_THREADS)
         return float(self.to_host(total)[0])
 
     def sum_squares(self, a):
-        return self._reduce(K.sum_squares, a)
+        return self._sum_of("sum_squares", K.SQUARES, a)
 
     def sum_abs(self, a):
-        return self._reduce(K.sum_abs, a)
+        return self._sum_of("sum_abs", K.ABSOLUTE, a)
 
     def safe_divide(self, a, b, out=None):
         return self._elementwise2("safe_divide", K.safe_divide, ("a", "b"), a, b, out,

@@ -1,9 +1,9 @@
 """Numba CUDA kernels by family (conventions in _common.py): layout, pool, elementwise, norm,
 loss, optim, gemm. The backend reaches them all through this package."""
 from fastnn.backend.cuda.kernels.elementwise import (
-    LEAKY_RELU, SIGMOID, STEP, TANH, activation_backward, activation_forward, add, bias_add,
-    bias_grad_kernel, dropout_mask, fill, multiply, relu_backward, relu_forward, safe_divide,
-    scale, softmax_backward, softmax_forward, sqrt, subtract, sum_abs, sum_squares)
+    ABSOLUTE, LEAKY_RELU, SIGMOID, SQUARES, STEP, TANH, activation_backward, activation_forward,
+    add, bias_add, bias_grad_kernel, dropout_mask, fill, multiply, relu_backward, relu_forward,
+    safe_divide, scale, softmax_backward, softmax_forward, sqrt, subtract, sum_of_kernel)
 from fastnn.backend.cuda.kernels._common import REDUCE_THREADS_MAX
 from fastnn.backend.cuda.kernels.gemm import TILE, gemm_kernel
 from fastnn.backend.cuda.kernels.layout import (col2im, im2col, nchw_to_rows, rows_to_nchw,
@@ -18,13 +18,13 @@ from fastnn.backend.cuda.kernels.pool import (avg_pool_backward, avg_pool_forwar
                                               maxout_backward, maxout_forward)
 
 __all__ = [
-    "LEAKY_RELU", "REDUCE_THREADS_MAX", "SIGMOID", "STEP", "TANH", "TILE", "activation_backward",
-    "activation_forward", "adam", "add", "add_l1", "add_l2", "avg_pool_backward",
-    "avg_pool_forward", "bias_add", "bias_grad_kernel", "bn_grad_sums_kernel", "bn_input_grad",
-    "bn_inv_std", "bn_normalize", "bn_statistics_kernel", "col2im", "dropout_mask", "fill",
-    "gemm_kernel", "im2col", "max_pool_backward", "max_pool_forward", "maxout_backward",
-    "maxout_forward", "momentum", "multiply", "nchw_to_rows", "relu_backward", "relu_forward",
-    "rows_to_nchw", "safe_divide", "scale", "scaled_step", "sgd", "softmax_backward",
-    "softmax_cross_entropy_backward", "softmax_cross_entropy_forward", "softmax_forward", "sqrt",
-    "subtract", "sum_abs", "sum_squares", "take_rows",
+    "ABSOLUTE", "LEAKY_RELU", "REDUCE_THREADS_MAX", "SIGMOID", "SQUARES", "STEP", "TANH", "TILE",
+    "activation_backward", "activation_forward", "adam", "add", "add_l1", "add_l2",
+    "avg_pool_backward", "avg_pool_forward", "bias_add", "bias_grad_kernel", "bn_grad_sums_kernel",
+    "bn_input_grad", "bn_inv_std", "bn_normalize", "bn_statistics_kernel", "col2im",
+    "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward", "max_pool_forward",
+    "maxout_backward", "maxout_forward", "momentum", "multiply", "nchw_to_rows", "relu_backward",
+    "relu_forward", "rows_to_nchw", "safe_divide", "scale", "scaled_step", "sgd",
+    "softmax_backward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",
+    "softmax_forward", "sqrt", "subtract", "sum_of_kernel", "take_rows",
 ]

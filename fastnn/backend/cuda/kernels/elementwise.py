@@ -146,19 +146,28 @@ def scale(a, alpha, out):
         out[i] = a[i] * alpha
 
 
-@cuda.jit(cache=True)
-def sum_squares(a, total):
-    """total[0] += a[i]^2 over every i (atomically: the order, not the set, varies)."""
-    i = cuda.grid(1)
-    if i < a.shape[0]:
-        cuda.atomic.add(total, 0, a[i] * a[i])
+SQUARES, ABSOLUTE = 0, 1  # what sum_of adds up
 
 
-@cuda.jit(cache=True)
-def sum_abs(a, total):
-    i = cuda.grid(1)
-    if i < a.shape[0]:
-        cuda.atomic.add(total, 0, abs(a[i]))
+def _make_sum_of(dtype):
+    @cuda.jit(cache=True)
+    def sum_of(kind, a, total, zero):
+        """total[0] += the sum over i of a[i]^2 (SQUARES) or |a[i]| (ABSOLUTE): each thread a
+        grid-stride share, block_sum per block, one atomic add per block (so the order of the
+        blocks' partial sums, not the set, varies from run to run)."""
+        t = cuda.threadIdx.x
+        acc = zero
+        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+            v = a[i]
+            acc += v * v if kind == SQUARES else abs(v)
+        s = block_sum(cuda.shared.array(REDUCE_THREADS_MAX, dtype=dtype), t, cuda.blockDim.x,
+                      acc)
+        if t == 0:
+            cuda.atomic.add(total, 0, s)
+    return sum_of
+
+
+sum_of_kernel = per_dtype(_make_sum_of)
 
 
 @cuda.jit(cache=True)
