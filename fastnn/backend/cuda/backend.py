@@ -17,9 +17,9 @@ from fastnn.backend.cuda._numba import numba_cuda
 
 cuda = numba_cuda()
 THREADS = 256
-# Threads per block of the per-channel reductions (a power of two, at most
-# K.REDUCE_THREADS_MAX: bias gradient, batch norm statistics and gradient sums). The simulator runs each thread as a Python thread and each
-# syncthreads phase costs milliseconds per thread there, so it gets small blocks.
+# Threads per block of the reductions (bias gradient, batch-norm sums, sums of squares): a
+# power of two, at most K.REDUCE_THREADS_MAX. The simulator runs each thread as a Python thread
+# and each syncthreads phase costs milliseconds per thread there, so it gets small blocks.
 REDUCE_THREADS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
 # Blocks of a whole-array sum (sum_squares, sum_abs): each adds its share into the total with
 # one atomic (a thread per element made every element an atomic on one address).
