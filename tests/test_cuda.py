@@ -193,7 +193,11 @@ def test_device_loader_cuts_the_host_loaders_batches():
         host = DataLoader(x, y, 3, shuffle=shuffle, seed=4)
         dev = DataLoader(x, y, 3, shuffle=shuffle, seed=4, device="cuda", reuse_buffers=True)
         for _ in range(2):  # two epochs: reused buffers, a smaller last batch
-            for (xh, yh), (xd, yd) in zip(host, dev, strict=True):
+            launches = cuda_backend.backend.counters["launches"]
+            batches = [(xd, yd) for _, (xd, yd) in zip(range(3), dev)]
+            # the epoch is gathered at its start (x and y); the batches are views of it
+            assert cuda_backend.backend.counters["launches"] - launches == (2 if shuffle else 0)
+            for (xh, yh), (xd, yd) in zip(host, batches, strict=True):
                 np.testing.assert_array_equal(H(xd), xh)
                 assert H(yd).dtype == np.int64
                 np.testing.assert_array_equal(H(yd), yh)
@@ -526,8 +530,8 @@ def test_launches_per_training_step(monkeypatch):
     convolution or a Dense layer runs in its producer's output pass and its backward before a
     max pool in the pool's (simple-cnn 3, deep-cnn 10 launches fewer), the loss's forward
     kernel writes its gradient too, the optimizer updates the packed parameters in one launch,
-    and nothing is copied or allocated. The loader adds
-    two gathers (x and y) per step."""
+    and nothing is copied or allocated. The trainer's loader adds nothing per step (it gathers
+    each epoch at its start: tests the device loader)."""
     import fastnn
     from fastnn import models
     be = cuda_backend.backend

@@ -28,10 +28,12 @@ class DataLoader:
     reproducible; `rng` is saved in checkpoints). drop_last: skip a final smaller batch.
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
     Trainer uses); by default each batch is a fresh array.
-    device: "cuda" copies x and y to the GPU once and cuts every batch there (one gather
-    kernel per array and batch, the backend's take_rows, as on the host; the epoch's order
-    goes over once per epoch): no host copy per step. The batches are the same as on the host for the same seed. Integer labels become
-    int64 there (what the losses take). Transforms run on the host, so they need device=None."""
+    device: "cuda" copies x and y to the GPU once and cuts every batch there (the backend's
+    take_rows gather, as on the host; the epoch's order goes over once per epoch): no host copy
+    per step. With reuse_buffers the whole epoch is gathered at its start, one kernel per
+    array (none without shuffle), and each batch is a view of it: no launch per step. The batches are the same as on
+    the host for the same seed. Integer labels become int64 there (what the losses take).
+    Transforms run on the host, so they need device=None."""
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
                  transform=None, reuse_buffers=False, device=None):
@@ -70,8 +72,20 @@ class DataLoader:
         B, bs, n = self._backend, self.batch_size, len(self.x)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
+        epoch = None
+        if self.reuse_buffers and B.name != "cpu":
+            # on a GPU a launch costs more than the copy: gather the whole epoch at once (in
+            # order, the data set is the epoch)
+            epoch = self._data
+            if self.shuffle:
+                epoch = [B.take_rows(a, order, out=self._buffers.get(("epoch", key)))
+                         for key, a in zip("xy", self._data)]
+                self._buffers[("epoch", "x")], self._buffers[("epoch", "y")] = epoch
         for i in range(len(self)):
             lo, hi = i * bs, min((i + 1) * bs, n)
+            if epoch is not None:
+                yield epoch[0][lo:hi], epoch[1][lo:hi]
+                continue
             xb, yb = (B.take_rows(a, order[lo:hi], out=self._buffers.get((key, hi - lo)))
                       for key, a in zip("xy", self._data))
             if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller
