@@ -185,8 +185,11 @@ def test_cupy_views_are_made_once_per_buffer(monkeypatch):
     assert len(made) == 3  # a, b and out, once each
 
 
-def test_device_loader_cuts_the_host_loaders_batches():
-    from fastnn.datasets import DataLoader
+@pytest.mark.parametrize("whole_epoch", [True, False])
+def test_device_loader_cuts_the_host_loaders_batches(whole_epoch, monkeypatch):
+    from fastnn.datasets import DataLoader, loader
+    if not whole_epoch:  # a data set over the cap: gathered batch by batch
+        monkeypatch.setattr(loader, "EPOCH_GATHER_BYTES", 0)
     x = _rand((7, 1, 2, 2))
     y = np.arange(7, dtype=np.uint8)
     for shuffle in (True, False):
@@ -194,13 +197,15 @@ def test_device_loader_cuts_the_host_loaders_batches():
         dev = DataLoader(x, y, 3, shuffle=shuffle, seed=4, device="cuda", reuse_buffers=True)
         for _ in range(2):  # two epochs: reused buffers, a smaller last batch
             launches = cuda_backend.backend.counters["launches"]
-            batches = [(xd, yd) for _, (xd, yd) in zip(range(3), dev)]
-            # the epoch is gathered at its start (x and y); the batches are views of it
-            assert cuda_backend.backend.counters["launches"] - launches == (2 if shuffle else 0)
+            batches = [(H(xd), H(yd)) for _, (xd, yd) in zip(range(3), dev)]
+            # the epoch is gathered at its start (x and y) and the batches are views of it;
+            # in order the data set is the epoch; over the cap, x and y per batch
+            expected = (2 if shuffle else 0) if whole_epoch else (2 * 3 if shuffle else 0)
+            assert cuda_backend.backend.counters["launches"] - launches == expected
             for (xh, yh), (xd, yd) in zip(host, batches, strict=True):
-                np.testing.assert_array_equal(H(xd), xh)
-                assert H(yd).dtype == np.int64
-                np.testing.assert_array_equal(H(yd), yh)
+                np.testing.assert_array_equal(xd, xh)
+                assert yd.dtype == np.int64
+                np.testing.assert_array_equal(yd, yh)
     with pytest.raises(ValueError, match="transforms run on the host"):
         DataLoader(x, y, 3, device="cuda", transform=lambda b, rng: b)
 

@@ -21,6 +21,11 @@ def class_labels(y):
     return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
 
 
+# The most a device loader copies to gather a whole epoch at once (the copy doubles the data
+# set's footprint on the device); a larger data set is gathered batch by batch.
+EPOCH_GATHER_BYTES = 1 << 30
+
+
 class DataLoader:
     """Iterate (x_batch, y_batch) minibatches over arrays x (N, ...) and y (N, ...).
 
@@ -73,7 +78,8 @@ class DataLoader:
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
         epoch = None
-        if self.reuse_buffers and B.name != "cpu":
+        if self.reuse_buffers and B.name != "cpu" and (
+                not self.shuffle or self.x.nbytes + self.y.nbytes <= EPOCH_GATHER_BYTES):
             # on a GPU a launch costs more than the copy: gather the whole epoch at once (in
             # order, the data set is the epoch)
             epoch = self._data
