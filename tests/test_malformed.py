@@ -100,7 +100,9 @@ KERNELS = {
                                  + [a.astype(np.int32) for a in _shape_bad(dy_pool)[:-1]],
                                  x_shape=SHAPE_BAD, kernel_size=GEOMETRY_BAD,
                                  stride=STRIDE_BAD,
-                                 pad=PAD_BAD + [2])),
+                                 pad=PAD_BAD + [2],
+                                 relu_gate=_generic_bad(dy_pool, optional=True)
+                                 + _shape_bad(dy_pool))),
     "avg_pool2d_forward": (cpu.avg_pool2d_forward, dict(x=x, kernel_size=2, stride=2, pad=0),
                            dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
                                 stride=STRIDE_BAD, pad=PAD_BAD)),
@@ -143,7 +145,8 @@ KERNELS = {
              probs_out=_generic_bad(logits, optional=True) + _shape_bad(logits),
              totals=NOT_ARRAYS[1:] + [np.zeros(t and 2, t) for t in BAD_DTYPES if t != object]
              + [np.zeros(3, np.float32), np.zeros((2, 1), np.float32), np.zeros(4)[::2],
-                np.zeros(1)])),
+                np.zeros(1)],
+             grad_out=_generic_bad(logits, optional=True) + _shape_bad(logits) + [logits])),
     "conv2d_forward": (ops.conv2d_forward, dict(x=x, W=W, b=_f32(4), stride=1, pad=1),
                        dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
                             b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
