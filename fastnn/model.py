@@ -17,9 +17,9 @@ import tempfile
 import numpy as np
 
 from fastnn.layers.activation import ReLU
-from fastnn.layers.pool import MaxPool2D
 from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
+from fastnn.layers.pool import MaxPool2D
 
 FORMAT = "fastnn-model-1"
 
