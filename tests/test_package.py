@@ -61,6 +61,37 @@ def test_parallel_gemm_matches_numpy():
                                    atol=1e-3)
 
 
+def test_gemm_holds_blas_at_one_thread_and_restores_it(monkeypatch):
+    """A GEMM big enough for OpenBLAS to thread runs with BLAS held at one thread, split or
+    not (OpenBLAS's idle threads spin for ~0.1 s after a threaded call and slowed whole
+    training steps), and BLAS gets its thread count back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastnn.backend import cpu
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+    before = blas_threads()
+    if not before:
+        pytest.skip("no BLAS library that threadpoolctl controls")
+    seen = []
+    real = np.matmul
+
+    def spying_matmul(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+    monkeypatch.setattr(np, "matmul", spying_matmul)
+    rng = np.random.default_rng(2)
+    # unsplit (1.8M multiply-adds: one conv chunk of one image) and split
+    for m, k, n in [(784, 144, 16), (5000, 300, 32)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        seen.clear()
+        np.testing.assert_allclose(cpu.gemm(a, b), real(a, b), rtol=1e-4, atol=1e-3)
+        assert seen and all(t == [1] * len(before) for t in seen), seen
+        assert blas_threads() == before
+
+
 def test_every_subpackage_is_listed_for_the_wheel():
     """setuptools installs only the packages pyproject.toml lists: a new subpackage missing
     there works in a development checkout and is absent from every wheel."""

@@ -16,6 +16,11 @@ import numpy as np
 # Below this many multiply-adds a GEMM runs whole on the calling thread: handing a block to
 # another thread costs some tens of microseconds.
 _SPLIT_MIN_MACS = 1 << 21
+# Below this many OpenBLAS runs a GEMM on one thread by itself (its SMP_THRESHOLD_MIN times
+# GEMM_MULTITHREAD_THRESHOLD): no need to hold it there. Above, even an unsplit GEMM holds
+# BLAS at one thread: a GEMM that OpenBLAS threads leaves its threads spinning for ~0.1 s,
+# and a DeepConvNet step whose last conv chunk was one image (a 1.8M-MAC GEMM) ran 1.7x slower.
+_BLAS_SERIAL_MACS = 1 << 18
 
 
 def _edges(n, parts):
@@ -51,14 +56,23 @@ class ParallelGemm:
     def __call__(self, a, b, out, threads):
         """out[...] = a @ b (a, b may be transposed views), using up to `threads` threads."""
         m, k = a.shape
-        n = b.shape[1]
-        if threads < 2 or m * n * k < _SPLIT_MIN_MACS:
+        macs = m * b.shape[1] * k
+        if macs < _BLAS_SERIAL_MACS:
             return np.matmul(a, b, out=out)
         with self._lock:
             self._setup(threads)
             if not self._blas:
                 return np.matmul(a, b, out=out)
-            return self._split(a, b, out, threads)
+            saved = [lc.num_threads for lc in self._blas]
+            for lc in self._blas:
+                lc.set_num_threads(1)
+            try:
+                if threads < 2 or macs < _SPLIT_MIN_MACS:
+                    return np.matmul(a, b, out=out)
+                return self._split(a, b, out, threads)
+            finally:
+                for lc, n_threads in zip(self._blas, saved):
+                    lc.set_num_threads(n_threads)
 
     def _partial(self, out, block):
         """A reused buffer for one inner block's product (no allocation per call)."""
@@ -71,35 +85,29 @@ class ParallelGemm:
         return buf
 
     def _split(self, a, b, out, threads):
+        """out = a @ b in `threads` blocks, BLAS held at one thread by the caller."""
         m, k = a.shape
         n = b.shape[1]
-        saved = [lc.num_threads for lc in self._blas]
-        for lc in self._blas:
-            lc.set_num_threads(1)
-        try:
-            if k <= m and n <= m:  # split the rows of a and out
-                edges = _edges(m, threads)
-                jobs = [self._pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
-                        for lo, hi in zip(edges[1:-1], edges[2:])]
-                np.matmul(a[:edges[1]], b, out=out[:edges[1]])
-                for job in jobs:
-                    job.result()
-            elif k <= n:  # split the columns of b and out (a Dense layer's dx: 100 x 4320)
-                edges = _edges(n, threads)
-                jobs = [self._pool.submit(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi])
-                        for lo, hi in zip(edges[1:-1], edges[2:])]
-                np.matmul(a, b[:, :edges[1]], out=out[:, :edges[1]])
-                for job in jobs:
-                    job.result()
-            else:  # split the inner dimension and add the partial products
-                edges = _edges(k, threads)
-                partials = [self._partial(out, i) for i in range(threads - 1)]
-                jobs = [self._pool.submit(np.matmul, a[:, lo:hi], b[lo:hi], out=part)
-                        for lo, hi, part in zip(edges[1:-1], edges[2:], partials)]
-                np.matmul(a[:, :edges[1]], b[:edges[1]], out=out)
-                for job in jobs:
-                    out += job.result()
-        finally:
-            for lc, n_threads in zip(self._blas, saved):
-                lc.set_num_threads(n_threads)
+        if k <= m and n <= m:  # split the rows of a and out
+            edges = _edges(m, threads)
+            jobs = [self._pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
+                    for lo, hi in zip(edges[1:-1], edges[2:])]
+            np.matmul(a[:edges[1]], b, out=out[:edges[1]])
+            for job in jobs:
+                job.result()
+        elif k <= n:  # split the columns of b and out (a Dense layer's dx: 100 x 4320)
+            edges = _edges(n, threads)
+            jobs = [self._pool.submit(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi])
+                    for lo, hi in zip(edges[1:-1], edges[2:])]
+            np.matmul(a, b[:, :edges[1]], out=out[:, :edges[1]])
+            for job in jobs:
+                job.result()
+        else:  # split the inner dimension and add the partial products
+            edges = _edges(k, threads)
+            partials = [self._partial(out, i) for i in range(threads - 1)]
+            jobs = [self._pool.submit(np.matmul, a[:, lo:hi], b[lo:hi], out=part)
+                    for lo, hi, part in zip(edges[1:-1], edges[2:], partials)]
+            np.matmul(a[:, :edges[1]], b[:edges[1]], out=out)
+            for job in jobs:
+                out += job.result()
         return out
