@@ -16,13 +16,14 @@ class Backend:
     # A convolution runs over the batch in chunks whose im2col matrix takes at most
     # conv_chunk_bytes (fastnn.ops), and a Conv2D layer keeps its forward's im2col matrix for
     # the backward pass up to keep_cols_bytes (else the backward rebuilds it chunk by chunk).
-    # These defaults are the CPU's. Chunks that fit the cache: im2col writes one, the GEMM
-    # reads it back at once, and nothing the size of a whole batch's column matrix (45 MB
-    # for a 16-channel 3x3 layer on 100 MNIST images) goes out to memory and back. Keeping a
-    # forward's columns up to 32 MB costs less than rebuilding them in the backward (a
-    # DeepConvNet step: 96 ms keeping up to 8 MB, 91 up to 16 MB, 86-88 up to 32 MB, measured
-    # side by side; the 45 MB layer still rebuilds).
-    conv_chunk_bytes = 1 << 21
+    # These defaults are the CPU's, measured on a DeepConvNet step side by side:
+    # - chunks that fit the last-level cache: im2col writes one, the GEMM reads it back at
+    #   once, and nothing the size of a whole batch's column matrix (45 MB for a 16-channel
+    #   3x3 layer on 100 MNIST images) goes out to memory and back: 97 ms with 1 MB chunks, 88
+    #   with 2, 81.5 with 8, 85.5 with 16 (this VM has 32 MB of L3);
+    # - keeping a forward's columns costs less than rebuilding them in the backward: 96 ms
+    #   keeping up to 8 MB, 91 up to 16, 86-88 up to 32 (the 45 MB layer still rebuilds).
+    conv_chunk_bytes = 8 << 20
     keep_cols_bytes = 32 << 20
 
     def __init__(self):
