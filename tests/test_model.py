@@ -201,6 +201,19 @@ def test_regularized_loss_includes_the_penalty():
     assert with_reg - plain == pytest.approx(0.25 * np.sum(W * W), rel=1e-12)
     l1 = fastnn.Sequential([Dense(3, 2, dtype="float64")]).regularize(fastnn.regularizers.L1(0.1))
     assert l1.penalty() == pytest.approx(0.1 * np.abs(l1[0].params["W"]).sum())
+    # a penalty is read every training step: once warm, reading it allocates no array
+    import tracemalloc
+    big = fastnn.Sequential([Dense(400, 300)]).regularize(fastnn.regularizers.L1(0.1))
+    big.penalty()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        assert big.penalty() > 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 16 * 1024  # W alone is 480 kB
 
 
 def test_nan_loss_names_the_step():

@@ -266,7 +266,8 @@ class CPUBackend(Backend):
         return float(np.dot(flat, flat))
 
     def sum_abs(self, a):
-        return float(np.abs(a).sum())
+        # |a| into a reused buffer: an L1 penalty is read every step, and must not allocate
+        return float(np.abs(a, out=self.scratch("abs", a.shape, a.dtype)).sum())
 
     def safe_divide(self, a, b, out=None):
         out = _checks.out_array("safe_divide", out, a.shape, a.dtype)
