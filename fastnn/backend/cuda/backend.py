@@ -16,14 +16,15 @@ from fastnn.backend.cuda import kernels as K
 from fastnn.backend.cuda._numba import numba_cuda
 
 cuda = numba_cuda()
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"  # Numba's, on the host
 THREADS = 256
 # Threads per block of the reductions (bias gradient, batch-norm sums, sums of squares): a
 # power of two, at most K.REDUCE_THREADS_MAX. The simulator runs each thread as a Python thread
 # and each syncthreads phase costs milliseconds per thread there, so it gets small blocks.
-REDUCE_THREADS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 256
+REDUCE_THREADS = 4 if SIMULATOR else 256
 # Blocks of a whole-array sum (sum_squares, sum_abs): each adds its share into the total with
 # one atomic (a thread per element made every element an atomic on one address).
-REDUCE_BLOCKS = 4 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 1024
+REDUCE_BLOCKS = 4 if SIMULATOR else 1024
 
 
 # Kernel launches (a cuBLAS GEMM counts as one), host<->device copies and device arrays made
@@ -80,7 +81,7 @@ class CUDABackend(Backend):
 
     @staticmethod
     def _find_cupy():
-        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        if SIMULATOR:
             return None
         try:
             import cupy

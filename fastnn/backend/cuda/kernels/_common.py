@@ -9,6 +9,8 @@ Arithmetic stays in the arrays' type: constants come in as arguments of that typ
 is float64 in Numba and would promote float32 math; tests/test_cuda.py checks the PTX).
 """
 
+import numpy as np
+
 from fastnn.backend.cuda._numba import numba_cuda
 
 cuda = numba_cuda()
@@ -20,12 +22,12 @@ def per_dtype(make):
     kernels = {}
 
     def kernel_for(np_dtype):
-        import numba
-        import numpy as np
-        key = np.dtype(np_dtype).str
-        if key not in kernels:
-            kernels[key] = make(numba.from_dtype(np.dtype(np_dtype)))
-        return kernels[key]
+        dtype = np.dtype(np_dtype)
+        kernel = kernels.get(dtype)
+        if kernel is None:
+            import numba
+            kernel = kernels[dtype] = make(numba.from_dtype(dtype))
+        return kernel
     return kernel_for
 
 
