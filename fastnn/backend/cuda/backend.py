@@ -292,14 +292,12 @@ class CUDABackend(Backend):
         return dx
 
     # -- bias and ReLU ----------------------------------------------------------------------
-    @staticmethod
-    def _channels(op, name, a):
+    def _channels(self, op, name, a):
+        """A checked (N, C) or (N, C, H, W) array -> its (N, C, P) view."""
         if getattr(a, "ndim", 0) not in (2, 4):
             raise ValueError(f"{op}: expected {name} as an (N, C) or (N, C, H, W) array, got "
                              f"{getattr(a, 'shape', type(a).__name__)}")
-        _array(op, name, a, a.ndim)
-        p = a.shape[2] * a.shape[3] if a.ndim == 4 else 1
-        return a.reshape(a.shape[0], a.shape[1], p)
+        return self._per_channel(_array(op, name, a, a.ndim))
 
     def bias_add(self, y, b, relu=False):
         op = "bias_add"
