@@ -77,7 +77,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
         return (y, cols) if return_cols else y
     y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
         else B.empty((n, f, oh, ow), x.dtype)
-    step = _chunk_images(B, n, oh, ow, k, x.itemsize)
+    step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
     cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
     rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
     for n0 in range(0, n, step):
@@ -115,7 +115,7 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
         _checks.same_shape(op, "cols", cols, (n * oh * ow, k))
         step = n  # one chunk: the whole batch's columns are given
     else:
-        step = _chunk_images(B, n, oh, ow, k, x.itemsize)
+        step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
     W2d = W.reshape(f, k)
     dW = db = dx = None
     if need_dW:

@@ -10,6 +10,34 @@ if not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+
+def _simulated_arrays_keep_to_the_device_api():
+    """The simulator's device array wraps a numpy array and hands out every numpy attribute
+    (itemsize, astype, sum, ...); a real Numba DeviceNDArray has few. Code that leaned on one
+    passed here and broke on the GPU, so under the simulator an attribute a real device array
+    lacks raises AttributeError, as it would there."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+    # DeviceNDArray's public attributes, numba-cuda 0.30 (its class and what each instance sets)
+    allowed = {"T", "as_cuda_arg", "bind", "copy_to_device", "copy_to_host",
+               "device_ctypes_pointer", "flags", "get_ipc_handle", "getitem", "is_c_contiguous",
+               "is_f_contiguous", "nbytes", "ravel", "reshape", "setitem", "split", "squeeze",
+               "transpose", "view", "shape", "strides", "dtype", "ndim", "size", "stream",
+               "alloc_size", "gpu_data"}
+    wrapped = FakeCUDAArray.__getattr__
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name in allowed:
+            return wrapped(self, name)
+        raise AttributeError(f"a real CUDA device array has no attribute {name!r} "
+                             "(the simulator's would have lent numpy's)")
+    FakeCUDAArray.__getattr__ = __getattr__
+
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    from fastnn.backend.cuda._numba import numba_cuda  # noqa: E402 - numpy 2.5 shim first
+    numba_cuda()
+    _simulated_arrays_keep_to_the_device_api()
+
 # Kernels are deterministic; a modest number of random configurations per property is plenty,
 # and the naive oracles are slow Python loops.
 settings.register_profile("fastnn", max_examples=60, deadline=None)

@@ -43,7 +43,7 @@ class Conv2D(Layer):
         y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
         k = self.params["W"][0].size
         cols = None
-        if n * oh * ow * k * x.itemsize <= backend_of(x).keep_cols_bytes:
+        if n * oh * ow * k * x.dtype.itemsize <= backend_of(x).keep_cols_bytes:
             cols = self._buffer("cols", (n * oh * ow, k), x.dtype, like=x)
         ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
                            out=y, cols_out=cols, relu=relu)
