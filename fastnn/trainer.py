@@ -11,6 +11,7 @@ Dropout/DropConnect layer's, the data loader's): fit(..., resume_from=path) cont
 where the run stopped, bit for bit like a run that never stopped.
 """
 import time
+import warnings
 
 import numpy as np
 
@@ -85,6 +86,92 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
+class _StepGraphs:
+    """A training step's forward, loss and backward, captured once per batch shape as a CUDA
+    graph and replayed for every later batch of that shape: one launch instead of one per
+    kernel (each costs tens of microseconds of Python and driver time, which is most of a
+    small step on a GPU). The optimizer's update stays outside (one launch; its scalars,
+    Adam's bias corrections, change every step).
+
+    A shape's first step runs as usual (it compiles the kernels and allocates every buffer);
+    the second is captured, reading its batch from input buffers of the graph's own that each
+    replay first copies the batch into. The capture is keyed on what the recorded kernels
+    bake in: the batch's shape and dtype, train/eval mode, and each parameter's arrays,
+    trainability and regularization strength; and it is dropped once the backend has made
+    any array since (the buffers it uses might have been replaced). Models
+    that draw random numbers on the host each step (Dropout, DropConnect) and losses that
+    return a value per step are not captured. A capture that fails (an op that cannot be
+    captured) warns once and the trainer goes on without graphs."""
+
+    def __init__(self, trainer, B):
+        self.trainer, self.B = trainer, B
+        self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
+        self.staging = {}  # (shape, dtype) -> the input buffer graphs of that shape read
+
+    def _input(self, a):
+        """The graphs' input buffer for arrays like a, made once (a recapture reuses it)."""
+        key = (tuple(a.shape), str(a.dtype))
+        buf = self.staging.get(key)
+        if buf is None:
+            buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
+        return buf
+
+    @staticmethod
+    def usable(trainer, B):
+        return bool(getattr(B, "graphs", False)) and trainer.cuda_graphs and \
+            trainer.loss.accumulates and not _stochastic_layers(trainer.model)
+
+    def _key(self, xb, yb):
+        t = self.trainer
+        params = tuple((id(ref[1]), id(ref[2]), ref.trainable,
+                        getattr(ref.layer.penalties.get(ref.key) if ref.layer is not None
+                                else None, "lam", None))
+                       for ref in t.optimizer.params)
+        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
+                t.model.training, params)
+
+    def run(self, xb, yb, tally):
+        """Run the step's forward, loss and backward as a graph; False where the caller must
+        run them itself (a shape's first step, or graphs turned off by a failed capture)."""
+        if not tally.fused:
+            return False
+        B, t = self.B, self.trainer
+        key, entry = self._key(xb, yb), self.entry
+        if entry is None or entry["key"] != key or (
+                entry["graph"] is not None and B.allocation_count() != entry["allocations"]):
+            # a new shape, or arrays made since the capture: a layer may have replaced a
+            # buffer the graph writes (another batch size, an evaluation ran between). This
+            # step runs as usual and (re)makes the buffers; the next one is captured.
+            self.entry = {"key": key, "graph": None}
+            return False
+        tally.ensure_totals(xb.dtype)  # outside the graph: zeroing it must not be replayed
+        if entry["graph"] is None:
+            x_in, y_in = self._input(xb), self._input(yb)
+            B.copy(xb, x_in)
+            B.copy(yb, y_in)
+            saved = (tally.pending, tally.steps, t.loss.steps)
+            try:
+                graph = B.capture(lambda: t._forward_backward(x_in, y_in, tally))
+            except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
+                tally.pending, tally.steps, t.loss.steps = saved
+                t.cuda_graphs = False
+                t._graphs = None
+                warnings.warn(f"fastnn: the training step could not be captured as a CUDA "
+                              f"graph ({type(exc).__name__}: {exc}); training goes on one "
+                              "kernel launch at a time", RuntimeWarning, stacklevel=3)
+                return False
+            entry.update(graph=graph, inputs=(x_in, y_in), allocations=B.allocation_count())
+            graph.replay()  # the captured step has not run yet
+            return True
+        x_in, y_in = entry["inputs"]
+        B.copy(xb, x_in)
+        B.copy(yb, y_in)
+        t.loss.steps += 1  # the host side of the step: the loss's and the tally's counts
+        tally.count(xb.shape[0])
+        entry["graph"].replay()
+        return True
+
+
 def _stochastic_layers(model):
     out = []
     if hasattr(model, "rng"):
@@ -114,12 +201,15 @@ class _Tally:
         self.loss_sum = self.correct = 0.0
         self.seen = self.pending = self.steps = 0
 
+    def ensure_totals(self, dtype):
+        if self.totals is None:
+            self.totals = self.trainer._totals(self.B, dtype)
+        return self.totals
+
     def add(self, out, yb):
         n = out.shape[0]
         if self.fused:
-            if self.totals is None:
-                self.totals = self.trainer._totals(self.B, out.dtype)
-            self.loss.forward(out, yb, totals=self.totals)
+            self.loss.forward(out, yb, totals=self.ensure_totals(out.dtype))
         else:
             try:
                 value = self.loss.forward(out, yb)  # the step's penalty included
@@ -129,6 +219,10 @@ class _Tally:
             self.loss_sum += value * n
             if self.metrics:
                 self.correct += accuracy(self.B.to_host(out), self.B.to_host(yb)) * n
+        self.count(n)
+
+    def count(self, n):
+        """Host bookkeeping of a step of n samples (all that a replayed graph step needs)."""
         self.pending += n
         self.steps += 1
 
@@ -184,6 +278,10 @@ class Trainer:
         self.stop_training = False
         self.loader = None
         self._totals_arrays = {}  # (backend, dtype) -> the device array _Tally sums into
+        # On a GPU, replay each step's forward and backward from a captured CUDA graph (see
+        # _StepGraphs); False runs every kernel from Python (the results are the same bits).
+        self.cuda_graphs = True
+        self._graphs = None
 
     def _totals(self, B, dtype):
         """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
@@ -204,9 +302,16 @@ class Trainer:
 
     def _step(self, xb, yb, tally):
         self.step += 1
+        graphs = self._graphs
+        if graphs is None and self.cuda_graphs and _StepGraphs.usable(self, tally.B):
+            graphs = self._graphs = _StepGraphs(self, tally.B)
+        if graphs is None or not graphs.run(xb, yb, tally):
+            self._forward_backward(xb, yb, tally)
+        self.optimizer.step()
+
+    def _forward_backward(self, xb, yb, tally):
         tally.add(self.model.forward(xb), yb)
         self.model.backward(self.loss.backward(), need_dx=False)
-        self.optimizer.step()
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,

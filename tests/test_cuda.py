@@ -75,15 +75,23 @@ def test_layouts_and_bias():
     np.testing.assert_allclose(H(dz), naive.bias_add(z, b, relu=True), rtol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(2, 3), (3, 5, 2, 3), (1, 2, 1, 1), (0, 2)])
+@pytest.mark.parametrize("shape,blocks", [((2, 3), None), ((3, 5, 2, 3), None),
+                                          ((1, 2, 1, 1), None), ((0, 2), None),
+                                          ((7, 2, 3, 3), 64), ((40, 3), 64), ((5, 2, 0, 3), 64)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bias_grad_block_reduction(shape, dtype):
-    # one block per channel: shares longer and shorter than the block, an empty batch
-    z = np.random.default_rng(7).standard_normal(shape).astype(dtype)
-    db = B.bias_grad(D(z))
-    assert db.dtype == dtype
-    np.testing.assert_allclose(H(db), naive.bias_grad(z), rtol=1e-5 if dtype == np.float32
-                               else 1e-12, atol=1e-6)
+def test_bias_grad_block_reduction(shape, blocks, dtype, monkeypatch):
+    """Shares longer and shorter than a block, an empty batch; with room for more blocks
+    (blocks=64), several per channel whose partial sums the last to finish adds: twice, as
+    its arrival count must be left at zero for the next call."""
+    if blocks is not None:
+        monkeypatch.setattr(cuda_backend.backend, "REDUCE_BLOCKS", blocks)
+    rng = np.random.default_rng(7)
+    for _ in range(2):
+        z = rng.standard_normal(shape).astype(dtype)
+        db = B.bias_grad(D(z))
+        assert db.dtype == dtype
+        np.testing.assert_allclose(H(db), naive.bias_grad(z), rtol=1e-5 if dtype == np.float32
+                                   else 1e-12, atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [1, 7, 1000])
@@ -96,9 +104,12 @@ def test_sum_squares_and_abs_grid_reduction(size):
                                             rel=1e-5)
 
 
-@pytest.mark.parametrize("kernel,stride,pad", [(2, None, 0), (3, 2, 1)])
-def test_pools(kernel, stride, pad):
-    x = _rand((2, 2, 5, 6))
+# max pooling's backward: windows that tile the input exactly, leave pixels out (scattered
+# per window), or overlap (gathered per pixel)
+@pytest.mark.parametrize("kernel,stride,pad,hw", [(2, None, 0, (4, 6)), (2, None, 0, (5, 6)),
+                                                  (2, 3, 1, (5, 6)), (3, 2, 1, (5, 6))])
+def test_pools(kernel, stride, pad, hw):
+    x = _rand((2, 2) + hw)
     x[0, 0, 1, 1] = np.nan
     y, arg = B.max_pool2d_forward(D(x), kernel, stride, pad)
     y_ref, arg_ref = naive.max_pool2d_forward(x, kernel, stride, pad)
@@ -106,14 +117,15 @@ def test_pools(kernel, stride, pad):
     np.testing.assert_array_equal(H(y), y_ref)
     dy = _rand(y.shape, 3)
     np.testing.assert_allclose(
-        H(B.max_pool2d_backward(D(dy), arg, x.shape, kernel, stride, pad)),
+        H(B.max_pool2d_backward(D(dy), arg, x.shape, kernel, stride, pad,  # all written
+                                out=D(np.full(x.shape, np.nan, F32)))),
         naive.max_pool2d_backward(dy, arg_ref, x.shape, kernel, stride, pad), rtol=1e-6)
-    r = np.maximum(_rand((2, 2, 5, 6), 5), 0)  # a ReLU's output: its backward fused in
+    r = np.maximum(_rand((2, 2) + hw, 5), 0)  # a ReLU's output: its backward fused in
     yr, argr = B.max_pool2d_forward(D(r), kernel, stride, pad)
     np.testing.assert_allclose(
         H(B.max_pool2d_backward(D(dy), argr, r.shape, kernel, stride, pad, relu_gate=yr)),
         naive.max_pool2d_backward(dy, H(argr), r.shape, relu_gate=H(yr)), rtol=1e-6)
-    xa = _rand((2, 2, 5, 6), 4)
+    xa = _rand((2, 2) + hw, 4)
     ya = B.avg_pool2d_forward(D(xa), kernel, stride, pad)
     np.testing.assert_allclose(H(ya), naive.avg_pool2d_forward(xa, kernel, stride, pad),
                                rtol=1e-5, atol=1e-6)
@@ -160,29 +172,49 @@ def test_loss_totals_and_take_rows():
         B.take_rows(D(images), D(idx.astype(np.int32)))
 
 
-def test_cupy_views_are_made_once_per_buffer(monkeypatch):
-    """With CuPy, GEMM operands are wrapped as CuPy arrays once per buffer and reused. A stub
-    stands in for CuPy here (it wraps the simulator's arrays as numpy views) and counts."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-        pytest.skip("the stub wraps the simulator's arrays (on a GPU with CuPy every GEMM test "
-                    "runs the real path)")
-    made = []
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cublas_call_maps_row_major_onto_column_major(trans_a, trans_b, dtype):
+    """cublas.py hands cuBLAS (column-major) the transposed problem. A stand-in for
+    cublasSgemm/Dgemm that reads its operands from the pointers exactly as cuBLAS does
+    (column-major, leading dimensions, op flags) checks the operands, flags, sizes and leading
+    dimensions it is given, for every transpose combination (on a GPU the real cuBLAS runs
+    in test_gemm_matches_numpy)."""
+    import ctypes
+    from fastnn.backend.cuda import cublas
 
-    class StubCupy:
-        @staticmethod
-        def asarray(a):
-            made.append(a)
-            return a._ary  # the simulator's device array: a numpy array inside
-        matmul = staticmethod(np.matmul)
+    class Host:  # a C-ordered host array that shows its address as a device array does
+        def __init__(self, a):
+            self.a, self.shape, self.dtype = a, a.shape, a.dtype
+            self.device_ctypes_pointer = ctypes.c_void_p(a.ctypes.data)
 
-    monkeypatch.setattr(B, "_cupy", StubCupy)
-    monkeypatch.setattr(B, "_cupy_views", {})
-    a, b = D(_rand((3, 4))), D(_rand((5, 4), 1))
-    out = B.empty((3, 5), F32)
-    for _ in range(3):
-        B.gemm(a, b, trans_b=True, out=out)
-    np.testing.assert_allclose(H(out), H(a) @ H(b).T, rtol=1e-5)
-    assert len(made) == 3  # a, b and out, once each
+    def col_major(ptr, rows, cols, ld):
+        flat = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(
+            np.ctypeslib.as_ctypes_type(dtype))), shape=(ld * cols,))
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols),
+                                               (flat.itemsize, ld * flat.itemsize))
+
+    def gemm(handle, op_a, op_b, m, n, k, alpha, a_ptr, lda, b_ptr, ldb, beta, c_ptr, ldc):
+        a = col_major(a_ptr, *((k, m) if op_a else (m, k)), lda)
+        b = col_major(b_ptr, *((n, k) if op_b else (k, n)), ldb)
+        c = col_major(c_ptr, m, n, ldc)
+        c[...] = alpha._obj.value * ((a.T if op_a else a) @ (b.T if op_b else b))
+        return 0
+
+    rng = np.random.default_rng(0)
+    m, k, n = 3, 4, 5
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    out = np.full((m, n), np.nan, dtype)
+    lib = cublas.Cublas.__new__(cublas.Cublas)
+    scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    lib._handle = None
+    lib._gemm = {np.dtype(dtype): ("stand-in", gemm, ctypes.byref(scalar(1)),
+                                   ctypes.byref(scalar(0)))}
+    lib.gemm(Host(a), Host(b), Host(out), trans_a, trans_b)
+    np.testing.assert_allclose(out, (a.T if trans_a else a) @ (b.T if trans_b else b),
+                               rtol=1e-5)
 
 
 @pytest.mark.parametrize("whole_epoch", [True, False])
@@ -243,7 +275,8 @@ def test_optimizer_kernels_match_the_cpu_ones():
         gh, gd = g.copy(), D(g)
         cpu.add_penalty_grad(kind, p, gh, 0.3)
         B.add_penalty_grad(kind, D(p), gd, 0.3)
-        np.testing.assert_allclose(H(gd), gh, rtol=1e-6)
+        # the GPU fuses g + lam * p into one FMA (one rounding, the CPU makes two)
+        np.testing.assert_allclose(H(gd), gh, rtol=1e-5, atol=1e-6)
 
 
 # ---- PTX: no float64 arithmetic in the float32 kernels ----------------------------------------
@@ -262,6 +295,7 @@ PTX_CHECK = textwrap.dedent("""
         "take_rows": (A(1), A(1, i64), A(1), i),
         "max_pool_forward": (A(4), A(4), A(4, i32)) + (i,) * 6,
         "max_pool_backward": (A(4), A(4, i32), A(4), b, A(4)) + (i,) * 6 + (f,),
+        "max_pool_backward_overlapping": (A(4), A(4, i32), A(4), b, A(4)) + (i,) * 6 + (f,),
         "avg_pool_forward": (A(4), A(4)) + (i,) * 6 + (f, f),
         "avg_pool_backward": (A(4), A(4)) + (i,) * 6 + (f, f),
         "bias_add": (A(3), A(1), b, f),
@@ -302,7 +336,7 @@ PTX_CHECK = textwrap.dedent("""
         check(name, getattr(K, name).py_func, sig)
     f32 = __import__("numpy").float32
     check("gemm", K.gemm_kernel(f32).py_func, (A(2), A(2), A(2), b, b, f))
-    check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), f))
+    check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), A(2), A(1, i32), i, f))
     check("sum_of", K.sum_of_kernel(f32).py_func, (i, A(1), A(1), f))
     check("bn_statistics", K.bn_statistics_kernel(f32).py_func, (A(3),) + (A(1),) * 4 + (f,) * 4)
     check("bn_grad_sums", K.bn_grad_sums_kernel(f32).py_func, (A(3), A(3), A(1), A(1), f))
@@ -542,18 +576,12 @@ def test_launches_per_training_step(monkeypatch):
     be = cuda_backend.backend
     stubbed = []
 
-    def launch(kernel, n, *args, threads=None):
-        if n > 0:
-            stubbed.append(kernel)
-            be.counters["launches"] += 1
+    def launch(kernel, grid, block, *args):
+        stubbed.append(kernel)
+        be.counters["launches"] += 1
 
-    class NoGemm:
-        def __getitem__(self, config):
-            return lambda *args: None
-
-    monkeypatch.setattr(be, "_launch", launch)
-    monkeypatch.setattr(be.K, "gemm_kernel", lambda dtype: NoGemm())
-    monkeypatch.setattr(B, "_cupy", None)
+    monkeypatch.setattr(be, "_launch_grid", launch)
+    monkeypatch.setattr(B, "_cublas", None)
     for name, expected in (("simple-cnn", 21), ("deep-cnn", 74)):
         fastnn.seed(0)
         model = models.get(name)
@@ -571,3 +599,34 @@ def test_launches_per_training_step(monkeypatch):
         spent = {k: be.counters[k] - before[k] for k in before}
         assert spent == {"launches": expected, "copies": 0, "allocations": 0}, name
         assert stubbed.count(be.K.adam) == 1, name
+
+
+def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
+    """On a GPU with CuPy, fit replays each step's forward and backward from a CUDA graph
+    (captured at a batch shape's second step): the parameters and the logged losses are the
+    same bits as launching every kernel, and the steady state replays every step."""
+    if not B.graphs:
+        pytest.skip("CUDA graphs need a real GPU with CuPy")
+    import fastnn
+    from fastnn import models
+    be = cuda_backend.backend
+    replays = []
+    replay = be._Graph.replay
+    monkeypatch.setattr(be._Graph, "replay", lambda g: (replays.append(g), replay(g)))
+    x, y = _rand((400, 1, 28, 28), 3), np.random.default_rng(4).integers(0, 10, 400)
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(0)
+        model = models.get("simple-cnn")
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
+        model.to("cuda")
+        model.trainer.cuda_graphs = graphs
+        history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+        params = [H(p) for _, p, _ in model.named_parameters()]
+        runs.append(({k: v for k, v in history.history.items() if k != "time"}, params))
+    # epoch 1: run, capture (+ replay), replay, replay; epoch 2: four replays
+    assert len(replays) == 7
+    for key, values in runs[1][0].items():  # the loss sums are atomic adds: any order
+        np.testing.assert_allclose(runs[0][0][key], values, rtol=1e-6)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)

@@ -181,3 +181,50 @@ def test_train_step_returns_the_batch_loss_and_updates():
     assert value == pytest.approx(expected, rel=1e-6)
     assert model.trainer.step == 1
     assert not np.array_equal(model.state_dict()["0.W"], before)
+
+
+def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
+    """Where a backend offers graphs, fit captures the second step of each batch shape; a
+    capture that fails warns, undoes the step's host bookkeeping and trains on without
+    graphs, to the same bits as a run that never tried (the CPU stands in for a GPU here:
+    replays themselves are checked on a real one in tests/test_cuda.py)."""
+    from fastnn.backend import cpu
+    from fastnn.trainer import _StepGraphs
+    x, y = _blobs(250)
+    tries = []
+
+    def capture(fn):
+        tries.append(fn)
+        raise RuntimeError("operation not permitted when stream is capturing")
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                   Dense(16, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-2), seed=0)
+        model.trainer.cuda_graphs = graphs
+        with monkeypatch.context() as m:
+            m.setattr(cpu, "graphs", True, raising=False)
+            m.setattr(cpu, "capture", capture, raising=False)
+            if graphs:
+                with pytest.warns(RuntimeWarning, match="could not be captured as a CUDA graph"):
+                    history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+            else:
+                history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+        logs = {k: v for k, v in history.history.items() if k != "time"}
+        runs.append((logs, [p.copy() for _, p, _ in model.named_parameters()],
+                     model.trainer, model.trainer.loss.steps))
+    assert len(tries) == 1 and runs[0][2].cuda_graphs is False  # tried once, then off
+    assert runs[0][0] == runs[1][0] and runs[0][3] == runs[1][3] == 6
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    # not even tried: a model that draws random numbers on the host every step
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "graphs", True, raising=False)
+        model = _model()
+        model.compile("cross_entropy", "adam")
+        assert not _StepGraphs.usable(model.trainer, cpu)
+        model.trainer.model = fastnn.Sequential([Flatten(), Dense(32, 3)])
+        assert _StepGraphs.usable(model.trainer, cpu)
+        model.trainer.cuda_graphs = False
+        assert not _StepGraphs.usable(model.trainer, cpu)

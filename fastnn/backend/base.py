@@ -25,6 +25,8 @@ class Backend:
     #   keeping up to 8 MB, 91 up to 16, 86-88 up to 32 (the 45 MB layer still rebuilds).
     conv_chunk_bytes = 8 << 20
     keep_cols_bytes = 32 << 20
+    # Whether capture(fn) can record fn's work as a replayable graph (CUDA with CuPy only).
+    graphs = False
 
     def __init__(self):
         self._scratch = threading.local()
@@ -32,6 +34,11 @@ class Backend:
     def empty(self, shape, dtype):
         """A new uninitialised array on this backend."""
         raise NotImplementedError
+
+    def allocation_count(self):
+        """How many arrays this backend has made so far (a captured graph stays valid only
+        while none are made: see fastnn.trainer._StepGraphs)."""
+        return 0
 
     def zeros(self, shape, dtype):
         """A new array of zeros on this backend."""

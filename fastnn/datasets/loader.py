@@ -57,6 +57,7 @@ class DataLoader:
         self.rng = np.random.default_rng(seed)
         self.reuse_buffers = reuse_buffers
         self._buffers = {}
+        self._views = None  # (epoch buffers, batch size) key, [(x view, y view)] per batch
         B = self._backend = backend_for_device(device or "cpu")
         if B.name != "cpu" and transform is not None:
             raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
@@ -87,11 +88,15 @@ class DataLoader:
                 epoch = [B.take_rows(a, order, out=self._buffers.get(("epoch", key)))
                          for key, a in zip("xy", self._data)]
                 self._buffers[("epoch", "x")], self._buffers[("epoch", "y")] = epoch
+        if epoch is not None:  # the same buffers every epoch: their batch views made once
+            key = (id(epoch[0]), id(epoch[1]), bs)
+            if self._views is None or self._views[0] != key:
+                self._views = (key, [(epoch[0][lo:lo + bs], epoch[1][lo:lo + bs])
+                                     for lo in range(0, n, bs)])
+            yield from self._views[1]
+            return
         for i in range(len(self)):
             lo, hi = i * bs, min((i + 1) * bs, n)
-            if epoch is not None:
-                yield epoch[0][lo:hi], epoch[1][lo:hi]
-                continue
             xb, yb = (B.take_rows(a, order[lo:hi], out=self._buffers.get((key, hi - lo)))
                       for key, a in zip("xy", self._data))
             if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller

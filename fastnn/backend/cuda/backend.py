@@ -1,6 +1,6 @@
-"""The CUDA backend: Numba device arrays, Numba CUDA kernels (kernels.py), GEMM by cuBLAS
-through CuPy when CuPy is importable (zero-copy views of the same memory) or by the tiled
-Numba kernel otherwise (and in the simulator).
+"""The CUDA backend: Numba device arrays, Numba CUDA kernels (kernels/), GEMM by cuBLAS when
+CuPy is importable (CuPy loads the library; cublas.py calls it on the arrays' own memory) or by
+the tiled Numba kernel otherwise (and in the simulator), and CUDA graphs (capture).
 
 Same op set, argument conventions and checks as the CPU backend (fastnn/backend/base.py);
 geometry validation is shared (fastnn/_checks.py).
@@ -33,12 +33,37 @@ REDUCE_BLOCKS = 4 if SIMULATOR else 1024
 counters = {"launches": 0, "copies": 0, "allocations": 0}
 
 
+def _find_cupy():
+    if SIMULATOR:
+        return None
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+_cupy = _find_cupy()
+# One stream carries every kernel, device copy and cuBLAS call of the backend: a CUDA graph can
+# be captured from such a stream, never from the legacy default stream. It is a blocking
+# stream, so work put on the default stream (fastnn.cuda.to_device, copy_to_host) stays in
+# order with it. Without CuPy (no cuBLAS, no graphs) the default stream serves.
+CUPY_STREAM = _cupy.cuda.Stream(non_blocking=False) if _cupy is not None else None
+STREAM = cuda.external_stream(CUPY_STREAM.ptr) if CUPY_STREAM is not None else \
+    cuda.default_stream()
+
+
+def _launch_grid(kernel, grid, block, *args):
+    """Every kernel launch of the backend goes through here (and is counted)."""
+    kernel[grid, block, STREAM](*args)
+    counters["launches"] += 1
+
+
 def _launch(kernel, n, *args, threads=THREADS):
     """Run a kernel on n threads in blocks of `threads` (nothing for n == 0): one thread per
     element, or for a block reduction n = blocks * threads."""
     if n > 0:
-        kernel[(n + threads - 1) // threads, threads](*args)
-        counters["launches"] += 1
+        _launch_grid(kernel, (n + threads - 1) // threads, threads, *args)
 
 
 is_device_array = _checks.is_device_array  # by type, cached: a Numba, simulator or CuPy array
@@ -65,6 +90,17 @@ def _same_shape(op, name, a, shape):
         raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {tuple(a.shape)}")
 
 
+class _Graph:
+    """A captured CUDA graph: replay() launches all of its work on the backend's stream."""
+
+    def __init__(self, graph):
+        self._graph = graph
+
+    def replay(self):
+        self._graph.launch(stream=CUPY_STREAM)
+        counters["launches"] += 1
+
+
 class CUDABackend(Backend):
     name = "cuda"
     xp = None  # no numpy-like module on Numba device arrays: every op is a kernel
@@ -76,22 +112,43 @@ class CUDABackend(Backend):
 
     def __init__(self):
         super().__init__()
-        self._cupy = self._find_cupy()
-        self._cupy_views = {}  # memory key -> (a Numba array, its CuPy view)
+        self._zeroed = set()  # scratch arrays zeroed once (_zeroed_scratch)
+        self._cublas = None
+        if CUPY_STREAM is not None:
+            from fastnn.backend.cuda import cublas
+            self._cublas_workspace = cuda.device_array(cublas.WORKSPACE_BYTES, np.uint8)
+            self._cublas = cublas.load(CUPY_STREAM.ptr,
+                                       self._cublas_workspace.device_ctypes_pointer.value)
 
-    @staticmethod
-    def _find_cupy():
-        if SIMULATOR:
-            return None
+    @property
+    def graphs(self):
+        """Whether capture() can record CUDA graphs here (a GPU, CuPy and cuBLAS)."""
+        return self._cublas is not None
+
+    def capture(self, fn):
+        """Run fn() with the work it puts on the backend's stream recorded, not run, into a
+        CUDA graph; returns the graph (graph.replay() runs it). fn must neither allocate nor
+        read anything back: the kernels have not run when it returns. On an error the
+        capture is ended and the error raised."""
+        if not self.graphs:
+            raise RuntimeError("fastnn: CUDA graphs need a GPU with CuPy installed")
+        CUPY_STREAM.begin_capture()
         try:
-            import cupy
-        except ImportError:
-            return None
-        return cupy
+            fn()
+        except BaseException:
+            try:
+                CUPY_STREAM.end_capture()
+            except Exception:  # noqa: BLE001 - the capture was already invalid: fn's error matters
+                pass
+            raise
+        return _Graph(CUPY_STREAM.end_capture())
 
     def empty(self, shape, dtype):
         counters["allocations"] += 1
         return cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
+
+    def allocation_count(self):
+        return counters["allocations"]
 
     def fill(self, a, value):
         flat = a.reshape(a.size)
@@ -115,10 +172,19 @@ class CUDABackend(Backend):
 
     def copy(self, a, out):
         """A device-to-device copy (not a kernel of ours, and no host round trip)."""
-        _array("copy", "a", a, a.ndim if is_device_array(a) else 1)
+        if not is_device_array(a):
+            _array("copy", "a", a, 1)  # raises the TypeError naming what came
+        _array("copy", "a", a, a.ndim, dtypes=(np.dtype(a.dtype),))  # any dtype: labels too
         _array("copy", "out", out, a.ndim, dtypes=(np.dtype(a.dtype),))
         _same_shape("copy", "out", out, a.shape)
-        out.copy_to_device(a)
+        if _cupy is not None:  # Numba's copy_to_device spends ~0.5 ms of Python per call
+            if a.size:
+                _cupy.cuda.runtime.memcpyAsync(
+                    out.device_ctypes_pointer.value, a.device_ctypes_pointer.value,
+                    a.size * np.dtype(a.dtype).itemsize,
+                    _cupy.cuda.runtime.memcpyDeviceToDevice, CUPY_STREAM.ptr)
+            return out
+        out.copy_to_device(a, stream=STREAM)
         return out
 
     def to_host(self, a):
@@ -165,34 +231,16 @@ class CUDABackend(Backend):
         out = self._out(op, out, (m, n), a.dtype)
         if m == 0 or n == 0:
             return out
-        if self._cupy is not None:
-            ca, cb = self._cupy_view(a), self._cupy_view(b)
-            self._cupy.matmul(ca.T if trans_a else ca, cb.T if trans_b else cb,
-                              out=self._cupy_view(out))
+        if k == 0:
+            return self.fill(out, 0)
+        if self._cublas is not None:
+            self._cublas.gemm(a, b, out, trans_a, trans_b)
             counters["launches"] += 1
             return out
         grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
-        K.gemm_kernel(np.dtype(a.dtype))[grid, (K.TILE, K.TILE)](
-            a, b, out, bool(trans_a), bool(trans_b), self._c(a, 0))
-        counters["launches"] += 1
+        _launch_grid(K.gemm_kernel(np.dtype(a.dtype)), grid, (K.TILE, K.TILE), a, b, out,
+                     bool(trans_a), bool(trans_b), self._c(a, 0))
         return out
-
-    # A GEMM's operands are the same few buffers every step (layers and ops reuse them), though
-    # often as fresh slice or reshape objects: their CuPy views (zero-copy, over the same
-    # memory) are made once per (address, shape, strides, dtype) and kept. The entry holds
-    # the array, so its memory cannot be reused while cached; the cache starts over past 128
-    # entries rather than keep transient arrays alive. CuPy and Numba both launch on the
-    # legacy default stream here, so cuBLAS and the kernels stay in order.
-    def _cupy_view(self, a):
-        pointer = getattr(a, "device_ctypes_pointer", None)  # cheap, unlike the CAI dict
-        key = (pointer.value if pointer is not None else id(a), tuple(a.shape),
-               tuple(a.strides), str(a.dtype))
-        entry = self._cupy_views.get(key)
-        if entry is None:
-            if len(self._cupy_views) >= 128:
-                self._cupy_views.clear()
-            entry = self._cupy_views[key] = (a, self._cupy.asarray(a))
-        return entry[1]
 
     # -- layout ------------------------------------------------------------------------------
     def _window(self, op, x_shape, kernel, stride, pad, max_pool=False):
@@ -267,8 +315,14 @@ class CUDABackend(Backend):
             _array(op, "relu_gate", relu_gate, 4, dtypes=(np.dtype(dy.dtype),))
             _same_shape(op, "relu_gate", relu_gate, dy.shape)
         dx = self._out(op, out, x_shape, dy.dtype)
-        _launch(K.max_pool_backward, dx.size, dy, argmax, dy if relu_gate is None else relu_gate,
-                relu_gate is not None, dx, kh, kw, sh, sw, ph, pw, self._c(dy, 0))
+        args = (dy, argmax, dy if relu_gate is None else relu_gate, relu_gate is not None, dx,
+                kh, kw, sh, sw, ph, pw, self._c(dy, 0))
+        if sh < kh or sw < kw:
+            _launch(K.max_pool_backward_overlapping, dx.size, *args)
+            return dx
+        if (ph, pw) != (0, 0) or (oh * sh, ow * sw) != tuple(x_shape[2:]):
+            self.fill(dx, 0)  # pixels that no window holds
+        _launch(K.max_pool_backward, dy.size, *args)
         return dx
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
@@ -310,10 +364,30 @@ class CUDABackend(Backend):
     def bias_grad(self, dy, out=None):
         op = "bias_grad"
         dy3 = self._channels(op, "dy", dy)
-        db = self._out(op, out, (dy.shape[1],), dy.dtype)
-        _launch(K.bias_grad_kernel(dy.dtype), dy.shape[1] * REDUCE_THREADS, dy3, db,
-                self._c(dy, 0), threads=REDUCE_THREADS)
+        n, c, p = dy3.shape
+        db = self._out(op, out, (c,), dy.dtype)
+        if c == 0:
+            return db
+        if n * p == 0:
+            return self.fill(db, 0)
+        # enough blocks to fill the GPU (REDUCE_BLOCKS in all), each over whole images and at
+        # least a few values per thread
+        groups = max(1, min(REDUCE_BLOCKS // c, n * p // (REDUCE_THREADS * 4), n))
+        per_group = -(-n // groups)
+        groups = -(-n // per_group)
+        partials = self.scratch("bias_grad_partials", (c, groups), dy.dtype)
+        arrived = self._zeroed_scratch("bias_grad_arrived", (c,), np.int32)
+        _launch_grid(K.bias_grad_kernel(dy.dtype), (c, groups), REDUCE_THREADS, dy3, db, partials,
+                     arrived, per_group, self._c(dy, 0))
         return db
+
+    def _zeroed_scratch(self, tag, shape, dtype):
+        """A scratch array zeroed when first made (kernels that count in it leave it zeroed)."""
+        a = self.scratch(tag, shape, dtype)
+        if id(a) not in self._zeroed:  # scratch arrays live as long as the backend
+            self.fill(a, 0)
+            self._zeroed.add(id(a))
+        return a
 
     def relu_forward(self, x, out=None):
         op = "relu_forward"

@@ -14,7 +14,8 @@ from fastnn.backend.cuda.kernels.norm import (bn_grad_sums_kernel, bn_input_grad
                                               bn_normalize, bn_statistics_kernel)
 from fastnn.backend.cuda.kernels.optim import adam, add_l1, add_l2, momentum, scaled_step, sgd
 from fastnn.backend.cuda.kernels.pool import (avg_pool_backward, avg_pool_forward,
-                                              max_pool_backward, max_pool_forward,
+                                              max_pool_backward,
+                                              max_pool_backward_overlapping, max_pool_forward,
                                               maxout_backward, maxout_forward)
 
 __all__ = [
@@ -22,7 +23,8 @@ __all__ = [
     "activation_backward", "activation_forward", "adam", "add", "add_l1", "add_l2",
     "avg_pool_backward", "avg_pool_forward", "bias_add", "bias_grad_kernel", "bn_grad_sums_kernel",
     "bn_input_grad", "bn_inv_std", "bn_normalize", "bn_statistics_kernel", "col2im",
-    "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward", "max_pool_forward",
+    "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward",
+    "max_pool_backward_overlapping", "max_pool_forward",
     "maxout_backward", "maxout_forward", "momentum", "multiply", "nchw_to_rows", "relu_backward",
     "relu_forward", "rows_to_nchw", "safe_divide", "scale", "scaled_step", "sgd",
     "softmax_backward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",

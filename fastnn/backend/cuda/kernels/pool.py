@@ -29,7 +29,33 @@ def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
 
 @cuda.jit(cache=True)
 def max_pool_backward(dy, argmax, gate, gated, dx, kh, kw, sh, sw, ph, pw, zero):
-    """gated: a window's gradient counts only where gate (the pooled output) > 0."""
+    """Windows that do not overlap (stride >= kernel): a thread per window writes each of its
+    pixels, dy where the maximum was and 0 elsewhere (pixels outside every window are zeroed
+    beforehand). A thread per input pixel gathering from the windows that hold it (the
+    overlapping case, below) took 0.9 ms on SimpleConvNet's pool at batch 1000.
+    gated: a window's gradient counts only where gate (the pooled output) > 0."""
+    i = cuda.grid(1)
+    if i >= dy.size:
+        return
+    n, c, oy, ox = unravel4(i, dy.shape)
+    h, w = dx.shape[2], dx.shape[3]
+    g = dy[n, c, oy, ox]
+    if gated and not gate[n, c, oy, ox] > zero:
+        g = zero
+    at = argmax[n, c, oy, ox]
+    for ky in range(kh):
+        iy = oy * sh - ph + ky
+        if 0 <= iy < h:
+            for kx in range(kw):
+                ix = ox * sw - pw + kx
+                if 0 <= ix < w:
+                    dx[n, c, iy, ix] = g if iy * w + ix == at else zero
+
+
+@cuda.jit(cache=True)
+def max_pool_backward_overlapping(dy, argmax, gate, gated, dx, kh, kw, sh, sw, ph, pw, zero):
+    """Any windows: a thread per input pixel sums what reaches it from the windows that hold
+    it, in the order of the kernel offsets (the order the CPU kernel and the oracle add in)."""
     i = cuda.grid(1)
     if i >= dx.size:
         return
