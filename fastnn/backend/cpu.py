@@ -64,7 +64,7 @@ class CPUBackend(Backend):
         self._elementwise = _cpu_elementwise or missing
         self._loss = _cpu_loss or missing
         self._optim = _cpu_optim or missing
-        self._gemm = ParallelGemm()
+        self._gemm = ParallelGemm(_cpu_threads.run_on_team if HAVE_EXT else None)
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
