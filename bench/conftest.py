@@ -1,8 +1,5 @@
-# fastnn first: it sets OMP_WAIT_POLICY=PASSIVE (unless set already) before any OpenMP runtime
-# loads, PyTorch's included, so neither library's idle threads spin on the cores the other is
-# using (with PyTorch imported first its spinning threads cost fastnn's step 30%).
-import fastnn  # noqa: F401
-
+# Each library runs with its OpenMP runtime's defaults (fastnn sets none; it keeps its speed
+# whichever library loads the runtime first).
 try:  # PyTorch CPU joins the comparison where it is installed
     import torch
 except ImportError:

@@ -90,9 +90,9 @@ def test_run_on_team_runs_each_job_once_on_its_own_thread():
 
 @pytest.mark.skipif(not fastnn.HAVE_OPENMP, reason="built without OpenMP")
 def test_split_gemm_runs_its_blocks_on_the_openmp_team(monkeypatch):
-    """Not on a thread pool of its own: an OpenMP team whose idle threads spin (PyTorch imported
-    first, or OMP_WAIT_POLICY=ACTIVE) would then spin on the cores the blocks need; a
-    SimpleConvNet step measured 12.2 ms that way instead of 7.9."""
+    """Not on a thread pool of its own: the OpenMP team's idle threads, which spin for a while
+    after each kernel (longer with OMP_WAIT_POLICY=ACTIVE), would then spin on the cores the
+    blocks need; a SimpleConvNet step measured 12.2 ms that way instead of 7.9."""
     import threading
     from fastnn import _cpu_threads
     calls, seen = [], []

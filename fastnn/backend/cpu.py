@@ -1,18 +1,9 @@
 """The CPU backend: numpy arrays, BLAS GEMM through numpy, compiled Cython kernels (csrc/)."""
-import os
-
 import numpy as np
 
 from fastnn import _checks
 from fastnn.backend.base import Backend
 from fastnn.backend.cpu_gemm import ParallelGemm
-
-# Two thread pools share the cores: OpenMP's (our kernels) and the BLAS library's (numpy's
-# GEMM). OpenMP threads that busy-wait after a kernel steal the cores a following GEMM needs
-# (measured: 2-3x slower conv steps on 2 cores), so unless the user chose otherwise they sleep
-# as soon as their work is done. This must be set before the OpenMP runtime loads, which
-# happens with the first compiled module below.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from fastnn import (_cpu_elementwise, _cpu_im2col, _cpu_loss, _cpu_optim, _cpu_pool,

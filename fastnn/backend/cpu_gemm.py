@@ -8,10 +8,10 @@ conv layer's forward pass measured 2-5x slower than the sum of its parts. So fas
 numpy's BLAS at one thread while its own GEMMs run, and parallelises them itself: each block is
 an ordinary np.matmul (which releases the GIL) into a slice of the preallocated output.
 
-The blocks run on the kernels' OpenMP team (`run_on_team`), not on a pool of their own: an
-OpenMP runtime whose idle threads spin (OMP_WAIT_POLICY=ACTIVE, or one another library loaded
-before fastnn could ask for PASSIVE: PyTorch's) then spins on no core a GEMM block needs. With a
-separate pool, a DeepConvNet conv forward took 8.1-8.4 ms that way instead of 5.5.
+The blocks run on the kernels' OpenMP team (`run_on_team`), not on a pool of their own: the idle
+threads of an OpenMP runtime spin for a while after each parallel region (its default, longer
+with OMP_WAIT_POLICY=ACTIVE), and on the team they spin on no core a GEMM block needs. With a
+separate pool, spinning OpenMP threads made a DeepConvNet conv forward 8.1-8.4 ms instead of 5.5.
 """
 import threading
 from functools import partial
