@@ -40,8 +40,12 @@ class Loss:
 
     accumulates = False  # whether forward takes totals=
 
-    def forward(self, prediction, target, totals=None):
+    def count_step(self):
+        """The host side of a forward (all a training step replayed as a CUDA graph needs)."""
         self.steps += 1
+
+    def forward(self, prediction, target, totals=None):
+        self.count_step()
         if totals is not None:
             if not self.accumulates:
                 raise TypeError(f"{type(self).__name__}: forward takes no totals= (only losses "

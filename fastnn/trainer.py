@@ -118,8 +118,8 @@ class _StepGraphs:
 
     @staticmethod
     def usable(trainer, B):
-        return bool(getattr(B, "graphs", False)) and trainer.cuda_graphs and \
-            trainer.loss.accumulates and not _stochastic_layers(trainer.model)
+        return bool(getattr(B, "graphs", False)) and trainer.loss.accumulates and \
+            not _stochastic_layers(trainer.model)
 
     def _key(self, xb, yb):
         t = self.trainer
@@ -166,7 +166,7 @@ class _StepGraphs:
         x_in, y_in = entry["inputs"]
         B.copy(xb, x_in)
         B.copy(yb, y_in)
-        t.loss.steps += 1  # the host side of the step: the loss's and the tally's counts
+        t.loss.count_step()  # the host side of the step: the loss's and the tally's counts
         tally.count(xb.shape[0])
         entry["graph"].replay()
         return True
@@ -281,7 +281,8 @@ class Trainer:
         # On a GPU, replay each step's forward and backward from a captured CUDA graph (see
         # _StepGraphs); False runs every kernel from Python (the results are the same bits).
         self.cuda_graphs = True
-        self._graphs = None
+        self._graphs = None          # the _StepGraphs of _graphs_backend (None: not usable)
+        self._graphs_backend = None
 
     def _totals(self, B, dtype):
         """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
@@ -302,12 +303,18 @@ class Trainer:
 
     def _step(self, xb, yb, tally):
         self.step += 1
-        graphs = self._graphs
-        if graphs is None and self.cuda_graphs and _StepGraphs.usable(self, tally.B):
-            graphs = self._graphs = _StepGraphs(self, tally.B)
+        graphs = self._step_graphs(tally.B) if self.cuda_graphs else None
         if graphs is None or not graphs.run(xb, yb, tally):
             self._forward_backward(xb, yb, tally)
         self.optimizer.step()
+
+    def _step_graphs(self, B):
+        """The step graphs on backend B, None where B, the loss or the model cannot use them:
+        decided once per backend, not every step (it walks the model's layers)."""
+        if self._graphs_backend is not B:
+            self._graphs_backend = B
+            self._graphs = _StepGraphs(self, B) if _StepGraphs.usable(self, B) else None
+        return self._graphs
 
     def _forward_backward(self, xb, yb, tally):
         tally.add(self.model.forward(xb), yb)

@@ -226,5 +226,31 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
         assert not _StepGraphs.usable(model.trainer, cpu)
         model.trainer.model = fastnn.Sequential([Flatten(), Dense(32, 3)])
         assert _StepGraphs.usable(model.trainer, cpu)
-        model.trainer.cuda_graphs = False
-        assert not _StepGraphs.usable(model.trainer, cpu)
+
+
+def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypatch):
+    """Whether a step can be a graph is decided once per backend (not a walk over the model
+    every step), and trainer.cuda_graphs = False stops replays even after graphs were made."""
+    from fastnn.backend import cpu
+    from fastnn.trainer import _StepGraphs
+    x, y = _blobs(200)
+    checks, runs = [], []
+    real_usable, real_run = _StepGraphs.usable, _StepGraphs.run
+    monkeypatch.setattr(cpu, "graphs", True, raising=False)
+    monkeypatch.setattr(_StepGraphs, "usable",
+                        staticmethod(lambda t, B: checks.append(B) or real_usable(t, B)))
+    monkeypatch.setattr(_StepGraphs, "run",
+                        lambda self, xb, yb, tally: runs.append(1) and False)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Flatten(), Dense(32, 3)])
+    model.compile("cross_entropy", "adam")
+    model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+    assert checks == [cpu] and len(runs) == 8
+    model.trainer.cuda_graphs = False
+    model.fit(x, y, epochs=1, batch_size=50, verbose=0)
+    assert checks == [cpu] and len(runs) == 8
+    checks.clear()  # a model that cannot use them (Dropout) is not walked every step either
+    model = fastnn.Sequential([Flatten(), Dense(32, 8), Dropout(0.5), Dense(8, 3)])
+    model.compile("cross_entropy", "adam")
+    model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+    assert checks == [cpu] and len(runs) == 8
