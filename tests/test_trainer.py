@@ -235,7 +235,7 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     from fastnn.trainer import _StepGraphs
     x, y = _blobs(200)
     checks, runs = [], []
-    real_usable, real_run = _StepGraphs.usable, _StepGraphs.run
+    real_usable = _StepGraphs.usable
     monkeypatch.setattr(cpu, "graphs", True, raising=False)
     monkeypatch.setattr(_StepGraphs, "usable",
                         staticmethod(lambda t, B: checks.append(B) or real_usable(t, B)))
