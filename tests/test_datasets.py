@@ -17,7 +17,36 @@ from fastnn.datasets import (Compose, DataLoader, MNISTError, Normalize, RandomR
 NAMES = list(mnist.FILES)
 
 
+def test_data_folder_rules(tmp_path, monkeypatch):
+    """Where the loader looks: a folder's mnist/ if it has one; else the folder itself when it
+    is named mnist or holds the files (a folder named mnist was once looked into for a
+    mnist/mnist/, and the loader fetched MNIST again beside the files it was given)."""
+    from fastnn.datasets.mnist import data_folder
+    monkeypatch.delenv("FASTNN_DATA", raising=False)
+    named = tmp_path / "a" / "mnist"
+    named.mkdir(parents=True)
+    assert data_folder(named) == str(named)                    # named mnist, empty
+    (named / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert data_folder(named) == str(named)                    # named mnist, with files
+    assert data_folder(tmp_path / "a") == str(named)           # its parent: parent/mnist
+    holds = tmp_path / "b"
+    holds.mkdir()
+    (holds / "t10k-images-idx3-ubyte").write_bytes(b"")
+    assert data_folder(holds) == str(holds)                    # holds the files itself
+    (holds / "mnist").mkdir()
+    assert data_folder(holds) == str(holds / "mnist")          # an mnist/ inside wins
+    assert data_folder(tmp_path / "c") == str(tmp_path / "c" / "mnist")  # nothing there yet
+    monkeypatch.setenv("FASTNN_DATA", str(named))
+    assert data_folder() == str(named)
+
+
 def test_load_mnist_shapes_and_options(monkeypatch, mnist_root):
+    from fastnn.datasets import mnist
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("the files are there: nothing may be fetched")
+    monkeypatch.setattr(mnist, "_from_mirror", no_fetch)
+    monkeypatch.setattr(mnist, "_from_pypi", no_fetch)
     (x, y), (xt, yt) = load_mnist(mnist_root, verbose=False)
     assert x.shape == (60000, 1, 28, 28) and x.dtype == np.float32
     assert xt.shape == (10000, 1, 28, 28) and y.shape == (60000,) and y.dtype == np.int64

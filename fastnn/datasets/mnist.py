@@ -1,7 +1,7 @@
 """MNIST: find, verify, fetch and decode the four canonical IDX files.
 
 Where: data_dir, else $FASTNN_DATA, else ~/.cache/fastnn; the files live in its mnist/ folder
-(a data_dir that holds the files itself is accepted too), gzipped or not.
+(a folder named mnist, or one that holds the files itself, is used as it is), gzipped or not.
 Verified before use: the SHA-256 of the decompressed payload, then the IDX magic number, count
 and sizes. A file that fails is fetched again once; if it still fails, the error says what is
 wrong and how to place the files by hand.
@@ -50,11 +50,11 @@ def data_folder(data_dir=None):
     root = data_dir or os.environ.get("FASTNN_DATA") or os.path.join(
         os.path.expanduser("~"), ".cache", "fastnn")
     root = os.path.abspath(os.path.expanduser(os.fspath(root)))
-    if os.path.basename(root) != "mnist" and any(
-            os.path.exists(os.path.join(root, n + ext)) for n in FILES for ext in ("", ".gz")) \
-            and not os.path.isdir(os.path.join(root, "mnist")):
-        return root  # the folder holds the files itself
-    return os.path.join(root, "mnist")
+    inner = os.path.join(root, "mnist")
+    if not os.path.isdir(inner) and (os.path.basename(root) == "mnist" or any(
+            os.path.exists(os.path.join(root, n + ext)) for n in FILES for ext in ("", ".gz"))):
+        return root  # the folder is the mnist/ folder itself, or holds the files itself
+    return inner
 
 
 def _payload(path):
