@@ -46,13 +46,36 @@ def test_backend_of_routes_device_arrays_and_refuses_mixing():
 
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1)])
 def test_im2col_col2im(stride, pad):
-    x = _rand((2, 2, 5, 4))
-    cols = B.im2col(D(x), (3, 2), stride, pad)
+    """im2col's threads each walk several images here (the simulator's grid is small)."""
+    x = _rand((3, 2, 5, 4))
+    cols = B.im2col(D(x), (3, 2), stride, pad, out=D(np.full(
+        (3 * ((5 + 2 * pad - 3) // stride + 1) * ((4 + 2 * pad - 2) // stride + 1), 12), np.nan,
+        F32)))
     np.testing.assert_array_equal(H(cols), naive.im2col(x, (3, 2), stride, pad))
     c = _rand(cols.shape, 1)
     np.testing.assert_allclose(H(B.col2im(D(c), x.shape, (3, 2), stride, pad)),
                                naive.col2im(c, x.shape, (3, 2), stride, pad), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,dtype", [((3, 5, 3, 3), np.float32), ((1, 9, 1, 7), np.float32),
+                                         ((2, 4, 4, 2), np.float64)])
+def test_layouts_move_whole_squares_and_their_edges(shape, dtype):
+    """The layout kernels move squares of positions x channels through shared memory: sizes
+    that fill squares exactly, and ones that leave partial squares at either edge, both ways,
+    with and without the bias and the ReLU; every element written (outputs start as NaN)."""
+    n, f, oh, ow = shape
+    rng = np.random.default_rng(sum(shape))
+    rows = rng.standard_normal((n * oh * ow, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    for bias in (None, b):
+        for relu in (False, True):
+            out = D(np.full(shape, np.nan, dtype))
+            B.rows_to_nchw(D(rows), shape, None if bias is None else D(bias), out=out, relu=relu)
+            np.testing.assert_array_equal(H(out), naive.rows_to_nchw(rows, shape, bias, relu))
+    y = rng.standard_normal(shape).astype(dtype)
+    r, _ = B.nchw_to_rows(D(y), out=D(np.full(rows.shape, np.nan, dtype)))
+    np.testing.assert_array_equal(H(r), naive.nchw_to_rows(y)[0])
 
 
 def test_layouts_and_bias():
@@ -290,8 +313,6 @@ PTX_CHECK = textwrap.dedent("""
     sigs = {
         "im2col": (A(4), A(2)) + (i,) * 8 + (f,),
         "col2im": (A(2), A(4)) + (i,) * 8 + (f,),
-        "rows_to_nchw": (A(2), A(1), b, b, A(4), f),
-        "nchw_to_rows": (A(4), A(2)),
         "take_rows": (A(1), A(1, i64), A(1), i),
         "max_pool_forward": (A(4), A(4), A(4, i32)) + (i,) * 6,
         "max_pool_backward": (A(4), A(4, i32), A(4), b, A(4)) + (i,) * 6 + (f,),
@@ -336,6 +357,8 @@ PTX_CHECK = textwrap.dedent("""
         check(name, getattr(K, name).py_func, sig)
     f32 = __import__("numpy").float32
     check("gemm", K.gemm_kernel(f32).py_func, (A(2), A(2), A(2), b, b, f))
+    check("rows_to_nchw", K.rows_to_nchw(f32).py_func, (A(2), A(1), b, b, A(4), f))
+    check("nchw_to_rows", K.nchw_to_rows(f32).py_func, (A(4), A(2)))
     check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), A(2), A(1, i32), i, f))
     check("sum_of", K.sum_of_kernel(f32).py_func, (i, A(1), A(1), f))
     check("bn_statistics", K.bn_statistics_kernel(f32).py_func, (A(3),) + (A(1),) * 4 + (f,) * 4)

@@ -4,8 +4,11 @@ numba-cuda 0.30.4 refers to numpy.row_stack, which numpy 2.5 removed: every comp
 fails with "module 'numpy' has no attribute 'row_stack'". numpy.vstack is the same function
 (row_stack was its alias), so it is put back before numba.cuda is imported.
 """
+import os
+
 import numpy as np
 
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"  # Numba's simulator, on the host
 _cuda = None
 
 

@@ -6,17 +6,15 @@ Same op set, argument conventions and checks as the CPU backend (fastnn/backend/
 geometry validation is shared (fastnn/_checks.py).
 """
 import math
-import os
 
 import numpy as np
 
 from fastnn import _checks
 from fastnn.backend.base import Backend
 from fastnn.backend.cuda import kernels as K
-from fastnn.backend.cuda._numba import numba_cuda
+from fastnn.backend.cuda._numba import SIMULATOR, numba_cuda
 
 cuda = numba_cuda()
-SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"  # Numba's, on the host
 THREADS = 256
 # Threads per block of the reductions (bias gradient, batch-norm sums, sums of squares): a
 # power of two, at most K.REDUCE_THREADS_MAX. The simulator runs each thread as a Python thread
@@ -25,6 +23,9 @@ REDUCE_THREADS = 4 if SIMULATOR else 256
 # Blocks of a whole-array sum (sum_squares, sum_abs): each adds its share into the total with
 # one atomic (a thread per element made every element an atomic on one address).
 REDUCE_BLOCKS = 4 if SIMULATOR else 1024
+# im2col's threads in all (each walks several images of the batch): enough to fill an H100.
+# The simulator gets few, so that its tests walk more than one image per thread.
+IM2COL_THREADS = 64 if SIMULATOR else 1 << 19
 
 
 # Kernel launches (a cuBLAS GEMM counts as one), host<->device copies and device arrays made
@@ -253,8 +254,14 @@ class CUDABackend(Backend):
         _array(op, "x", x, 4, layout="4-D NCHW")
         (kh, kw), (sh, sw), (ph, pw), oh, ow = self._window(op, x.shape, kernel, stride, pad)
         n, c = x.shape[:2]
+        per_image = oh * ow * c * kh * kw
         cols = self._out(op, out, (n * oh * ow, c * kh * kw), x.dtype)
-        _launch(K.im2col, cols.size, x, cols, kh, kw, sh, sw, ph, pw, oh, ow, self._c(x, 0))
+        if cols.size:
+            # a thread per element of one image's block; each walks n / images of the batch,
+            # enough threads in all to fill the GPU (the index math is done once per thread)
+            images = max(1, min(n, 65535, -(-IM2COL_THREADS // per_image)))
+            _launch_grid(K.im2col, (-(-per_image // THREADS), images), THREADS, x, cols, kh, kw,
+                         sh, sw, ph, pw, oh, ow, self._c(x, 0))
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
@@ -277,8 +284,9 @@ class CUDABackend(Backend):
             _same_shape(op, "b", b, (f,))
         y = self._out(op, out, (n, f, oh, ow), rows.dtype)
         bias = b if b is not None else self.scratch("zero_bias", (f,), rows.dtype)
-        _launch(K.rows_to_nchw, y.size, rows, bias, b is not None, bool(relu), y,
-                self._c(rows, 0))
+        if y.size:
+            _launch_grid(K.rows_to_nchw(rows.dtype), *K.square_grid(n, f, oh * ow), rows, bias,
+                         b is not None, bool(relu), y, self._c(rows, 0))
         return y
 
     def nchw_to_rows(self, y, out=None, sums_out=None):
@@ -286,7 +294,8 @@ class CUDABackend(Backend):
         _array(op, "y", y, 4, layout="4-D NCHW")
         n, f, oh, ow = y.shape
         rows = self._out(op, out, (n * oh * ow, f), y.dtype)
-        _launch(K.nchw_to_rows, y.size, y, rows)
+        if y.size:
+            _launch_grid(K.nchw_to_rows(y.dtype), *K.square_grid(n, f, oh * ow), y, rows)
         return rows, self.bias_grad(y, out=sums_out)
 
     # -- pooling -----------------------------------------------------------------------------
