@@ -133,8 +133,6 @@ class _StepGraphs:
     def run(self, xb, yb, tally):
         """Run the step's forward, loss and backward as a graph; False where the caller must
         run them itself (a shape's first step, or graphs turned off by a failed capture)."""
-        if not tally.fused:
-            return False
         B, t = self.B, self.trainer
         key, entry = self._key(xb, yb), self.entry
         if entry is None or entry["key"] != key or (
@@ -145,10 +143,10 @@ class _StepGraphs:
             self.entry = {"key": key, "graph": None}
             return False
         tally.ensure_totals(xb.dtype)  # outside the graph: zeroing it must not be replayed
+        x_in, y_in = entry.get("inputs") or (self._input(xb), self._input(yb))
+        B.copy(xb, x_in)
+        B.copy(yb, y_in)
         if entry["graph"] is None:
-            x_in, y_in = self._input(xb), self._input(yb)
-            B.copy(xb, x_in)
-            B.copy(yb, y_in)
             saved = (tally.pending, tally.steps, t.loss.steps)
             try:
                 graph = B.capture(lambda: t._forward_backward(x_in, y_in, tally))
@@ -163,9 +161,6 @@ class _StepGraphs:
             entry.update(graph=graph, inputs=(x_in, y_in), allocations=B.allocation_count())
             graph.replay()  # the captured step has not run yet
             return True
-        x_in, y_in = entry["inputs"]
-        B.copy(xb, x_in)
-        B.copy(yb, y_in)
         t.loss.count_step()  # the host side of the step: the loss's and the tally's counts
         tally.count(xb.shape[0])
         entry["graph"].replay()

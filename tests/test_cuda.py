@@ -357,8 +357,8 @@ PTX_CHECK = textwrap.dedent("""
         check(name, getattr(K, name).py_func, sig)
     f32 = __import__("numpy").float32
     check("gemm", K.gemm_kernel(f32).py_func, (A(2), A(2), A(2), b, b, f))
-    check("rows_to_nchw", K.rows_to_nchw(f32).py_func, (A(2), A(1), b, b, A(4), f))
-    check("nchw_to_rows", K.nchw_to_rows(f32).py_func, (A(4), A(2)))
+    check("rows_to_nchw", K.rows_to_nchw_kernel(f32).py_func, (A(2), A(1), b, b, A(4), f))
+    check("nchw_to_rows", K.nchw_to_rows_kernel(f32).py_func, (A(4), A(2)))
     check("bias_grad", K.bias_grad_kernel(f32).py_func, (A(3), A(1), A(2), A(1, i32), i, f))
     check("sum_of", K.sum_of_kernel(f32).py_func, (i, A(1), A(1), f))
     check("bn_statistics", K.bn_statistics_kernel(f32).py_func, (A(3),) + (A(1),) * 4 + (f,) * 4)

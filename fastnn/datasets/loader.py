@@ -77,13 +77,13 @@ class DataLoader:
     def __iter__(self):
         B, bs, n = self._backend, self.batch_size, len(self.x)
         epoch = None  # the epoch's samples in order, when the batches are views of them
-        if self.reuse_buffers and B.name != "cpu" and not self.shuffle:
+        gather_epoch = self.reuse_buffers and self.device is not None
+        if gather_epoch and not self.shuffle:
             epoch = self._data  # in order, the data set is the epoch
         else:
             order = self.rng.permutation(n) if self.shuffle else np.arange(n)
             order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
-            if self.reuse_buffers and B.name != "cpu" and \
-                    self.x.nbytes + self.y.nbytes <= EPOCH_GATHER_BYTES:
+            if gather_epoch and self.x.nbytes + self.y.nbytes <= EPOCH_GATHER_BYTES:
                 # on a GPU a launch costs more than the copy: gather the whole epoch at once
                 epoch = [B.take_rows(a, order, out=self._buffers.get(("epoch", key)))
                          for key, a in zip("xy", self._data)]

@@ -285,7 +285,7 @@ class CUDABackend(Backend):
         y = self._out(op, out, (n, f, oh, ow), rows.dtype)
         bias = b if b is not None else self.scratch("zero_bias", (f,), rows.dtype)
         if y.size:
-            _launch_grid(K.rows_to_nchw(rows.dtype), *K.square_grid(n, f, oh * ow), rows, bias,
+            _launch_grid(K.rows_to_nchw_kernel(rows.dtype), *K.square_grid(n, f, oh * ow), rows, bias,
                          b is not None, bool(relu), y, self._c(rows, 0))
         return y
 
@@ -295,7 +295,7 @@ class CUDABackend(Backend):
         n, f, oh, ow = y.shape
         rows = self._out(op, out, (n * oh * ow, f), y.dtype)
         if y.size:
-            _launch_grid(K.nchw_to_rows(y.dtype), *K.square_grid(n, f, oh * ow), y, rows)
+            _launch_grid(K.nchw_to_rows_kernel(y.dtype), *K.square_grid(n, f, oh * ow), y, rows)
         return rows, self.bias_grad(y, out=sums_out)
 
     # -- pooling -----------------------------------------------------------------------------

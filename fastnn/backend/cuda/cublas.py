@@ -3,7 +3,7 @@ bound to the backend's stream.
 
 Why not cupy.matmul: CuPy refuses every cuBLAS call while a stream is being captured into a
 CUDA graph ("calling cuBLAS API during stream capture is currently unsupported"), and the
-backend captures whole training steps (fastnn/backend/cuda/graph.py). A direct call is also
+backend captures whole training steps (CUDABackend.capture, fastnn/trainer.py). A direct call is also
 cheaper (no CuPy array views to make or look up). The operands are the Numba arrays' own
 device memory: nothing is copied.
 """

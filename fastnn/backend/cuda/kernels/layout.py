@@ -58,10 +58,9 @@ def square_grid(n, f, positions):
     return (n * -(-positions // SQ), -(-f // SQ)), (SQ, SQ_ROWS)
 
 
-@per_dtype
-def rows_to_nchw(dtype):
+def _make_rows_to_nchw(dtype):
     @cuda.jit
-    def kernel(rows, b, has_bias, relu, y, zero):
+    def rows_to_nchw(rows, b, has_bias, relu, y, zero):
         """rows (N*P, F) -> y (N, F, OH, OW) with b[f] added and, with relu, max(v, 0) taken
         as v is written (the bias and a following ReLU fused in)."""
         tile = cuda.shared.array((SQ, SQ_PAD), dtype)
@@ -82,13 +81,15 @@ def rows_to_nchw(dtype):
                 if relu and v < zero:
                     v = zero
                 y[n, f, oy, ox] = v
-    return kernel
+    return rows_to_nchw
 
 
-@per_dtype
-def nchw_to_rows(dtype):
+rows_to_nchw_kernel = per_dtype(_make_rows_to_nchw)
+
+
+def _make_nchw_to_rows(dtype):
     @cuda.jit
-    def kernel(y, rows):
+    def nchw_to_rows(y, rows):
         """y (N, F, OH, OW) -> rows (N*P, F)."""
         tile = cuda.shared.array((SQ, SQ_PAD), dtype)
         n, p0, f0, f_all, p_all = _square(y)
@@ -102,7 +103,10 @@ def nchw_to_rows(dtype):
         for j in range(ty, SQ, SQ_ROWS):  # write: positions p0+j, channels in order
             if p0 + j < p_all and f0 + tx < f_all:
                 rows[n * p_all + p0 + j, f0 + tx] = tile[tx, j]
-    return kernel
+    return nchw_to_rows
+
+
+nchw_to_rows_kernel = per_dtype(_make_nchw_to_rows)
 
 
 @cuda.jit(device=True, inline=True)
