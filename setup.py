@@ -48,11 +48,14 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# C sources compiled into a module beside its .pyx (the direct convolution's micro-kernels)
+C_SOURCES = {"conv": ["csrc/conv_direct.c"]}
+
 extensions = [
     Extension(
         "fastnn._cpu_" + os.path.splitext(os.path.basename(path))[0],
-        [path],
-        include_dirs=[np.get_include()],
+        [path] + C_SOURCES.get(os.path.splitext(os.path.basename(path))[0], []),
+        include_dirs=[np.get_include(), "csrc"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob.glob("csrc/*.pyx"))  # csrc/common.pxd is cimported by them all

@@ -10,13 +10,14 @@ or probes for a GPU. HAVE_EXT tells whether the compiled kernels are present; wi
 ops raise an ImportError that says how to build them.
 """
 from fastnn import init, layers, losses, naive, ops, optim, regularizers
-from fastnn.backend import HAVE_EXT, HAVE_OPENMP, backend_of, get_num_threads, set_num_threads
+from fastnn.backend import (HAVE_EXT, HAVE_OPENMP, backend_of, cpu_info, get_num_threads,
+                            set_num_threads)
 from fastnn.gradcheck import gradcheck, gradcheck_loss
 from fastnn.init import seed
 from fastnn.model import Sequential, load
 from fastnn.trainer import History, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of", "get_num_threads",
-           "gradcheck", "gradcheck_loss", "init", "layers", "load", "losses", "naive", "ops",
+__all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of",
+           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers", "load", "losses", "naive", "ops",
            "optim", "regularizers", "seed", "set_num_threads", "__version__"]

@@ -4,12 +4,13 @@ Every op asks the backend of its arrays (fastnn.backend.backend_of) and calls it
 same code runs on every device. stride and pad are an int or an (h, w) pair everywhere.
 
     cols = im2col(x, 5, 5)                           # (N*OH*OW, C*25)
-    y, cols = conv2d_forward(x, W, b, return_cols=True)
-    dx, dW, db = conv2d_backward(dy, x, W, cols=cols)
+    y = conv2d_forward(x, W, b, pad=1)                 # the engine picks the algorithm
+    dx, dW, db = conv2d_backward(dy, x, W, pad=1)
+    y, cols = conv2d_forward(x, W, b, return_cols=True)  # im2col, keeping its matrix
     y, argmax = max_pool2d_forward(x, 2)             # stride defaults to the kernel size
     dx = max_pool2d_backward(dy, argmax, x.shape, 2)
 """
-from fastnn import _checks
+from fastnn import convolution
 from fastnn.backend import backend_of
 
 __all__ = [
@@ -31,123 +32,45 @@ def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
     return backend_of(cols).col2im(cols, _shape(x_shape), (kh, kw), stride, pad)
 
 
-def _conv_args(op, x, W, b, stride, pad):
-    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs and the
-    output size (OH, OW)."""
-    n, c, h, w = _checks.image(op, "x", x)
-    _checks.array(op, "W", W, 4, layout="4-D (F, C, KH, KW)")
-    _checks.same_dtype(op, "W", W, x.dtype)
-    if W.shape[1] != c or min(W.shape) < 1:
-        raise ValueError(f"{op}: expected W of shape (F, {c}, KH, KW) for x with {c} channels, "
-                         f"got {W.shape}")
-    if b is not None:
-        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
-        _checks.same_shape(op, "b", b, (W.shape[0],))
-    kernel = (W.shape[2], W.shape[3])
-    stride, pad = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
-    return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
-
-
-def _chunk_images(B, n, oh, ow, k, itemsize):
-    """How many images a chunk of a convolution holds: its im2col matrix takes at most the
-    backend's conv_chunk_bytes (cache-sized on the CPU, the whole batch on a GPU)."""
-    return max(1, min(n, B.conv_chunk_bytes // max(oh * ow * k * itemsize, 1)))
-
-
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None,
-                   relu=False):
-    """Convolution (cross-correlation) through im2col and GEMM.
+                   relu=False, algorithm=None):
+    """Convolution (cross-correlation) by the engine's algorithm for this shape
+    (fastnn.convolution.plan: "direct" or "im2col"; algorithm= forces one).
 
-    x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW).
-    With return_cols=True returns (y, cols), the whole batch's im2col matrix: pass it to
-    conv2d_backward to skip rebuilding it. out / cols_out: preallocated y / cols to write into.
-    Without return_cols the batch runs in chunks (the backend's conv_chunk_bytes: cache-sized
-    on the CPU). relu=True returns max(y, 0), written in the same pass as the bias (a ReLU fused
-    in).
+    x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW). relu=True returns
+    max(y, 0), written in the same pass as the bias (a ReLU fused in). out: y to write into.
+    With return_cols=True (or cols_out, a preallocated (N*OH*OW, C*KH*KW) array) the im2col
+    algorithm runs and keeps the whole batch's im2col matrix: return_cols returns (y, cols);
+    pass cols to conv2d_backward to skip rebuilding it.
     """
-    kernel, stride, pad, (oh, ow) = _conv_args("conv2d_forward", x, W, b, stride, pad)
+    if not (return_cols or cols_out is not None):
+        return convolution.forward(x, W, b, stride, pad, relu=relu, out=out,
+                                   algorithm=algorithm)[0]
+    if algorithm not in (None, "im2col"):
+        raise ValueError(f"conv2d_forward: the im2col matrix comes from algorithm 'im2col', "
+                         f"got algorithm={algorithm!r}")
     B = backend_of(x, W, b, out, cols_out)
-    n, f, k = x.shape[0], W.shape[0], W[0].size
-    W2d = W.reshape(f, k)
-    if return_cols or cols_out is not None:
-        cols = B.im2col(x, kernel, stride, pad, out=cols_out)      # (N*OH*OW, C*KH*KW)
-        rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
-        B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
-        y = B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu)
-        return (y, cols) if return_cols else y
-    y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
-        else B.empty((n, f, oh, ow), x.dtype)
-    step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
-    cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
-    rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
-    for n0 in range(0, n, step):
-        n1 = min(n, n0 + step)
-        m = (n1 - n0) * oh * ow
-        B.im2col(x[n0:n1], kernel, stride, pad, out=cols[:m])
-        B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
-        B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
-    return y
+    y, cols = convolution.forward(
+        x, W, b, stride, pad, relu=relu, out=out, algorithm="im2col",
+        cols_buffer=lambda shape: cols_out if cols_out is not None else B.empty(shape, x.dtype),
+        keep_cols=True)
+    return (y, cols) if return_cols else y
 
 
 def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None,
-                    dW_out=None, db_out=None, need_dW=True):
+                    dW_out=None, db_out=None, need_dW=True, algorithm=None):
     """Gradients of conv2d_forward -> (dx, dW, db).
 
     dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
-    is the forward's im2col matrix (rebuilt chunk by chunk from x when None). With
-    need_dx=False (a first layer) dx is None and its GEMM and col2im are skipped; with
-    need_dW=False (frozen weights) dW and db are None. dx_out, dW_out, db_out: preallocated
-    outputs to write into. After a forward with relu=True, dy is the gradient of the conv's
-    output before the ReLU (apply relu_backward first).
+    is the forward's im2col matrix (the weight gradient's GEMM reuses it). With need_dx=False
+    (a first layer) dx is None; with need_dW=False (frozen weights) dW and db are None.
+    dx_out, dW_out, db_out: preallocated outputs to write into. After a forward with
+    relu=True, dy is the gradient of the conv's output before the ReLU (apply relu_backward
+    first). algorithm: force "direct" or "im2col" for both passes (None: the engine's plan).
     """
-    op = "conv2d_backward"
-    kernel, stride, pad, (oh, ow) = _conv_args(op, x, W, None, stride, pad)
-    B = backend_of(dy, x, W, cols, dx_out, dW_out, db_out)
-    n, f, k = x.shape[0], W.shape[0], W[0].size
-    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
-    _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
-    if dW_out is not None:
-        _checks.out_array(op, dW_out, W.shape, W.dtype, name="dW_out")
-    if db_out is not None:
-        _checks.out_array(op, db_out, (f,), W.dtype, name="db_out")
-    if cols is not None:
-        _checks.array(op, "cols", cols, 2, dtypes=(x.dtype,))
-        _checks.same_shape(op, "cols", cols, (n * oh * ow, k))
-        step = n  # one chunk: the whole batch's columns are given
-    else:
-        step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
-    W2d = W.reshape(f, k)
-    dW = db = dx = None
-    if need_dW:
-        dW = (dW_out if dW_out is not None else B.empty(W.shape, W.dtype)).reshape(f, k)
-        db = db_out if db_out is not None else B.empty((f,), W.dtype)
-        dW_part = B.scratch("conv_dW_part", (f, k), W.dtype)
-        db_part = B.scratch("conv_db_part", (f,), W.dtype)
-    if need_dx:
-        dx = dx_out if dx_out is not None else B.empty(x.shape, x.dtype)
-    rows_buf = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
-    for n0 in range(0, n, step):
-        n1 = min(n, n0 + step)
-        m = (n1 - n0) * oh * ow
-        first = n0 == 0
-        rows, sums = B.nchw_to_rows(dy[n0:n1], out=rows_buf[:m],
-                                    sums_out=(db if first else db_part) if need_dW else None)
-        if need_dW:
-            if cols is None:
-                chunk_cols = B.im2col(x[n0:n1], kernel, stride, pad,
-                                      out=B.scratch("conv_cols_chunk", (step * oh * ow, k),
-                                                    x.dtype)[:m])
-            else:
-                chunk_cols = cols
-            B.gemm(rows, chunk_cols, trans_a=True, out=dW if first else dW_part)  # (F, K)
-            if not first:
-                B.add(dW, dW_part, out=dW)
-                B.add(db, db_part, out=db)
-        if need_dx:
-            dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
-            B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)
-            B.col2im(dcols, (n1 - n0,) + x.shape[1:], kernel, stride, pad, out=dx[n0:n1])
-    return dx, (dW.reshape(W.shape) if need_dW else None), db
+    return convolution.backward(dy, x, W, stride, pad, saved=cols, need_dx=need_dx,
+                                need_dW=need_dW, dx_out=dx_out, dW_out=dW_out, db_out=db_out,
+                                algorithm=algorithm)
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):

@@ -1,5 +1,6 @@
-"""conv2d_forward / conv2d_backward (im2col + GEMM) against the direct-loop oracle and against
-central-difference numerical gradients."""
+"""conv2d_forward / conv2d_backward against the direct-loop oracle and against central-difference
+numerical gradients: the im2col + GEMM algorithm here (the direct kernels have their own tests in
+test_conv_direct.py), and the engine's choice wherever it is not forced."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -33,29 +34,37 @@ def test_conv_matches_direct_loops(cfg, f, dtype):
     np.testing.assert_allclose(dW, dW_ref, **tol)
     np.testing.assert_allclose(db, db_ref, **tol)
     # recomputing cols from x gives the same gradients; need_dx=False skips dx
-    dx2, dW2, db2 = ops.conv2d_backward(dy, x, W, stride=s, pad=p, need_dx=False)
+    dx2, dW2, db2 = ops.conv2d_backward(dy, x, W, stride=s, pad=p, need_dx=False,
+                                        algorithm="im2col")
     assert dx2 is None
     np.testing.assert_array_equal(dW2, dW)
     np.testing.assert_array_equal(db2, db)
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "direct", None])
 @pytest.mark.parametrize("shape,f,k,stride,pad", [
     ((2, 3, 5, 6), 4, (3, 3), 1, 1),
     ((1, 2, 7, 5), 3, (3, 2), (2, 1), (0, 2)),
     ((3, 1, 6, 6), 2, (4, 4), 2, 1),
+    ((2, 9, 6, 5), 18, (3, 3), 1, 2),
 ])
-def test_conv_backward_matches_numerical_gradient(shape, f, k, stride, pad):
+def test_conv_backward_matches_numerical_gradient(shape, f, k, stride, pad, algorithm):
     rng = np.random.default_rng(7)
     x = rng.standard_normal(shape)
     W = rng.standard_normal((f, shape[1], *k))
     b = rng.standard_normal(f)
-    y = ops.conv2d_forward(x, W, b, stride, pad)
+    y = ops.conv2d_forward(x, W, b, stride, pad, algorithm=algorithm)
     dy = rng.standard_normal(y.shape)
 
     def loss():  # a scalar whose gradient with respect to y is dy
-        return float(np.sum(ops.conv2d_forward(x, W, b, stride, pad) * dy))
+        return float(np.sum(ops.conv2d_forward(x, W, b, stride, pad, algorithm=algorithm) * dy))
 
-    dx, dW, db = ops.conv2d_backward(dy, x, W, stride, pad)
+    if algorithm == "direct" and stride != 1:  # direct backward-data needs stride 1
+        dx = ops.conv2d_backward(dy, x, W, stride, pad, algorithm="im2col")[0]
+        _, dW, db = ops.conv2d_backward(dy, x, W, stride, pad, need_dx=False,
+                                        algorithm="direct")
+    else:
+        dx, dW, db = ops.conv2d_backward(dy, x, W, stride, pad, algorithm=algorithm)
     for analytic, wrt in ((dx, x), (dW, W), (db, b)):
         numeric = numerical_gradient(loss, wrt, 1e-6)
         rel = np.abs(analytic - numeric).max() / max(1e-8, np.abs(numeric).max())
@@ -94,8 +103,9 @@ def test_conv_in_chunks_equals_one_chunk(monkeypatch, keep_cols):
 
     def run():
         y, cols = ops.conv2d_forward(x, W, b, pad=1, return_cols=True)
-        y_chunked = ops.conv2d_forward(x, W, b, pad=1)
-        grads = ops.conv2d_backward(dy, x, W, pad=1, cols=cols if keep_cols else None)
+        y_chunked = ops.conv2d_forward(x, W, b, pad=1, algorithm="im2col")
+        grads = ops.conv2d_backward(dy, x, W, pad=1, cols=cols if keep_cols else None,
+                                    algorithm="im2col")
         return [y, y_chunked, *grads]
 
     whole = run()

@@ -27,6 +27,11 @@ class Backend:
     keep_cols_bytes = 32 << 20
     # Whether capture(fn) can record fn's work as a replayable graph (CUDA with CuPy only).
     graphs = False
+    # The convolution algorithms this backend runs (fastnn.convolution), and for "direct" the
+    # kernels' instruction set and float32 vector lanes.
+    conv_algorithms = ("im2col",)
+    conv_isa = None
+    conv_lanes = 1
 
     def __init__(self):
         self._scratch = threading.local()

@@ -1,8 +1,9 @@
-"""Conv2D: convolution through im2col and one GEMM (fastnn.ops.conv2d_forward/backward).
+"""Conv2D: convolution by the engine's algorithm for the layer's shape (fastnn.convolution:
+direct kernels on the CPU, im2col + GEMM elsewhere; conv_plan() says which).
 
 W has shape (F, C, KH, KW), b has shape (F,); y = cross-correlation of x with W, plus b.
 """
-from fastnn import _checks, init as initializers, ops
+from fastnn import _checks, convolution, init as initializers
 from fastnn.backend import backend_of
 from fastnn.layers.base import Layer, check_dtype, check_positive_int
 
@@ -41,22 +42,26 @@ class Conv2D(Layer):
         except ValueError as exc:
             raise ValueError(f"{exc} (input shape {x.shape})") from None
         y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
-        k = self.params["W"][0].size
-        cols = None
-        if n * oh * ow * k * x.dtype.itemsize <= backend_of(x).keep_cols_bytes:
-            cols = self._buffer("cols", (n * oh * ow, k), x.dtype, like=x)
-        ops.conv2d_forward(x, self.params["W"], self.params["b"], self.stride, self.pad,
-                           out=y, cols_out=cols, relu=relu)
-        self._cache = (x, cols)  # cols: (N*OH*OW, C*KH*KW), or None: rebuilt in backward
+        y, saved = convolution.forward(
+            x, self.params["W"], self.params["b"], self.stride, self.pad, relu=relu, out=y,
+            cols_buffer=lambda shape: self._buffer("cols", shape, x.dtype, like=x))
+        self._cache = (x, saved)  # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None
         return y
 
     def _backward(self, dy, need_dx):
-        x, cols = self._cache
+        x, saved = self._cache
         y_shape = self._buffers["y"].shape
         self._check_grad(dy, y_shape, x.dtype)
         dx_out = self._buffer("dx", x.shape, x.dtype, like=x) if need_dx else None
-        dx, _, _ = ops.conv2d_backward(
-            dy, x, self.params["W"], self.stride, self.pad, cols=cols, need_dx=need_dx,
+        dx, _, _ = convolution.backward(
+            dy, x, self.params["W"], self.stride, self.pad, saved=saved, need_dx=need_dx,
             dx_out=dx_out, dW_out=self.grads["W"], db_out=self.grads["b"],
             need_dW=self.trainable)
         return dx
+
+    def conv_plan(self, input_shape):
+        """The engine's algorithms for this layer on inputs of input_shape (N, C, H, W), on the
+        backend of the layer's weights: a fastnn.convolution.Plan."""
+        return convolution.plan(backend_of(self.params["W"]), input_shape,
+                                self.params["W"].shape, self.stride, self.pad,
+                                self.params["W"].dtype)

@@ -1,0 +1,218 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Direct convolution (csrc/conv_direct.c): NCHW in and out, float32 and float64.
+
+The C kernels pad each image into NHWC inside the call and vectorise over output channels,
+in register tiles sized for the instruction set chosen at import: the best this CPU runs
+(avx512, avx2, generic), or the one named by FASTNN_CPU_ISA. Oracles: fastnn.naive.conv2d_forward
+and conv2d_backward; tests: tests/test_conv_direct.py.
+"""
+import os
+
+import numpy as np
+
+from common cimport fastnn_max_threads
+from fastnn import _checks
+
+cdef extern from "conv_direct_api.h" nogil:
+    ctypedef struct fastnn_conv_geom:
+        Py_ssize_t N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW
+    int fastnn_conv_supported(const char *name)
+    const char *fastnn_conv_variant(int i)
+    int fastnn_conv_select(const char *name)
+    const char *fastnn_conv_selected()
+    int fastnn_conv_lanes_f32()
+    void fastnn_conv_forward_f32(const float *x, const float *W, const float *b, float *y,
+                                 const fastnn_conv_geom *g, int relu, float *work, int threads)
+    void fastnn_conv_forward_f64(const double *x, const double *W, const double *b, double *y,
+                                 const fastnn_conv_geom *g, int relu, double *work, int threads)
+    void fastnn_conv_backward_f32(const float *dy, const float *x, const float *W, float *dx,
+                                  float *dW, float *db, const fastnn_conv_geom *g, float *work,
+                                  double *part, int threads)
+    void fastnn_conv_backward_f64(const double *dy, const double *x, const double *W,
+                                  double *dx, double *dW, double *db, const fastnn_conv_geom *g,
+                                  double *work, double *part, int threads)
+    Py_ssize_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads)
+    Py_ssize_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
+                                         int need_dw, int threads)
+
+
+def variants():
+    """The instruction sets compiled in, widest first, and whether this CPU runs each."""
+    cdef int i = 0
+    out = {}
+    while fastnn_conv_variant(i) != NULL:
+        name = fastnn_conv_variant(i).decode()
+        out[name] = bool(fastnn_conv_supported(fastnn_conv_variant(i)))
+        i += 1
+    return out
+
+
+def select(name):
+    """Use the kernels compiled for `name` (one of variants()) from now on."""
+    known = variants()
+    if name not in known:
+        raise ValueError(f"select: expected one of {', '.join(known)}, got {name!r}")
+    if not known[name]:
+        raise ValueError(f"select: this CPU cannot run the {name} kernels")
+    fastnn_conv_select(name.encode())
+
+
+def selected():
+    """The instruction set in use."""
+    return fastnn_conv_selected().decode()
+
+
+def _select_at_import():
+    wanted = os.environ.get("FASTNN_CPU_ISA")
+    if wanted:
+        try:
+            select(wanted)
+        except ValueError as exc:  # not ImportError: a wrong setting must not pass silently
+            raise RuntimeError(f"FASTNN_CPU_ISA={wanted}: {exc}") from None
+        return
+    for name, runs in variants().items():  # widest first
+        if runs:
+            select(name)
+            return
+
+
+_select_at_import()
+
+
+cdef fastnn_conv_geom _geom(op, x, W, stride, pad):
+    """Check x (N, C, H, W) and W (F, C, KH, KW) of one dtype; return the geometry."""
+    cdef fastnn_conv_geom g
+    g.N, g.C, g.H, g.W = _checks.image(op, "x", x)
+    _checks.array(op, "W", W, 4, dtypes=(x.dtype,), layout="4-D (F, C, KH, KW)")
+    if W.shape[1] != g.C or min(W.shape) < 1:
+        raise ValueError(f"{op}: expected W of shape (F, {g.C}, KH, KW) for x with {g.C} "
+                         f"channels, got {W.shape}")
+    g.F, g.KH, g.KW = W.shape[0], W.shape[2], W.shape[3]
+    (g.SH, g.SW), (g.PH, g.PW) = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
+    g.OH, g.OW = _checks.window(op, (g.H, g.W), (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW))
+    return g
+
+
+def _work(op, work, size, dtype):
+    """A caller's work array (1-D, contiguous, of dtype, at least `size` long), or a new one."""
+    if work is None:
+        return np.empty(max(size, 1), dtype)
+    _checks.array(op, "work", work, 1, dtypes=(np.dtype(dtype),))
+    if work.shape[0] < size:
+        raise ValueError(f"{op}: expected work of at least {size} elements, got {work.shape[0]}")
+    return work
+
+
+def threads_for(n):
+    """How many threads a direct convolution of n images runs on."""
+    return max(1, min(fastnn_max_threads(), n))
+
+
+def forward_work_size(x, W, stride, pad):
+    """Elements of x.dtype the forward's work array needs."""
+    cdef fastnn_conv_geom g = _geom("conv_direct_forward", x, W, stride, pad)
+    return fastnn_conv_work_forward(&g, x.dtype == np.float64, threads_for(g.N))
+
+
+def backward_work_size(x, W, stride, pad, need_dx=True, need_dW=True):
+    """Elements of x.dtype the backward's work array needs."""
+    cdef fastnn_conv_geom g = _geom("conv_direct_backward", x, W, stride, pad)
+    return fastnn_conv_work_backward(&g, x.dtype == np.float64, need_dx, need_dW,
+                                     threads_for(g.N))
+
+
+def lanes():
+    """float32 lanes per vector in the selected variant (16 on AVX-512)."""
+    return fastnn_conv_lanes_f32()
+
+
+def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, work=None):
+    """y (N, F, OH, OW) = the cross-correlation of x (N, C, H, W) with W (F, C, KH, KW), + b
+    (F,) or nothing; relu=True returns max(y, 0) (NaN passes through). out: y to write into;
+    work: a 1-D array of forward_work_size(...) elements (allocated when None)."""
+    op = "conv_direct_forward"
+    cdef fastnn_conv_geom g = _geom(op, x, W, stride, pad)
+    if b is not None:
+        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
+        _checks.same_shape(op, "b", b, (g.F,))
+    y = _checks.out_array(op, out, (g.N, g.F, g.OH, g.OW), x.dtype)
+    if g.N == 0:
+        return y
+    cdef int threads = threads_for(g.N)
+    cdef bint f64 = x.dtype == np.float64
+    work = _work(op, work, fastnn_conv_work_forward(&g, f64, threads), x.dtype)
+    cdef int r = relu
+    cdef const float[::1] xf, Wf, bf
+    cdef const double[::1] xd, Wd, bd
+    cdef float[::1] yf, wf
+    cdef double[::1] yd, wd
+    if not f64:
+        xf, Wf, yf, wf = x.reshape(-1), W.reshape(-1), y.reshape(-1), work
+        bf = b if b is not None else None
+        with nogil:
+            fastnn_conv_forward_f32(&xf[0], &Wf[0], &bf[0] if bf is not None else NULL,
+                                    &yf[0], &g, r, &wf[0], threads)
+    else:
+        xd, Wd, yd, wd = x.reshape(-1), W.reshape(-1), y.reshape(-1), work
+        bd = b if b is not None else None
+        with nogil:
+            fastnn_conv_forward_f64(&xd[0], &Wd[0], &bd[0] if bd is not None else NULL,
+                                    &yd[0], &g, r, &wd[0], threads)
+    return y
+
+
+def backward(dy, x, W, stride=1, pad=0, need_dx=True, need_dW=True, dx_out=None, dW_out=None,
+             db_out=None, work=None, partial=None):
+    """Gradients of forward -> (dx or None, dW or None, db or None). dx needs stride 1 and
+    pad <= kernel - 1 (on each axis). work: backward_work_size(...) elements; partial: an
+    (N, F) float64 array for the per-image bias sums (both allocated when None)."""
+    op = "conv_direct_backward"
+    cdef fastnn_conv_geom g = _geom(op, x, W, stride, pad)
+    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (g.N, g.F, g.OH, g.OW))
+    if need_dx and (g.SH != 1 or g.SW != 1 or g.PH > g.KH - 1 or g.PW > g.KW - 1):
+        raise ValueError(f"{op}: dx needs stride 1 and pad <= kernel - 1, got stride "
+                         f"({g.SH}, {g.SW}), pad ({g.PH}, {g.PW}), kernel {g.KH}x{g.KW}")
+    dx = _checks.out_array(op, dx_out, x.shape, x.dtype, name="dx_out") if need_dx else None
+    dW = _checks.out_array(op, dW_out, W.shape, x.dtype, name="dW_out") if need_dW else None
+    db = _checks.out_array(op, db_out, (g.F,), x.dtype, name="db_out") if need_dW else None
+    if not (need_dx or need_dW):
+        return None, None, None
+    if g.N == 0:
+        for a in (dx, dW, db):
+            if a is not None:
+                a[...] = 0
+        return dx, dW, db
+    cdef int threads = threads_for(g.N)
+    cdef bint f64 = x.dtype == np.float64
+    work = _work(op, work, fastnn_conv_work_backward(&g, f64, need_dx, need_dW, threads),
+                 x.dtype)
+    part = _checks.out_array(op, partial, (g.N, g.F), np.float64, name="partial")
+    cdef double[::1] pv = part.reshape(-1)
+    cdef const float[::1] dyf, xf, Wf
+    cdef const double[::1] dyd, xd, Wd
+    cdef float[::1] dxf, dWf, dbf, wf
+    cdef double[::1] dxd, dWd, dbd, wd
+    if not f64:
+        dyf, xf, Wf, wf = dy.reshape(-1), x.reshape(-1), W.reshape(-1), work
+        dxf = dx.reshape(-1) if need_dx else None
+        dWf = dW.reshape(-1) if need_dW else None
+        dbf = db if need_dW else None
+        with nogil:
+            fastnn_conv_backward_f32(&dyf[0], &xf[0], &Wf[0],
+                                     &dxf[0] if dxf is not None else NULL,
+                                     &dWf[0] if dWf is not None else NULL,
+                                     &dbf[0] if dbf is not None else NULL,
+                                     &g, &wf[0], &pv[0], threads)
+    else:
+        dyd, xd, Wd, wd = dy.reshape(-1), x.reshape(-1), W.reshape(-1), work
+        dxd = dx.reshape(-1) if need_dx else None
+        dWd = dW.reshape(-1) if need_dW else None
+        dbd = db if need_dW else None
+        with nogil:
+            fastnn_conv_backward_f64(&dyd[0], &xd[0], &Wd[0],
+                                     &dxd[0] if dxd is not None else NULL,
+                                     &dWd[0] if dWd is not None else NULL,
+                                     &dbd[0] if dbd is not None else NULL,
+                                     &g, &wd[0], &pv[0], threads)
+    return dx, dW, db

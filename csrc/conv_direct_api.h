@@ -1,0 +1,30 @@
+/* The direct convolution's C interface (csrc/conv_direct.c), as csrc/conv.pyx sees it. */
+#ifndef FASTNN_CONV_DIRECT_API_H
+#define FASTNN_CONV_DIRECT_API_H
+#include <stddef.h>
+
+/* One convolution's shape: x (N, C, H, W), W (F, C, KH, KW), y (N, F, OH, OW). */
+typedef struct {
+    ptrdiff_t N, C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW;
+} fastnn_conv_geom;
+
+int fastnn_conv_supported(const char *name);   /* can this CPU run variant `name`? */
+const char *fastnn_conv_variant(int i);        /* the i-th compiled variant, NULL past the end */
+int fastnn_conv_select(const char *name);      /* 0, or -1: not compiled or not supported */
+const char *fastnn_conv_selected(void);
+int fastnn_conv_lanes_f32(void);
+
+void fastnn_conv_forward_f32(const float *x, const float *W, const float *b, float *y,
+                             const fastnn_conv_geom *g, int relu, float *work, int threads);
+void fastnn_conv_forward_f64(const double *x, const double *W, const double *b, double *y,
+                             const fastnn_conv_geom *g, int relu, double *work, int threads);
+void fastnn_conv_backward_f32(const float *dy, const float *x, const float *W, float *dx,
+                              float *dW, float *db, const fastnn_conv_geom *g, float *work,
+                              double *part, int threads);
+void fastnn_conv_backward_f64(const double *dy, const double *x, const double *W, double *dx,
+                              double *dW, double *db, const fastnn_conv_geom *g, double *work,
+                              double *part, int threads);
+ptrdiff_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads);
+ptrdiff_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
+                                    int need_dw, int threads);
+#endif

@@ -1,0 +1,163 @@
+"""The convolution engine: for each layer shape and each pass (forward, backward-data,
+backward-weights) it picks an algorithm, by the measured rules in `_choose`, and says which.
+
+The algorithms, each with its own module and tests (oracle: fastnn.naive.conv2d_forward and
+conv2d_backward, the plain loops):
+- "direct":  register-tiled kernels over NHWC copies of each image, vectorised over output
+             channels (csrc/conv_direct.c, reached through the CPU backend's
+             conv_direct_forward / conv_direct_backward; tests/test_conv_direct.py).
+- "im2col":  im2col + one GEMM per chunk of images, col2im for the data gradient
+             (fastnn/convolution/im2col_gemm.py; tests/test_conv.py). Every backend has it, and
+             every geometry: it is the fallback.
+
+    p = plan(backend, x.shape, W.shape, stride, pad, x.dtype)
+    p.forward, p.backward_data, p.backward_weights   # "direct" / "im2col"
+    p.why                                            # the rule behind each choice
+"""
+from dataclasses import dataclass
+
+from fastnn import _checks
+from fastnn.backend import backend_of
+from fastnn.convolution import im2col_gemm
+
+ALGORITHMS = ("direct", "im2col")
+
+
+@dataclass(frozen=True)
+class Plan:
+    forward: str
+    backward_data: str
+    backward_weights: str
+    why: str
+
+    def __str__(self):
+        return (f"forward {self.forward}, backward-data {self.backward_data}, "
+                f"backward-weights {self.backward_weights} ({self.why})")
+
+
+_PLANS = {}  # (backend, its kernel variant, geometry, dtype) -> Plan
+
+
+def _choose(B, c, f, kernel, stride, pad):
+    """The rules, measured on the course's CNN layers (README, "The convolution engine"):
+    - direct beats im2col + BLAS on every layer measured, forward and backward-weights: it
+      reads each image once from L2 and needs no column matrix; BLAS GEMMs with 16-64 output
+      columns run at 25-45% of the machine's peak;
+    - direct backward-data is the forward's kernel run on the padded gradient with flipped
+      weights, so it needs stride 1 and pad <= kernel - 1; it vectorises over the input
+      channels, so with fewer than half a vector of them (a first layer's 1 or 3) im2col's
+      GEMM + col2im wastes less."""
+    if "direct" not in B.conv_algorithms:
+        return Plan("im2col", "im2col", "im2col", f"the {B.name} backend has only im2col")
+    lanes = B.conv_lanes
+    if stride != (1, 1):
+        data, why = "im2col", "stride > 1: direct backward-data needs stride 1"
+    elif pad[0] > kernel[0] - 1 or pad[1] > kernel[1] - 1:
+        data, why = "im2col", "pad > kernel - 1: direct backward-data needs pad <= kernel - 1"
+    elif c < lanes // 2:
+        data, why = "im2col", f"{c} input channels fill too little of a {lanes}-lane vector"
+    else:
+        data, why = "direct", f"direct everywhere ({B.conv_isa}, {lanes} lanes)"
+    return Plan("direct", data, "direct", why)
+
+
+def plan(B, x_shape, W_shape, stride, pad, dtype):
+    """The algorithms backend B runs for a convolution of x_shape (N, C, H, W) with W_shape
+    (F, C, KH, KW): a Plan, cached per geometry."""
+    stride, pad = _checks.pair(stride, "stride", "plan"), _checks.pair(pad, "pad", "plan")
+    key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, str(dtype))
+    p = _PLANS.get(key)
+    if p is None:
+        p = _PLANS[key] = _choose(B, x_shape[1], W_shape[0], tuple(W_shape[2:]), stride, pad)
+    return p
+
+
+def _check(op, x, W, b, stride, pad):
+    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs and the
+    output size (OH, OW)."""
+    n, c, h, w = _checks.image(op, "x", x)
+    _checks.array(op, "W", W, 4, layout="4-D (F, C, KH, KW)")
+    _checks.same_dtype(op, "W", W, x.dtype)
+    if W.shape[1] != c or min(W.shape) < 1:
+        raise ValueError(f"{op}: expected W of shape (F, {c}, KH, KW) for x with {c} channels, "
+                         f"got {W.shape}")
+    if b is not None:
+        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
+        _checks.same_shape(op, "b", b, (W.shape[0],))
+    kernel = (W.shape[2], W.shape[3])
+    stride, pad = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
+    return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
+
+
+def _algorithm(op, name, planned):
+    if name is None:
+        return planned
+    if name not in ALGORITHMS:
+        raise ValueError(f"{op}: expected algorithm one of {', '.join(ALGORITHMS)} or None, "
+                         f"got {name!r}")
+    return name
+
+
+def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=None,
+            algorithm=None, keep_cols=False):
+    """y (N, F, OH, OW) = x (N, C, H, W) cross-correlated with W (F, C, KH, KW), + b (F,);
+    relu=True returns max(y, 0). -> (y, saved): saved is what backward needs besides x and W
+    (the im2col matrix when that algorithm ran and kept it, else None). cols_buffer(shape): a
+    buffer the im2col matrix may be kept in (called only when it fits the backend's
+    keep_cols_bytes, or always with keep_cols=True). algorithm: force "direct" or "im2col"
+    (None: the plan's)."""
+    op = "conv2d_forward"
+    kernel, stride, pad, (oh, ow) = _check(op, x, W, b, stride, pad)
+    B = backend_of(x, W, b, out)
+    algo = _algorithm(op, algorithm, plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
+    if algo == "direct":
+        return B.conv_direct_forward(x, W, b, stride, pad, relu=relu, out=out), None
+    n, k = x.shape[0], W[0].size
+    cols = None
+    if cols_buffer is not None and (keep_cols or
+                                    n * oh * ow * k * x.dtype.itemsize <= B.keep_cols_bytes):
+        cols = cols_buffer((n * oh * ow, k))
+    return im2col_gemm.forward(B, x, W, b, kernel, stride, pad, (oh, ow), out=out,
+                               cols_out=cols, relu=relu)
+
+
+def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, dx_out=None,
+             dW_out=None, db_out=None, algorithm=None):
+    """Gradients of forward -> (dx, dW, db); dx is None with need_dx=False (a first layer),
+    dW and db with need_dW=False (frozen weights). dy is the gradient of the output (before
+    a fused ReLU: apply relu_backward first). saved: what forward returned; *_out:
+    preallocated outputs. algorithm: force one for both passes (None: the plan's)."""
+    op = "conv2d_backward"
+    kernel, stride, pad, (oh, ow) = _check(op, x, W, None, stride, pad)
+    B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out)
+    n, f = x.shape[0], W.shape[0]
+    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
+    if dx_out is not None:
+        _checks.out_array(op, dx_out, x.shape, x.dtype, name="dx_out")
+    if dW_out is not None:
+        _checks.out_array(op, dW_out, W.shape, W.dtype, name="dW_out")
+    if db_out is not None:
+        _checks.out_array(op, db_out, (f,), W.dtype, name="db_out")
+    if saved is not None:
+        _checks.array(op, "cols", saved, 2, dtypes=(x.dtype,))
+        _checks.same_shape(op, "cols", saved, (n * oh * ow, W[0].size))
+    p = plan(B, x.shape, W.shape, stride, pad, x.dtype)
+    data = _algorithm(op, algorithm, p.backward_data) if need_dx else None
+    weights = _algorithm(op, algorithm, p.backward_weights) if need_dW else None
+    if saved is not None and weights == "direct" and algorithm is None:
+        weights = "im2col"  # the forward kept its columns: the GEMM reuses them
+    dx = dW = db = None
+    direct_dx, direct_dW = data == "direct", weights == "direct"
+    if direct_dx or direct_dW:
+        dx, dW, db = B.conv_direct_backward(dy, x, W, stride, pad, need_dx=direct_dx,
+                                            need_dW=direct_dW, dx_out=dx_out, dW_out=dW_out,
+                                            db_out=db_out)
+    if data == "im2col" or weights == "im2col":
+        gx, gW, gb = im2col_gemm.backward(
+            B, dy, x, W, kernel, stride, pad, (oh, ow), cols=saved,
+            need_dx=data == "im2col", need_dW=weights == "im2col",
+            dx_out=dx_out, dW_out=dW_out, db_out=db_out)
+        dx = gx if data == "im2col" else dx
+        dW, db = (gW, gb) if weights == "im2col" else (dW, db)
+    return dx, dW, db

@@ -1,0 +1,80 @@
+"""Convolution through im2col and one GEMM per chunk of images (the fallback for every backend
+and every geometry).
+
+forward: cols = im2col(x) (N*OH*OW, C*KH*KW); rows = cols @ W2d^T (N*OH*OW, F); y = rows as NCHW
++ b. backward: rows = dy as (N*OH*OW, F); dW = rows^T @ cols; dx = col2im(rows @ W2d). The batch
+runs in chunks whose im2col matrix takes at most the backend's conv_chunk_bytes (cache-sized on
+the CPU, the whole batch on a GPU). Oracle: fastnn.naive.conv2d_forward / conv2d_backward.
+"""
+from fastnn import _checks
+
+
+def _chunk_images(B, n, oh, ow, k, itemsize):
+    """How many images a chunk holds: its im2col matrix takes at most B.conv_chunk_bytes."""
+    return max(1, min(n, B.conv_chunk_bytes // max(oh * ow * k * itemsize, 1)))
+
+
+def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, relu=False):
+    """-> (y, cols): cols is the whole batch's im2col matrix when cols_out is given (written
+    there, for the backward to reuse), else None (the batch ran in chunks)."""
+    oh, ow = out_hw
+    n, f, k = x.shape[0], W.shape[0], W[0].size
+    W2d = W.reshape(f, k)
+    if cols_out is not None:
+        cols = B.im2col(x, kernel, stride, pad, out=cols_out)      # (N*OH*OW, C*KH*KW)
+        rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
+        B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
+        return B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu), cols
+    y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
+        else B.empty((n, f, oh, ow), x.dtype)
+    step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
+    cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
+    rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        m = (n1 - n0) * oh * ow
+        B.im2col(x[n0:n1], kernel, stride, pad, out=cols[:m])
+        B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
+        B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
+    return y, None
+
+
+def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, need_dW=True,
+             dx_out=None, dW_out=None, db_out=None):
+    """-> (dx or None, dW or None, db or None). cols: the forward's im2col matrix (rebuilt
+    chunk by chunk from x when None)."""
+    oh, ow = out_hw
+    n, f, k = x.shape[0], W.shape[0], W[0].size
+    step = n if cols is not None else _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
+    W2d = W.reshape(f, k)
+    dW = db = dx = None
+    if need_dW:
+        dW = (dW_out if dW_out is not None else B.empty(W.shape, W.dtype)).reshape(f, k)
+        db = db_out if db_out is not None else B.empty((f,), W.dtype)
+        dW_part = B.scratch("conv_dW_part", (f, k), W.dtype)
+        db_part = B.scratch("conv_db_part", (f,), W.dtype)
+    if need_dx:
+        dx = dx_out if dx_out is not None else B.empty(x.shape, x.dtype)
+    rows_buf = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        m = (n1 - n0) * oh * ow
+        first = n0 == 0
+        rows, _ = B.nchw_to_rows(dy[n0:n1], out=rows_buf[:m],
+                                 sums_out=(db if first else db_part) if need_dW else None)
+        if need_dW:
+            if cols is None:
+                chunk_cols = B.im2col(x[n0:n1], kernel, stride, pad,
+                                      out=B.scratch("conv_cols_chunk", (step * oh * ow, k),
+                                                    x.dtype)[:m])
+            else:
+                chunk_cols = cols
+            B.gemm(rows, chunk_cols, trans_a=True, out=dW if first else dW_part)  # (F, K)
+            if not first:
+                B.add(dW, dW_part, out=dW)
+                B.add(db, db_part, out=db)
+        if need_dx:
+            dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
+            B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)
+            B.col2im(dcols, (n1 - n0,) + x.shape[1:], kernel, stride, pad, out=dx[n0:n1])
+    return dx, (dW.reshape(W.shape) if need_dW else None), db

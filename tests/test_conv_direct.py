@@ -1,0 +1,215 @@
+"""The direct convolution kernels (csrc/conv_direct.c through fastnn._cpu_conv), in every
+instruction-set variant this CPU runs, against the plain-loop oracle (fastnn.naive) on random
+small shapes, and against an einsum reference on channel counts that fill several vectors and
+register tiles. Tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10.
+"""
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import window_configs
+
+import fastnn
+from fastnn import _cpu_conv, naive, ops
+
+VARIANTS = [name for name, runs in _cpu_conv.variants().items() if runs]
+TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+@contextlib.contextmanager
+def using(isa):
+    """Run the kernels compiled for `isa` inside the block."""
+    before = _cpu_conv.selected()
+    _cpu_conv.select(isa)
+    try:
+        yield
+    finally:
+        _cpu_conv.select(before)
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request):
+    with using(request.param):
+        yield request.param
+
+
+def _close(actual, expected, dtype, what):
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    err = float(np.abs(actual - expected).max(initial=0)) / scale
+    assert err <= TOL[dtype], f"{what}: error {err:.3g} of the magnitude {scale:.3g}"
+
+
+def _operands(shape, f, kernel, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((f, shape[1], *kernel)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    return x, W, b
+
+
+def reference(x, W, b, stride, pad):
+    """The convolution as one einsum over sliding windows of the zero-padded input."""
+    (sh, sw), (ph, pw) = stride, pad
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, W.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,fcij->nfhw", win[:, :, ::sh, ::sw], W) + b[None, :, None, None]
+
+
+def _data_ok(kernel, stride, pad):
+    """Whether the direct kernels compute dx for this geometry (stride 1, pad <= kernel - 1)."""
+    return stride == (1, 1) and pad[0] <= kernel[0] - 1 and pad[1] <= kernel[1] - 1
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@given(cfg=window_configs(), f=st.integers(1, 20), relu=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_matches_plain_loops(isa, cfg, f, relu, dtype):
+    with using(isa):
+        _check_against_plain_loops(cfg, f, relu, dtype)
+
+
+def _check_against_plain_loops(cfg, f, relu, dtype):
+    x, W, b = _operands(cfg["shape"], f, cfg["kernel"], dtype)
+    s, p = cfg["stride"], cfg["pad"]
+    y = _cpu_conv.forward(x, W, b, s, p, relu=relu)
+    y_ref = naive.conv2d_forward(x, W, b, s, p)
+    _close(y, np.maximum(y_ref, 0) if relu else y_ref, dtype, "y")
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    need_dx = _data_ok(cfg["kernel"], s, p)
+    dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, s, p)
+    if need_dx:
+        _close(dx, dx_ref, dtype, "dx")
+    else:
+        assert dx is None
+    _close(dW, dW_ref, dtype, "dW")
+    _close(db, db_ref, dtype, "db")
+
+
+@pytest.mark.parametrize("n,c,h,w,f,k,s,p", [
+    (3, 16, 28, 28, 16, 3, 1, 1),    # the DeepConvNet's layers: 16, 32, 64 channels
+    (2, 32, 14, 14, 32, 3, 1, 2),
+    (2, 64, 8, 8, 64, 3, 1, 1),
+    (4, 1, 28, 28, 30, 5, 1, 0),     # the SimpleConvNet's layer: 30 filters, 2 vectors
+    (2, 20, 9, 31, 70, 3, 1, 1),     # partial vectors, several channel blocks, long rows
+    (2, 40, 11, 10, 24, 3, 2, 1),    # stride 2
+    (1, 33, 7, 7, 17, 1, 1, 0),      # 1x1
+    (2, 3, 12, 12, 48, 5, 1, 2),     # few input channels, wide kernel
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_matches_einsum_on_wide_layers(variant, n, c, h, w, f, k, s, p, dtype):
+    x, W, b = _operands((n, c, h, w), f, (k, k), dtype, seed=n + c + f)
+    y = _cpu_conv.forward(x, W, b, s, p)
+    _close(y, reference(x, W, b, (s, s), (p, p)), dtype, "y")
+    # the gradients: dW and db by einsum against dy; dx through the adjoint identity
+    # <dy, conv(x)> = <dx, x> checked on the whole batch, and dx against im2col's col2im
+    dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    need_dx = _data_ok((k, k), (s, s), (p, p))
+    dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    _close(dW, np.einsum("nchwij,nfhw->fcij", win, dy), dtype, "dW")
+    _close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
+    if need_dx:
+        dx_ref, _, _ = ops.conv2d_backward(dy, x, W, s, p, need_dW=False, algorithm="im2col")
+        _close(dx, dx_ref, dtype, "dx")
+
+
+def test_relu_is_fused_bit_for_bit(variant):
+    x, W, b = _operands((3, 16, 10, 10), 20, (3, 3), np.float32)
+    x[0, :, 2, 2] = np.nan  # NaN passes through the ReLU, as max(., 0) elsewhere in fastnn
+    y = _cpu_conv.forward(x, W, b, 1, 1)
+    fused = _cpu_conv.forward(x, W, b, 1, 1, relu=True)
+    np.testing.assert_array_equal(fused, ops.relu_forward(y))
+    assert np.isnan(fused).any()
+
+
+def test_bias_gradient_is_the_im2col_one_bit_for_bit(variant):
+    """Both sum each channel in pixel order in float64, then over images in order."""
+    x, W, _ = _operands((5, 16, 9, 9), 33, (3, 3), np.float32)
+    dy = np.random.default_rng(3).standard_normal((5, 33, 9, 9)).astype(np.float32)
+    _, _, db = _cpu_conv.backward(dy, x, W, 1, 1)
+    _, _, db_ref = ops.conv2d_backward(dy, x, W, 1, 1, need_dx=False, algorithm="im2col")
+    np.testing.assert_array_equal(db, db_ref)
+
+
+def test_forward_does_not_depend_on_the_thread_count(variant):
+    x, W, b = _operands((7, 16, 12, 12), 32, (3, 3), np.float32)
+    threads = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        one = _cpu_conv.forward(x, W, b, 1, 1)
+        fastnn.set_num_threads(max(2, threads))
+        many = _cpu_conv.forward(x, W, b, 1, 1)
+    finally:
+        fastnn.set_num_threads(threads)
+    np.testing.assert_array_equal(one, many)
+
+
+def test_variants_agree_with_each_other():
+    """Every variant this CPU runs gives the same result within the float32 tolerance, and
+    each is really selected (not silently the baseline)."""
+    x, W, b = _operands((2, 24, 13, 13), 40, (3, 3), np.float32)
+    before = _cpu_conv.selected()
+    results = {}
+    try:
+        for name in VARIANTS:
+            _cpu_conv.select(name)
+            assert _cpu_conv.selected() == name
+            results[name] = (_cpu_conv.forward(x, W, b, 1, 1), _cpu_conv.lanes())
+    finally:
+        _cpu_conv.select(before)
+    lanes = {"avx512": 16, "avx2": 8, "generic": 4}
+    for name, (y, n_lanes) in results.items():
+        assert n_lanes == lanes[name]
+        _close(y, results["generic"][0], np.float32, name)
+
+
+def test_work_and_outputs_are_checked():
+    x, W, b = _operands((2, 4, 6, 6), 5, (3, 3), np.float32)
+    size = _cpu_conv.forward_work_size(x, W, 1, 1)
+    with pytest.raises(ValueError, match=f"expected work of at least {size} elements"):
+        _cpu_conv.forward(x, W, b, 1, 1, work=np.empty(size - 1, np.float32))
+    with pytest.raises(TypeError, match="expected work of dtype float32"):
+        _cpu_conv.forward(x, W, b, 1, 1, work=np.empty(size, np.float64))
+    dy = np.zeros((2, 5, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"dx needs stride 1 and pad <= kernel - 1"):
+        _cpu_conv.backward(dy, x, W, 2, 1)
+    with pytest.raises(ValueError, match=r"expected dy of shape \(2, 5, 6, 6\)"):
+        _cpu_conv.backward(dy, x, W, 1, 1)
+
+
+def test_an_empty_batch():
+    x, W, b = _operands((0, 4, 6, 6), 5, (3, 3), np.float32)
+    assert _cpu_conv.forward(x, W, b, 1, 1).shape == (0, 5, 6, 6)
+    dx, dW, db = _cpu_conv.backward(np.zeros((0, 5, 6, 6), np.float32), x, W, 1, 1)
+    assert dx.shape == (0, 4, 6, 6) and not dW.any() and not db.any()
+
+
+def _import_with_isa(value):
+    env = dict(os.environ, FASTNN_CPU_ISA=value)
+    code = "import fastnn; print(fastnn.cpu_info()['isa'])"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_the_variant_can_be_chosen_at_import():
+    for name in VARIANTS:
+        run = _import_with_isa(name)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == name
+    run = _import_with_isa("avx1024")
+    assert run.returncode != 0
+    assert "FASTNN_CPU_ISA=avx1024: select: expected one of" in run.stderr
+
+
+def test_cpu_info_names_the_kernels_in_use():
+    info = fastnn.cpu_info()
+    assert info["isa"] == _cpu_conv.selected()
+    assert info["isa"] in info["isas"] and info["isas"][info["isa"]]
+    assert info["conv_lanes_float32"] == _cpu_conv.lanes()
+    assert info["threads"] == fastnn.get_num_threads()
