@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Direct convolution (csrc/conv_direct.c): NCHW in and out, float32 and float64.
+"""Direct convolution and Winograd F(2x2, 3x3) (csrc/conv_direct.c): NCHW in and out, float32
+and float64.
 
 The C kernels pad each image into NHWC inside the call and vectorise over output channels,
 in register tiles sized for the instruction set chosen at import: the best this CPU runs
 (avx512, avx2, generic), or the one named by FASTNN_CPU_ISA. Oracles: fastnn.naive.conv2d_forward
-and conv2d_backward; tests: tests/test_conv_direct.py.
+and conv2d_backward, and fastnn.naive.winograd_conv2d; tests: tests/test_conv_direct.py and
+tests/test_conv_winograd.py.
 """
 import os
 
@@ -34,6 +36,13 @@ cdef extern from "conv_direct_api.h" nogil:
     Py_ssize_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads)
     Py_ssize_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
                                          int need_dw, int threads)
+    void fastnn_winograd_f32(const float *inp, const float *W, const float *b, float *out,
+                             const fastnn_conv_geom *g, int data, int relu, float *work,
+                             int threads)
+    void fastnn_winograd_f64(const double *inp, const double *W, const double *b, double *out,
+                             const fastnn_conv_geom *g, int data, int relu, double *work,
+                             int threads)
+    Py_ssize_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads)
 
 
 def variants():
@@ -216,3 +225,66 @@ def backward(dy, x, W, stride=1, pad=0, need_dx=True, need_dW=True, dx_out=None,
                                      &dbd[0] if dbd is not None else NULL,
                                      &g, &wd[0], &pv[0], threads)
     return dx, dW, db
+
+
+cdef fastnn_conv_geom _winograd_geom(op, x, W, pad):
+    """A geometry Winograd F(2x2, 3x3) computes: a 3x3 kernel, stride 1, pad <= 2."""
+    cdef fastnn_conv_geom g = _geom(op, x, W, 1, pad)
+    if g.KH != 3 or g.KW != 3 or g.PH > 2 or g.PW > 2:
+        raise ValueError(f"{op}: expected a 3x3 kernel and pad <= 2, got kernel {g.KH}x{g.KW} "
+                         f"and pad ({g.PH}, {g.PW})")
+    return g
+
+
+def winograd_work_size(x, W, pad, data=False):
+    """Elements of x.dtype the Winograd forward's (data=False) or backward-data's work needs."""
+    cdef fastnn_conv_geom g = _winograd_geom("winograd", x, W, pad)
+    return fastnn_winograd_work(&g, x.dtype == np.float64, data, threads_for(g.N))
+
+
+cdef _winograd(op, inp, W, b, out, fastnn_conv_geom *g, int data, int relu, work):
+    cdef int threads = threads_for(g.N)
+    cdef bint f64 = inp.dtype == np.float64
+    work = _work(op, work, fastnn_winograd_work(g, f64, data, threads), inp.dtype)
+    cdef const float[::1] if_, Wf, bf
+    cdef const double[::1] id_, Wd, bd
+    cdef float[::1] of, wf
+    cdef double[::1] od, wd
+    if not f64:
+        if_, Wf, of, wf = inp.reshape(-1), W.reshape(-1), out.reshape(-1), work
+        bf = b if b is not None else None
+        with nogil:
+            fastnn_winograd_f32(&if_[0], &Wf[0], &bf[0] if bf is not None else NULL, &of[0],
+                                g, data, relu, &wf[0], threads)
+    else:
+        id_, Wd, od, wd = inp.reshape(-1), W.reshape(-1), out.reshape(-1), work
+        bd = b if b is not None else None
+        with nogil:
+            fastnn_winograd_f64(&id_[0], &Wd[0], &bd[0] if bd is not None else NULL, &od[0],
+                                g, data, relu, &wd[0], threads)
+    return out
+
+
+def winograd_forward(x, W, b=None, pad=0, relu=False, out=None, work=None):
+    """As forward, by Winograd F(2x2, 3x3): W (F, C, 3, 3), stride 1, pad <= 2."""
+    op = "winograd_forward"
+    cdef fastnn_conv_geom g = _winograd_geom(op, x, W, pad)
+    if b is not None:
+        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
+        _checks.same_shape(op, "b", b, (g.F,))
+    y = _checks.out_array(op, out, (g.N, g.F, g.OH, g.OW), x.dtype)
+    if g.N == 0:
+        return y
+    return _winograd(op, x, W, b, y, &g, 0, relu, work)
+
+
+def winograd_backward_data(dy, x, W, pad=0, dx_out=None, work=None):
+    """The gradient dx of forward by Winograd F(2x2, 3x3) (x gives the shape and dtype only)."""
+    op = "winograd_backward_data"
+    cdef fastnn_conv_geom g = _winograd_geom(op, x, W, pad)
+    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (g.N, g.F, g.OH, g.OW))
+    dx = _checks.out_array(op, dx_out, x.shape, x.dtype, name="dx_out")
+    if g.N == 0:
+        return dx
+    return _winograd(op, dy, W, None, dx, &g, 1, 0, work)

@@ -4,7 +4,7 @@
  * runs on any x86-64 and uses AVX-512 where the CPU has it.
  *
  * The kernels are in conv_direct.h (tiles, layouts) and conv_direct_driver.h (the batch loop
- * on the OpenMP team). csrc/conv.pyx validates and allocates around them; the oracle is
+ * on the OpenMP team); Winograd F(2x2, 3x3), which reuses their tiles, in conv_winograd.h. csrc/conv.pyx validates and allocates around them; the oracle is
  * fastnn.naive.conv2d_forward / conv2d_backward; tests/test_conv_direct.py holds them equal.
  * Needs GCC or Clang (vector extensions and per-function targets).
  */
@@ -66,6 +66,7 @@
 #define NAME(x) XCAT3(x, f32, ISA)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef T
 #undef VL
 #undef NAME
@@ -74,6 +75,7 @@
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef T
 #undef VL
 #undef NAME
@@ -98,6 +100,7 @@
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx2(s, (const __m256 *)(b), n)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef XPOSE
 #undef STORE_FIRST
 #undef SUM_ROWS
@@ -109,6 +112,7 @@
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef T
 #undef VL
 #undef NAME
@@ -141,6 +145,7 @@
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx512(s, (const __m512 *)(b), n)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef XPOSE
 #undef STORE_FIRST
 #undef SUM_ROWS
@@ -152,6 +157,7 @@
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
 #include "conv_direct_driver.h"
+#include "conv_winograd.h"
 #undef T
 #undef VL
 #undef NAME
@@ -180,6 +186,12 @@ typedef struct {
     ptrdiff_t (*work_forward_f64)(const fastnn_conv_geom *, int);
     ptrdiff_t (*work_backward_f32)(const fastnn_conv_geom *, int, int, int);
     ptrdiff_t (*work_backward_f64)(const fastnn_conv_geom *, int, int, int);
+    void (*winograd_f32)(const float *, const float *, const float *, float *,
+                         const fastnn_conv_geom *, int, int, float *, int);
+    void (*winograd_f64)(const double *, const double *, const double *, double *,
+                         const fastnn_conv_geom *, int, int, double *, int);
+    ptrdiff_t (*winograd_work_f32)(const fastnn_conv_geom *, int, int);
+    ptrdiff_t (*winograd_work_f64)(const fastnn_conv_geom *, int, int);
     void (*init_f32)(void);
     void (*init_f64)(void);
 } variant;
@@ -187,7 +199,8 @@ typedef struct {
 #define VARIANT(isa, lanes)                                                                   \
     {#isa, lanes, forward_f32_##isa, forward_f64_##isa, backward_f32_##isa,                   \
      backward_f64_##isa, work_forward_f32_##isa, work_forward_f64_##isa,                      \
-     work_backward_f32_##isa, work_backward_f64_##isa, init_f32_##isa, init_f64_##isa}
+     work_backward_f32_##isa, work_backward_f64_##isa, wino_run_f32_##isa, wino_run_f64_##isa, \
+     wino_work_f32_##isa, wino_work_f64_##isa, init_f32_##isa, init_f64_##isa}
 
 static const variant variants[] = {
 #ifdef HAVE_X86_VARIANTS
@@ -270,4 +283,22 @@ ptrdiff_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need
 {
     return f64 ? current->work_backward_f64(g, need_dx, need_dw, threads)
                : current->work_backward_f32(g, need_dx, need_dw, threads);
+}
+
+void fastnn_winograd_f32(const float *in, const float *W, const float *b, float *out,
+                         const fastnn_conv_geom *g, int data, int relu, float *work, int threads)
+{
+    current->winograd_f32(in, W, b, out, g, data, relu, work, threads);
+}
+
+void fastnn_winograd_f64(const double *in, const double *W, const double *b, double *out,
+                         const fastnn_conv_geom *g, int data, int relu, double *work, int threads)
+{
+    current->winograd_f64(in, W, b, out, g, data, relu, work, threads);
+}
+
+ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads)
+{
+    return f64 ? current->winograd_work_f64(g, data, threads)
+               : current->winograd_work_f32(g, data, threads);
 }

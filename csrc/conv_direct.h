@@ -93,10 +93,12 @@ static void NAME(pad_nhwc)(const T *restrict x, T *restrict xp, ptrdiff_t C, ptr
 /* ---- the forward tile: P output pixels of one row x V channel vectors --------------------- */
 
 /* acc[p][v] = sum over ky < KH, j < KWC of x[ky*rstep + p*pstep + j] * w[(ky*KWC + j)*Fp + v*VL]
- * P and V are constants after inlining: the loops unroll and acc lives in registers. */
+ * stored at out[p*ostride + v*VL]. P and V are constants after inlining: the loops unroll and
+ * acc lives in registers. (With KH = 1 this is a GEMM tile: Winograd's products use it.) */
 static inline __attribute__((always_inline)) void NAME(fwd_tile)(
     const int P, const int V, const T *restrict x, ptrdiff_t pstep, ptrdiff_t rstep,
-    ptrdiff_t KH, ptrdiff_t KWC, const T *restrict w, ptrdiff_t Fp, T *restrict out)
+    ptrdiff_t KH, ptrdiff_t KWC, const T *restrict w, ptrdiff_t Fp, T *restrict out,
+    ptrdiff_t ostride)
 {
     VEC acc[P_MAX][V_MAX];
     UNROLL
@@ -125,17 +127,18 @@ static inline __attribute__((always_inline)) void NAME(fwd_tile)(
     for (int p = 0; p < P; p++)
         UNROLL
         for (int v = 0; v < V; v++)
-            STOREV(out + (p * V + v) * VL, acc[p][v]);
+            STOREV(out + p * ostride + v * VL, acc[p][v]);
 }
 
 typedef void (*NAME(fwd_fn))(const T *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const T *,
-                              ptrdiff_t, T *);
+                              ptrdiff_t, T *, ptrdiff_t);
 
 #define FWD_TILE(P, V)                                                                        \
     static void NAME(fwd_##P##_##V)(const T *x, ptrdiff_t ps, ptrdiff_t rs, ptrdiff_t KH,     \
-                                    ptrdiff_t KWC, const T *w, ptrdiff_t Fp, T *out)         \
+                                    ptrdiff_t KWC, const T *w, ptrdiff_t Fp, T *out,         \
+                                    ptrdiff_t os)                                             \
     {                                                                                         \
-        NAME(fwd_tile)(P, V, x, ps, rs, KH, KWC, w, Fp, out);                                 \
+        NAME(fwd_tile)(P, V, x, ps, rs, KH, KWC, w, Fp, out, os);                             \
     }
 FWD_TILES
 #undef FWD_TILE
@@ -220,7 +223,7 @@ static void NAME(conv_image)(const T *restrict xp, ptrdiff_t Wp, ptrdiff_t C, pt
                 ptrdiff_t ox0 = OW * t / ntiles, ox1 = OW * (t + 1) / ntiles;
                 int P = (int)(ox1 - ox0);
                 NAME(fwd_table)[V - 1][P - 1](xp + (oy * SH * Wp + ox0 * SW) * C, pstep, rstep,
-                                              KH, KWC, w + f0, Fp, out);
+                                              KH, KWC, w + f0, Fp, out, V * VL);
                 NAME(store_tile)(out, P, V, f0, fend, bias, relu, y + oy * OW + ox0, OH * OW);
             }
         }
@@ -369,8 +372,4 @@ static void NAME(pack_backward_data)(const T *restrict W, ptrdiff_t F, ptrdiff_t
                         W[((f * C + c) * KH + (KH - 1 - ky)) * KW + (KW - 1 - kx)];
 }
 
-#undef VEC
-#undef IVEC
-#undef UNROLL
-#undef LOADV
-#undef STOREV
+/* VEC, IVEC, LOADV, STOREV and UNROLL stay defined for conv_winograd.h, which undefines them */

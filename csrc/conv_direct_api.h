@@ -27,4 +27,11 @@ void fastnn_conv_backward_f64(const double *dy, const double *x, const double *W
 ptrdiff_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads);
 ptrdiff_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
                                     int need_dw, int threads);
+/* Winograd F(2x2, 3x3), stride 1, pad <= 2: data = 0, out = conv(in = x, W) + b (ReLU
+ * optional); data = 1, out = dx from in = dy (b NULL, relu 0). */
+void fastnn_winograd_f32(const float *in, const float *W, const float *b, float *out,
+                         const fastnn_conv_geom *g, int data, int relu, float *work, int threads);
+void fastnn_winograd_f64(const double *in, const double *W, const double *b, double *out,
+                         const fastnn_conv_geom *g, int data, int relu, double *work, int threads);
+ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads);
 #endif

@@ -97,6 +97,44 @@ def conv2d_backward(dy, x, W, stride=1, pad=0):
     return dx, dW, db
 
 
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A for each 2x2
+# output block, d its 4x4 input patch; the products are summed over input channels.
+WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
+WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], float)
+WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+
+
+def winograd_conv2d(x, W, b=None, pad=0):
+    """conv2d_forward for a 3x3 kernel at stride 1, by Winograd F(2x2, 3x3), block by block and
+    channel by channel in plain loops (float64 inside): the oracle of the compiled Winograd
+    kernels, whose float32 results differ from the direct sum by rounding only."""
+    f_out, c_in, kh, kw = W.shape
+    assert (kh, kw) == (3, 3), "Winograd F(2x2, 3x3) needs a 3x3 kernel"
+    _, _, (ph, pw) = geometry("winograd_conv2d", (kh, kw), 1, pad)
+    n_img, _, h, w = x.shape
+    oh_n, ow_n = conv_output_size(h, 3, 1, ph), conv_output_size(w, 3, 1, pw)
+    th, tw = (oh_n + 1) // 2, (ow_n + 1) // 2
+    xp = np.zeros((n_img, c_in, 2 * th + 2, 2 * tw + 2))  # padded, plus a spare row/column
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    U = np.zeros((f_out, c_in, 4, 4))
+    for f in range(f_out):
+        for c in range(c_in):
+            U[f, c] = WINOGRAD_G @ W[f, c].astype(float) @ WINOGRAD_G.T
+    y = np.zeros((n_img, f_out, 2 * th, 2 * tw))
+    for n in range(n_img):
+        for ty in range(th):
+            for tx in range(tw):
+                for f in range(f_out):
+                    m = np.zeros((4, 4))
+                    for c in range(c_in):
+                        d = xp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
+                        m += U[f, c] * (WINOGRAD_BT @ d @ WINOGRAD_BT.T)
+                    y[n, f, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] = WINOGRAD_AT @ m @ WINOGRAD_AT.T
+    if b is not None:
+        y += np.asarray(b, float)[None, :, None, None]
+    return y[:, :, :oh_n, :ow_n].astype(x.dtype)
+
+
 def _pool_windows(x_shape, kernel, stride, pad, op):
     """Yield (n, c, oh, ow, [(iy, ix), ...]) for every window, listing only real pixels."""
     (kh, kw), (sh, sw), (ph, pw) = geometry(op, kernel, stride, pad)

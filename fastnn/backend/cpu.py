@@ -133,7 +133,7 @@ class CPUBackend(Backend):
 
     @property
     def conv_algorithms(self):
-        return ("direct", "im2col") if _cpu_conv is not None else ("im2col",)
+        return ("direct", "winograd", "im2col") if _cpu_conv is not None else ("im2col",)
 
     @property
     def conv_isa(self):
@@ -161,6 +161,17 @@ class CPUBackend(Backend):
                                   dx_out=dx_out, dW_out=dW_out, db_out=db_out,
                                   work=self._work("conv_direct_work", size, x.dtype),
                                   partial=partial)
+
+    def conv_winograd_forward(self, x, W, b, pad, relu=False, out=None):
+        size = _cpu_conv.winograd_work_size(x, W, pad)
+        return _cpu_conv.winograd_forward(x, W, b, pad, relu=relu, out=out,
+                                          work=self._work("conv_direct_work", size, x.dtype))
+
+    def conv_winograd_backward_data(self, dy, x, W, pad, dx_out=None):
+        size = _cpu_conv.winograd_work_size(x, W, pad, data=True)
+        return _cpu_conv.winograd_backward_data(dy, x, W, pad, dx_out=dx_out,
+                                                work=self._work("conv_direct_work", size,
+                                                                x.dtype))
 
     def im2col(self, x, kernel, stride, pad, out=None):
         return self._im2col.im2col(x, kernel, stride, pad, out=out)

@@ -1,0 +1,102 @@
+"""Winograd F(2x2, 3x3) (csrc/conv_winograd.h through fastnn._cpu_conv), in every instruction-set
+variant this CPU runs: against its plain-loop oracle fastnn.naive.winograd_conv2d, against the
+direct sum fastnn.naive.conv2d_forward / conv2d_backward, and by numerical gradients. Stated
+tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from test_conv_direct import VARIANTS, _close, _operands, using, variant  # noqa: F401 - a fixture
+
+from fastnn import _cpu_conv, convolution, models, naive, ops
+from fastnn.backend import cpu
+from fastnn.gradcheck import numerical_gradient
+
+
+@st.composite
+def winograd_configs(draw):
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 36))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    assume(h + 2 * ph >= 3 and w + 2 * pw >= 3)
+    return (n, c, h, w), f, (ph, pw)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@given(cfg=winograd_configs(), relu=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_matches_the_direct_sum(isa, cfg, relu, dtype):
+    shape, f, pad = cfg
+    x, W, b = _operands(shape, f, (3, 3), dtype)
+    with using(isa):
+        y = _cpu_conv.winograd_forward(x, W, b, pad, relu=relu)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        dx = _cpu_conv.winograd_backward_data(dy, x, W, pad)
+    y_ref = naive.conv2d_forward(x, W, b, 1, pad)
+    _close(y, np.maximum(y_ref, 0) if relu else y_ref, dtype, "y")
+    _close(dx, naive.conv2d_backward(dy, x, W, 1, pad)[0], dtype, "dx")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_its_plain_loop_oracle(variant, dtype):
+    x, W, b = _operands((2, 17, 9, 8), 35, (3, 3), dtype)
+    y = _cpu_conv.winograd_forward(x, W, b, 1)
+    _close(y, naive.winograd_conv2d(x, W, b, 1), dtype, "y")
+
+
+def test_the_oracle_is_the_convolution():
+    x, W, b = _operands((2, 3, 7, 6), 4, (3, 3), np.float64)
+    for pad in (0, 1, 2, (2, 0)):
+        np.testing.assert_allclose(naive.winograd_conv2d(x, W, b, pad),
+                                   naive.conv2d_forward(x, W, b, 1, pad), rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_data_gradient_matches_numerical_gradient():
+    x, W, b = _operands((2, 8, 6, 5), 9, (3, 3), np.float64, seed=5)
+    dy = np.random.default_rng(6).standard_normal((2, 9, 6, 5))
+
+    def loss():
+        return float(np.sum(_cpu_conv.winograd_forward(x, W, b, 1) * dy))
+
+    dx = _cpu_conv.winograd_backward_data(dy, x, W, 1)
+    numeric = numerical_gradient(loss, x, 1e-6)
+    assert np.abs(dx - numeric).max() / np.abs(numeric).max() < 1e-7
+
+
+def test_the_engine_picks_winograd_where_it_measured_faster():
+    """DeepConvNet: layers 3-6 (C*F >= 512) by Winograd, the 16-channel ones direct."""
+    model = models.deep_cnn()
+    shapes = [(100, 1, 28, 28), (100, 16, 28, 28), (100, 16, 14, 14), (100, 32, 14, 14),
+              (100, 32, 8, 8), (100, 64, 8, 8)]
+    convs = [layer for _, layer in model.children() if hasattr(layer, "conv_plan")]
+    plans = [conv.conv_plan(shape) for conv, shape in zip(convs, shapes)]
+    assert [p.forward for p in plans] == ["direct"] * 2 + ["winograd"] * 4
+    assert [p.backward_data for p in plans[1:]] == ["direct"] + ["winograd"] * 4
+    assert all(p.backward_weights == "direct" for p in plans)
+    assert "C*F = 512" in plans[2].why
+    # a 5x5 or a strided layer never is
+    assert convolution.plan(cpu, (1, 32, 9, 9), (64, 32, 5, 5), 1, 2, np.float32).forward \
+        == "direct"
+    assert convolution.plan(cpu, (1, 32, 9, 9), (64, 32, 3, 3), 2, 1, np.float32).forward \
+        == "direct"
+
+
+def test_forcing_winograd_where_it_does_not_apply_is_refused():
+    x, W, b = _operands((1, 2, 6, 6), 3, (5, 5), np.float32)
+    with pytest.raises(ValueError, match="algorithm 'winograd' needs a 3x3 kernel"):
+        ops.conv2d_forward(x, W, b, pad=1, algorithm="winograd")
+    with pytest.raises(ValueError, match="expected a 3x3 kernel and pad <= 2"):
+        _cpu_conv.winograd_forward(x, W, b, 1)
+
+
+def test_winograd_through_the_engine_gives_the_direct_gradients():
+    x, W, b = _operands((3, 16, 10, 10), 40, (3, 3), np.float32)
+    dy = np.random.default_rng(4).standard_normal((3, 40, 10, 10)).astype(np.float32)
+    y_w = ops.conv2d_forward(x, W, b, pad=1, algorithm="winograd")
+    y_d = ops.conv2d_forward(x, W, b, pad=1, algorithm="direct")
+    _close(y_w, y_d, np.float32, "y")
+    g_w = ops.conv2d_backward(dy, x, W, pad=1, algorithm="winograd")
+    g_d = ops.conv2d_backward(dy, x, W, pad=1, algorithm="direct")
+    _close(g_w[0], g_d[0], np.float32, "dx")
+    np.testing.assert_array_equal(g_w[1], g_d[1])  # the weight gradient is direct's in both
+    np.testing.assert_array_equal(g_w[2], g_d[2])
