@@ -1,72 +1,132 @@
-"""Run the benchmark suite once and print, per group, each implementation's median and its
-ratio to fastnn's (how many times slower than fastnn; < 1 means faster than fastnn).
+"""Run the benchmark suite the way a user meets each library, and print, per group, each
+implementation's median, its ratio to fastnn's (how many times slower than fastnn; < 1 means
+faster than fastnn), and for the convolutions their speed against the machine's peak.
 
-    python bench/report.py [-k EXPR] [--json FILE]
+    python bench/report.py [-k EXPR] [--rounds R] [--json FILE]
+
+- Every implementation (fastnn, torch, numpy, naive) runs in a fresh process of its own
+  (`pytest bench --impl NAME`): PyTorch is never timed after fastnn's OpenMP team in one
+  process, nor fastnn beside PyTorch's runtime. The processes alternate, R >= 2 rounds (the
+  first implementation changes each round), and the report gives the median over rounds of
+  each round's median, with the spread between rounds.
+- A first process runs the checks that the implementations compute the same thing.
+- The report states the machine, the BLAS library and the kernel numpy's BLAS picked
+  (threadpoolctl), the kernels fastnn chose (fastnn.cpu_info), the environment variables that
+  pin them, and the machine's float32 peak, measured in a process of its own by independent
+  FMA chains on every core (fastnn._cpu_conv.peak_gflops).
+- Figures meant for quoting: run it as a user's machine is, e.g.
+  `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/report.py`.
 """
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+IMPLS = ("fastnn", "torch", "numpy", "naive")
+PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+        "FASTNN_CPU_ISA")
+
+PROBE = """
+import json, fastnn
+from fastnn import _cpu_conv
+print(json.dumps({"peak": _cpu_conv.peak_gflops(), "peak_1": _cpu_conv.peak_gflops(1),
+                  "info": fastnn.cpu_info()}))
+"""
 
 
-def blas_info():
-    import numpy as np  # noqa: F401 - load numpy's BLAS so threadpoolctl can see it
-    import fastnn  # noqa: F401 - and fastnn's OpenMP runtime
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{cfg.get('name')} {cfg.get('version')} (kernel unknown: pip install threadpoolctl)"
-    libs = [f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
-            f"threads={i.get('num_threads')}" for i in threadpool_info()]
-    return "; ".join(libs)
+def pytest_cmd(impl, k, json_path=None):
+    cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider", "--impl", impl]
+    if json_path:
+        cmd += [f"--benchmark-json={json_path}", "--benchmark-min-rounds=5",
+                "--benchmark-disable-gc"]
+    else:
+        cmd += ["--benchmark-disable"]
+    return cmd + (["-k", k] if k else [])
+
+
+def run_impl(impl, k, tmp, round_no):
+    """One implementation's benchmarks in a fresh process -> pytest-benchmark's records."""
+    path = os.path.join(tmp, f"{impl}-{round_no}.json")
+    proc = subprocess.run(pytest_cmd(impl, k, path), cwd=HERE)
+    if proc.returncode == 5:  # nothing selected
+        return []
+    if proc.returncode != 0:
+        sys.exit(f"report: the {impl} benchmarks failed (exit code {proc.returncode})")
+    with open(path) as f:
+        return json.load(f)["benchmarks"]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-k", default=None, help="pytest -k expression to select benchmarks")
-    ap.add_argument("--json", default=None, help="also keep pytest-benchmark's JSON here")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of fresh processes (>= 2)")
+    ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
-    out = args.json or os.path.join(tempfile.mkdtemp(), "bench.json")
-    cmd = [sys.executable, "-m", "pytest", HERE, "-q", "-p", "no:cacheprovider",
-           f"--benchmark-json={out}", "--benchmark-min-rounds=5", "--benchmark-disable-gc"]
-    if args.k:
-        cmd += ["-k", args.k]
-    proc = subprocess.run(cmd, cwd=HERE)
-    try:
-        with open(out) as f:
-            data = json.load(f)
-    except (OSError, ValueError):  # pytest failed before writing any result
-        sys.exit(proc.returncode or 1)
+    if args.rounds < 2:
+        ap.error(f"--rounds: expected at least 2 (medians over fresh processes), got "
+                 f"{args.rounds}")
+    impls = [i for i in IMPLS if i != "torch" or importlib.util.find_spec("torch")]
 
-    groups, extras = {}, {}
-    for bench in data["benchmarks"]:
-        impl = bench["params"]["impl"]
-        groups.setdefault(bench["group"], {})[impl] = bench["stats"]["median"]
-        if bench.get("extra_info"):  # e.g. the GPU epoch's launches per step
-            extras[(bench["group"], impl)] = bench["extra_info"]
+    checks = subprocess.run(pytest_cmd("checks", args.k), cwd=HERE)
+    if checks.returncode not in (0, 5):
+        sys.exit("report: the implementations disagree (see the checks above)")
+    probe = json.loads(subprocess.run([sys.executable, "-c", PROBE], capture_output=True,
+                                      text=True, check=True).stdout)
 
+    rounds = {}  # (group, impl) -> [median of each round]
+    extras = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = impls[r % len(impls):] + impls[:r % len(impls)]
+            for impl in order:
+                for bench in run_impl(impl, args.k, tmp, r):
+                    key = (bench["group"], bench["params"]["impl"])
+                    rounds.setdefault(key, []).append(bench["stats"]["median"])
+                    extras[key] = bench.get("extra_info") or {}
+
+    info = probe["info"]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"BLAS: {blas_info()}")
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}\n")
-    print(f"{'group':34} {'impl':8} {'median ms':>11} {'x fastnn':>10}")
-    for group in sorted(groups):
-        medians = groups[group]
-        base = medians.get("fastnn")
-        for impl in ("fastnn", "torch", "numpy", "naive"):
-            if impl not in medians:
+          f"peak float32 {probe['peak']:.0f} GFLOP/s on {info['threads']} threads "
+          f"({probe['peak_1']:.0f} on one), {info['isa']} FMA chains")
+    print(f"fastnn kernels: {info['isa']} (compiled: {', '.join(info['isas'])}); "
+          f"BLAS: {'; '.join(info['blas']) or 'unknown'}")
+    print("environment: " + " ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in PINS))
+    print(f"each implementation in its own process, {args.rounds} rounds alternating; "
+          "median of the rounds' medians [spread]\n")
+    print(f"{'group':36} {'impl':7} {'median ms':>10} {'spread ms':>17} {'x fastnn':>9} "
+          f"{'GFLOP/s':>8} {'% peak':>7}")
+    results = []
+    for group in sorted({g for g, _ in rounds}):
+        base = rounds.get((group, "fastnn"))
+        base = statistics.median(base) if base else None
+        for impl in IMPLS:
+            if (group, impl) not in rounds:
                 continue
-            ratio = f"{medians[impl] / base:10.2f}" if base else f"{'-':>10}"
-            extra = "  ".join(f"{k}={v:g}" for k, v in extras.get((group, impl), {}).items())
-            print(f"{group:34} {impl:8} {medians[impl] * 1e3:11.3f} {ratio}  {extra}".rstrip())
+            values = rounds[(group, impl)]
+            med = statistics.median(values)
+            extra = extras[(group, impl)]
+            flops = extra.get("flops")
+            rate = f"{flops / med / 1e9:8.0f} {100 * flops / med / 1e9 / probe['peak']:6.0f}%" \
+                if flops else ""
+            ratio = f"{med / base:9.2f}" if base else f"{'-':>9}"
+            spread = f"{min(values) * 1e3:8.2f}-{max(values) * 1e3:.2f}"
+            notes = "  ".join(f"{k}={v}" for k, v in extra.items() if k != "flops")
+            print(f"{group:36} {impl:7} {med * 1e3:10.3f} {spread:>17} {ratio} {rate}  "
+                  f"{notes}".rstrip())
+            results.append(dict(group=group, impl=impl, median_s=med, rounds_s=values,
+                                extra=extra))
         print()
-    sys.exit(proc.returncode)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(peak_gflops=probe["peak"], info=info, results=results,
+                           environment={v: os.environ.get(v) for v in PINS}), f, indent=1)
 
 
 if __name__ == "__main__":

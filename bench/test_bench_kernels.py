@@ -98,8 +98,8 @@ def _max_pool(benchmark, impl, x, backward):
 def test_conv_forward(benchmark, shape, impl):
     x, W, b, k, pad = _conv_operands(shape)
     benchmark.group = f"conv forward {shape}"
-    if impl == "fastnn":
-        benchmark(lambda: ops.conv2d_forward(x, W, b, pad=pad, return_cols=True))
+    if impl == "fastnn":  # the engine's algorithm for the layer (fastnn.convolution.plan)
+        benchmark(lambda: ops.conv2d_forward(x, W, b, pad=pad))
     elif impl == "numpy":
         benchmark(lambda: numpy_ref.conv_forward(x, W, b, pad=pad))
     else:
@@ -121,8 +121,8 @@ def test_conv_backward(benchmark, shape, impl):
     benchmark.group = f"conv backward {shape}"
     y, cols = ops.conv2d_forward(x, W, b, pad=pad, return_cols=True)
     dy = np.random.default_rng(2).standard_normal(y.shape, dtype=np.float32)
-    if impl == "fastnn":
-        benchmark(lambda: ops.conv2d_backward(dy, x, W, pad=pad, cols=cols))
+    if impl == "fastnn":  # the engine's algorithms, which keep nothing from the forward
+        benchmark(lambda: ops.conv2d_backward(dy, x, W, pad=pad))
     elif impl == "numpy":
         benchmark(lambda: numpy_ref.conv_backward(dy, x, W, cols, pad=pad))
     else:

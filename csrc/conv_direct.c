@@ -60,6 +60,7 @@
 #define FWD_TILES TILES_NARROW
 #define BWW_TILES BWW_NARROW
 #define V_DEFAULT 2
+#define PEAK_CHAINS 12
 #define ISA generic
 #define T float
 #define VL 4
@@ -125,11 +126,13 @@
 #undef FWD_TILES
 #undef BWW_TILES
 #undef V_DEFAULT
+#undef PEAK_CHAINS
 
 /* ---- AVX-512: 512-bit vectors, 32 registers, FMAs that broadcast from memory ---------------- */
 #define FWD_TILES TILES_WIDE
 #define BWW_TILES BWW_WIDE
 #define V_DEFAULT 4
+#define PEAK_CHAINS 24
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
 #else
@@ -192,6 +195,7 @@ typedef struct {
                          const fastnn_conv_geom *, int, int, double *, int);
     ptrdiff_t (*winograd_work_f32)(const fastnn_conv_geom *, int, int);
     ptrdiff_t (*winograd_work_f64)(const fastnn_conv_geom *, int, int);
+    double (*peak)(long, int);
     void (*init_f32)(void);
     void (*init_f64)(void);
 } variant;
@@ -200,7 +204,7 @@ typedef struct {
     {#isa, lanes, forward_f32_##isa, forward_f64_##isa, backward_f32_##isa,                   \
      backward_f64_##isa, work_forward_f32_##isa, work_forward_f64_##isa,                      \
      work_backward_f32_##isa, work_backward_f64_##isa, wino_run_f32_##isa, wino_run_f64_##isa, \
-     wino_work_f32_##isa, wino_work_f64_##isa, init_f32_##isa, init_f64_##isa}
+     wino_work_f32_##isa, wino_work_f64_##isa, peak_f32_##isa, init_f32_##isa, init_f64_##isa}
 
 static const variant variants[] = {
 #ifdef HAVE_X86_VARIANTS
@@ -301,4 +305,9 @@ ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int
 {
     return f64 ? current->winograd_work_f64(g, data, threads)
                : current->winograd_work_f32(g, data, threads);
+}
+
+double fastnn_conv_peak_flops(long iters, int threads)
+{
+    return current->peak(iters, threads);
 }

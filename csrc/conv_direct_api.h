@@ -27,6 +27,9 @@ void fastnn_conv_backward_f64(const double *dy, const double *x, const double *W
 ptrdiff_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads);
 ptrdiff_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
                                     int need_dw, int threads);
+/* FLOPs of a float32 FMA-peak loop of `iters` rounds on `threads` threads (time the call). */
+double fastnn_conv_peak_flops(long iters, int threads);
+
 /* Winograd F(2x2, 3x3), stride 1, pad <= 2: data = 0, out = conv(in = x, W) + b (ReLU
  * optional); data = 1, out = dx from in = dy (b NULL, relu 0). */
 void fastnn_winograd_f32(const float *in, const float *W, const float *b, float *out,
