@@ -3,8 +3,8 @@
  * is chosen at run time from the CPU's features (fastnn_conv_select), so a wheel built once
  * runs on any x86-64 and uses AVX-512 where the CPU has it.
  *
- * The kernels are in conv_direct.h (tiles, layouts) and conv_direct_driver.h (the batch loop
- * on the OpenMP team); Winograd F(2x2, 3x3), which reuses their tiles, in conv_winograd.h. csrc/conv.pyx validates and allocates around them; the oracle is
+ * The kernels are in conv_direct.h (layouts, forward tiles), conv_direct_bww.h (weight-gradient
+ * tiles) and conv_direct_driver.h (the batch loop on the OpenMP team); Winograd F(2x2, 3x3), which reuses their tiles, in conv_winograd.h. csrc/conv.pyx validates and allocates around them; the oracle is
  * fastnn.naive.conv2d_forward / conv2d_backward; tests/test_conv_direct.py holds them equal.
  * Needs GCC or Clang (vector extensions and per-function targets).
  */
@@ -66,6 +66,7 @@
 #define VL 4
 #define NAME(x) XCAT3(x, f32, ISA)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef T
@@ -75,6 +76,7 @@
 #define VL 2
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef T
@@ -100,6 +102,7 @@
 #define STORE_FIRST(p, v, n) fastnn_store_first_avx2(p, (__m256)(v), n)
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx2(s, (const __m256 *)(b), n)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef XPOSE
@@ -112,6 +115,7 @@
 #define VL 4
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef T
@@ -147,6 +151,7 @@
 #define STORE_FIRST(p, v, n) fastnn_store_first_avx512(p, (__m512)(v), n)
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx512(s, (const __m512 *)(b), n)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef XPOSE
@@ -159,6 +164,7 @@
 #define VL 8
 #define NAME(x) XCAT3(x, f64, ISA)
 #include "conv_direct.h"
+#include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
 #undef T

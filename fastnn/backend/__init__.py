@@ -10,8 +10,8 @@ import numpy as np
 from fastnn._checks import is_device_array
 
 from fastnn.backend.base import Backend
-from fastnn.backend.cpu import (HAVE_EXT, HAVE_OPENMP, cpu, cpu_info, get_num_threads,
-                                select_isa, set_num_threads)
+from fastnn.backend.cpu import HAVE_EXT, HAVE_OPENMP, cpu, get_num_threads, set_num_threads
+from fastnn.backend.cpu_conv import cpu_info, select_isa
 
 __all__ = ["Backend", "HAVE_EXT", "HAVE_OPENMP", "backend_for_device", "backend_of", "cpu",
            "cpu_info", "get_num_threads", "select_isa", "set_num_threads"]

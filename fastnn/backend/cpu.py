@@ -3,6 +3,7 @@ import numpy as np
 
 from fastnn import _checks
 from fastnn.backend.base import Backend
+from fastnn.backend.cpu_conv import ConvKernels
 from fastnn.backend.cpu_gemm import ParallelGemm
 
 try:
@@ -16,10 +17,6 @@ else:
 
 HAVE_EXT = _IMPORT_ERROR is None
 HAVE_OPENMP = HAVE_EXT and _cpu_threads.HAVE_OPENMP
-try:  # the direct convolution (csrc/conv_direct.c needs GCC or Clang: absent from MSVC builds)
-    from fastnn import _cpu_conv
-except ImportError:
-    _cpu_conv = None
 
 
 def set_num_threads(n):
@@ -32,34 +29,6 @@ def set_num_threads(n):
 def get_num_threads():
     """How many threads fastnn's compiled CPU kernels may use."""
     return _cpu_threads.get_num_threads() if HAVE_EXT else 1
-
-
-def cpu_info():
-    """Which CPU kernels fastnn runs: the instruction set of its direct convolution kernels
-    ("avx512", "avx2" or "generic": the widest this CPU runs, or $FASTNN_CPU_ISA), every variant
-    compiled in and whether this CPU runs it, the float32 lanes of a vector, the threads, and
-    the BLAS libraries numpy loaded (threadpoolctl) with the kernel each picked."""
-    info = {"isa": None, "isas": {}, "conv_lanes_float32": 1, "threads": get_num_threads(),
-            "openmp": HAVE_OPENMP, "blas": []}
-    if _cpu_conv is not None:
-        info.update(isa=_cpu_conv.selected(), isas=_cpu_conv.variants(),
-                    conv_lanes_float32=_cpu_conv.lanes())
-    try:
-        from threadpoolctl import threadpool_info
-        info["blas"] = [f"{i['internal_api']} {i.get('version')} {i.get('architecture')}, "
-                        f"{i.get('num_threads')} threads"
-                        for i in threadpool_info() if i.get("user_api") == "blas"]
-    except ImportError:
-        pass
-    return info
-
-
-def select_isa(name):
-    """Run the direct convolution kernels compiled for `name` ("avx512", "avx2", "generic")
-    from now on; a name this CPU cannot run is refused."""
-    if _cpu_conv is None:
-        raise RuntimeError("select_isa: fastnn was built without its direct convolution kernels")
-    _cpu_conv.select(name)
 
 
 def _missing_error():
@@ -75,7 +44,7 @@ class _Missing:
         raise _missing_error()
 
 
-class CPUBackend(Backend):
+class CPUBackend(ConvKernels, Backend):
     name = "cpu"
     xp = np
 
@@ -130,48 +99,6 @@ class CPUBackend(Backend):
                              f"op(b) is {b_op.shape}")
         out = _checks.out_array(op, out, (a_op.shape[0], b_op.shape[1]), a.dtype)
         return self._gemm(a_op, b_op, out, get_num_threads())
-
-    @property
-    def conv_algorithms(self):
-        return ("direct", "winograd", "im2col") if _cpu_conv is not None else ("im2col",)
-
-    @property
-    def conv_isa(self):
-        return _cpu_conv.selected() if _cpu_conv is not None else None
-
-    @property
-    def conv_lanes(self):
-        return _cpu_conv.lanes() if _cpu_conv is not None else 1
-
-    def _work(self, tag, size, dtype):
-        """A scratch vector of at least `size` elements, its length rounded up to a power of
-        two so that layers of many shapes share a few buffers."""
-        return self.scratch(tag, (1 << max(size - 1, 0).bit_length(),), dtype)
-
-    def conv_direct_forward(self, x, W, b, stride, pad, relu=False, out=None):
-        size = _cpu_conv.forward_work_size(x, W, stride, pad)
-        return _cpu_conv.forward(x, W, b, stride, pad, relu=relu, out=out,
-                                 work=self._work("conv_direct_work", size, x.dtype))
-
-    def conv_direct_backward(self, dy, x, W, stride, pad, need_dx=True, need_dW=True,
-                             dx_out=None, dW_out=None, db_out=None):
-        size = _cpu_conv.backward_work_size(x, W, stride, pad, need_dx, need_dW)
-        partial = self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
-        return _cpu_conv.backward(dy, x, W, stride, pad, need_dx=need_dx, need_dW=need_dW,
-                                  dx_out=dx_out, dW_out=dW_out, db_out=db_out,
-                                  work=self._work("conv_direct_work", size, x.dtype),
-                                  partial=partial)
-
-    def conv_winograd_forward(self, x, W, b, pad, relu=False, out=None):
-        size = _cpu_conv.winograd_work_size(x, W, pad)
-        return _cpu_conv.winograd_forward(x, W, b, pad, relu=relu, out=out,
-                                          work=self._work("conv_direct_work", size, x.dtype))
-
-    def conv_winograd_backward_data(self, dy, x, W, pad, dx_out=None):
-        size = _cpu_conv.winograd_work_size(x, W, pad, data=True)
-        return _cpu_conv.winograd_backward_data(dy, x, W, pad, dx_out=dx_out,
-                                                work=self._work("conv_direct_work", size,
-                                                                x.dtype))
 
     def im2col(self, x, kernel, stride, pad, out=None):
         return self._im2col.im2col(x, kernel, stride, pad, out=out)

@@ -1,0 +1,88 @@
+"""The CPU backend's convolution kernels (fastnn.convolution's "direct" and "winograd"
+algorithms: csrc/conv_direct.c through fastnn._cpu_conv), and which instruction set they run.
+"""
+import numpy as np
+
+try:  # csrc/conv_direct.c needs GCC or Clang: an MSVC build has only im2col + GEMM
+    from fastnn import _cpu_conv
+except ImportError:
+    _cpu_conv = None
+try:
+    from fastnn import _cpu_threads
+except ImportError:  # a source checkout that was never built
+    _cpu_threads = None
+
+
+def cpu_info():
+    """Which CPU kernels fastnn runs: the instruction set of its direct convolution kernels
+    ("avx512", "avx2" or "generic": the widest this CPU runs, or $FASTNN_CPU_ISA), every variant
+    compiled in and whether this CPU runs it, the float32 lanes of a vector, the threads, and
+    the BLAS libraries numpy loaded (threadpoolctl) with the kernel each picked."""
+    info = {"isa": None, "isas": {}, "conv_lanes_float32": 1,
+            "threads": _cpu_threads.get_num_threads() if _cpu_threads else 1,
+            "openmp": bool(_cpu_threads and _cpu_threads.HAVE_OPENMP), "blas": []}
+    if _cpu_conv is not None:
+        info.update(isa=_cpu_conv.selected(), isas=_cpu_conv.variants(),
+                    conv_lanes_float32=_cpu_conv.lanes())
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [f"{i['internal_api']} {i.get('version')} {i.get('architecture')}, "
+                        f"{i.get('num_threads')} threads"
+                        for i in threadpool_info() if i.get("user_api") == "blas"]
+    except ImportError:
+        pass
+    return info
+
+
+def select_isa(name):
+    """Run the direct convolution kernels compiled for `name` ("avx512", "avx2", "generic")
+    from now on; a name this CPU cannot run is refused."""
+    if _cpu_conv is None:
+        raise RuntimeError("select_isa: fastnn was built without its direct convolution kernels")
+    _cpu_conv.select(name)
+
+
+class ConvKernels:
+    """The convolution ops of CPUBackend (a mixin: it uses the backend's scratch buffers)."""
+
+    @property
+    def conv_algorithms(self):
+        return ("direct", "winograd", "im2col") if _cpu_conv is not None else ("im2col",)
+
+    @property
+    def conv_isa(self):
+        return _cpu_conv.selected() if _cpu_conv is not None else None
+
+    @property
+    def conv_lanes(self):
+        return _cpu_conv.lanes() if _cpu_conv is not None else 1
+
+    def _work(self, tag, size, dtype):
+        """A scratch vector of at least `size` elements, its length rounded up to a power of
+        two so that layers of many shapes share a few buffers."""
+        return self.scratch(tag, (1 << max(size - 1, 0).bit_length(),), dtype)
+
+    def conv_direct_forward(self, x, W, b, stride, pad, relu=False, out=None):
+        size = _cpu_conv.forward_work_size(x, W, stride, pad)
+        return _cpu_conv.forward(x, W, b, stride, pad, relu=relu, out=out,
+                                 work=self._work("conv_direct_work", size, x.dtype))
+
+    def conv_direct_backward(self, dy, x, W, stride, pad, need_dx=True, need_dW=True,
+                             dx_out=None, dW_out=None, db_out=None):
+        size = _cpu_conv.backward_work_size(x, W, stride, pad, need_dx, need_dW)
+        partial = self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
+        return _cpu_conv.backward(dy, x, W, stride, pad, need_dx=need_dx, need_dW=need_dW,
+                                  dx_out=dx_out, dW_out=dW_out, db_out=db_out,
+                                  work=self._work("conv_direct_work", size, x.dtype),
+                                  partial=partial)
+
+    def conv_winograd_forward(self, x, W, b, pad, relu=False, out=None):
+        size = _cpu_conv.winograd_work_size(x, W, pad)
+        return _cpu_conv.winograd_forward(x, W, b, pad, relu=relu, out=out,
+                                          work=self._work("conv_direct_work", size, x.dtype))
+
+    def conv_winograd_backward_data(self, dy, x, W, pad, dx_out=None):
+        size = _cpu_conv.winograd_work_size(x, W, pad, data=True)
+        return _cpu_conv.winograd_backward_data(dy, x, W, pad, dx_out=dx_out,
+                                                work=self._work("conv_direct_work", size,
+                                                                x.dtype))
