@@ -266,7 +266,9 @@ class Trainer:
         if unknown:
             raise ValueError(f"Trainer: unknown metrics {unknown}: expected some of {list(METRICS)}")
         self.metrics = list(metrics)
-        self.rng = np.random.default_rng(seed)  # shuffling and augmentation
+        # shuffling and augmentation: seed=, else drawn from fastnn's generator, so that
+        # fastnn.seed(s) before building and compiling makes the whole run reproducible
+        self.rng = initializers.child_rng() if seed is None else np.random.default_rng(seed)
         self.epoch = 0                           # epochs completed
         self.step = 0                            # optimizer steps taken
         self.history = History()
@@ -337,10 +339,9 @@ class Trainer:
         if validation_data is not None:
             validation_data = (self._cast(validation_data[0]), class_labels(validation_data[1]))
         B = model_backend(self.model)
-        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, transform=transform,
-                                 reuse_buffers=True,
+        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.rng,
+                                 transform=transform, reuse_buffers=True,
                                  device=B.name if transform is None else None)
-        self.loader.rng = self.rng
         if sync_every is None:
             sync_every = 1 if B.name == "cpu" else 50
         if not isinstance(sync_every, int) or sync_every < 1:
@@ -407,7 +408,8 @@ class Trainer:
         B = model_backend(self.model)
         tally = _Tally(self, B, type(self.loss)())  # no regularization term: the data loss
         # on a GPU the data goes over once and the batches are views of it
-        loader = DataLoader(x, y, batch_size, shuffle=False, reuse_buffers=True, device=B.name)
+        loader = DataLoader(x, y, batch_size, shuffle=False, seed=self.rng, reuse_buffers=True,
+                            device=B.name)  # in order: it draws nothing from self.rng
         try:
             for xb, yb in loader:
                 if loader.device is None:

@@ -254,3 +254,27 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     model.compile("cross_entropy", "adam")
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
     assert checks == [cpu] and len(runs) == 8
+
+
+def test_fastnn_seed_alone_makes_fit_reproducible():
+    """fastnn.seed(s) before building and compiling fixes the weights, the dropout masks and
+    the shuffling: compile(seed=) is not needed (it used to be, for the shuffling)."""
+    x, y = _blobs(200)
+
+    def run():
+        model = _model(seed=3)  # fastnn.seed(3), then the layers
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+        history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        return model.state_dict(), history.history["loss"]
+    (first, loss_a), (second, loss_b) = run(), run()
+    assert loss_a == loss_b
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    # a standalone DataLoader without seed= follows fastnn.seed too
+    orders = []
+    for _ in range(2):
+        fastnn.seed(5)
+        orders.append(np.concatenate([yb for _, yb in
+                                      fastnn.datasets.DataLoader(x, np.arange(200), 50)]))
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], np.arange(200))
