@@ -45,6 +45,10 @@ class Loss:
         self.steps += 1
 
     def forward(self, prediction, target, totals=None):
+        shape = getattr(prediction, "shape", None)
+        if shape and shape[0] == 0:  # its mean would be nan (or 0), not a loss
+            raise ValueError(f"{type(self).__name__}: expected a batch of at least one sample, "
+                             f"got predictions of shape {tuple(shape)}")
         self.count_step()
         if totals is not None:
             if not self.accumulates:

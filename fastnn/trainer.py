@@ -10,6 +10,7 @@ epoch, the history so far and every random generator the run uses (fastnn's defa
 Dropout/DropConnect layer's, the data loader's): fit(..., resume_from=path) continues exactly
 where the run stopped, bit for bit like a run that never stopped.
 """
+import numbers
 import time
 import warnings
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from fastnn import init as initializers, losses as losses_mod, model as model_io
 from fastnn.datasets.loader import DataLoader, class_labels
+from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
 
 
@@ -249,6 +251,38 @@ class _Tally:
             f"{steps(self.trainer.step)}, epoch {self.trainer.epoch + 1})")
 
 
+def split_validation(x, y, fraction, owner="fit"):
+    """-> x_train, y_train, (x_val, y_val): the last `fraction` of the samples held out (in
+    their order, before any shuffling), each part at least one sample."""
+    if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"{owner}: expected validation_split as a number in (0, 1) (0 or None: "
+                         f"no split), got {fraction!r}")
+    held = int(round(len(x) * fraction))
+    if held == 0 or held == len(x):
+        raise ValueError(f"{owner}: validation_split={fraction} of {len(x)} samples leaves "
+                         f"{'no validation' if held == 0 else 'no training'} samples")
+    cut = len(x) - held
+    return x[:cut], y[:cut], (x[cut:], y[cut:])
+
+
+def _check_callbacks(callbacks):
+    from fastnn.callbacks import Callback
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"fit: expected callbacks as a list of callbacks, got "
+                        f"{type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            what = f"the class {cb.__name__} (not an instance)" if isinstance(cb, type) \
+                else type(cb).__name__
+            raise TypeError(f"fit: expected callbacks as fastnn.callbacks.Callback instances, "
+                            f"got {what}")
+    return callbacks
+
+
 class Trainer:
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), seed=None):
         from fastnn import optim
@@ -328,16 +362,26 @@ class Trainer:
         transform augments on the host), and the loss and accuracy are summed on the device
         and read back every `sync_every` steps (default 50 on a GPU, 1 on the CPU) and at the
         epoch's end: the progress bar and the NaN check see them then."""
-        x, y = self._cast(x), class_labels(y)
+        epochs = check_positive_int(epochs, "epochs", "fit")
+        batch_size = check_positive_int(batch_size, "batch_size", "fit")
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"fit: expected verbose 0, 1 or 2, got {verbose!r}")
+        callbacks = _check_callbacks(callbacks)
+        x, y = self._data(x, y, "fit", "x and y")
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"fit: expected validation_split in (0, 1), got {validation_split}")
-            cut = len(x) - int(round(len(x) * validation_split))
-            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+            x, y, validation_data = split_validation(x, y, validation_split)
+        elif validation_split not in (None, 0):
+            split_validation(x, y, validation_split)  # 0.0 is off; anything else is checked
         if validation_data is not None:
-            validation_data = (self._cast(validation_data[0]), class_labels(validation_data[1]))
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                       if isinstance(validation_data, (tuple, list))
+                       else type(validation_data).__name__)
+                raise ValueError(f"fit: expected validation_data as a pair (x_val, y_val), "
+                                 f"got {got}")
+            validation_data = self._data(*validation_data, "fit", "validation_data")
         B = model_backend(self.model)
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.rng,
                                  transform=transform, reuse_buffers=True,
@@ -352,7 +396,6 @@ class Trainer:
             target = epochs
         else:
             target = self.epoch + epochs
-        callbacks = list(callbacks)
         for cb in callbacks:
             cb.trainer = self
         self.stop_training = False
@@ -397,12 +440,24 @@ class Trainer:
     def _cast(self, x):
         return cast_input(self.model, x)
 
+    def _data(self, x, y, owner, what):
+        """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples."""
+        x, y = self._cast(x), class_labels(y)
+        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
+            raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
+                             f"shapes {x.shape} and {y.shape}")
+        if len(x) == 0:
+            raise ValueError(f"{owner}: expected at least one sample in {what}, got shape "
+                             f"{x.shape}")
+        return x, y
+
     def predict(self, x, batch_size=256):
         return predict(self.model, x, batch_size)
 
     def evaluate(self, x, y, batch_size=256):
         """{"loss": mean loss, metric: value} on (x, y) in inference mode."""
-        x, y = self._cast(x), class_labels(y)
+        batch_size = check_positive_int(batch_size, "batch_size", "evaluate")
+        x, y = self._data(x, y, "evaluate", "x and y")
         was = self.model.training
         self.model.eval()
         B = model_backend(self.model)
@@ -455,4 +510,4 @@ class Trainer:
         return self
 
 
-__all__ = ["History", "Trainer", "accuracy"]
+__all__ = ["History", "Trainer", "accuracy", "split_validation"]

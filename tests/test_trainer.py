@@ -278,3 +278,55 @@ def test_fastnn_seed_alone_makes_fit_reproducible():
                                       fastnn.datasets.DataLoader(x, np.arange(200), 50)]))
     np.testing.assert_array_equal(orders[0], orders[1])
     assert not np.array_equal(orders[0], np.arange(200))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"epochs": 2.5}, "fit: expected epochs as a positive int, got 2.5"),
+    ({"epochs": -1}, "fit: expected epochs as a positive int, got -1"),
+    ({"epochs": 0}, "fit: expected epochs as a positive int, got 0"),
+    ({"epochs": "2"}, "fit: expected epochs as a positive int, got '2'"),
+    ({"batch_size": 0}, "fit: expected batch_size as a positive int, got 0"),
+    ({"validation_split": "0.1"}, r"fit: expected validation_split as a number in \(0, 1\)"),
+    ({"validation_split": 1.5}, r"fit: expected validation_split as a number in \(0, 1\)"),
+    ({"validation_split": 0.001}, "validation_split=0.001 of 60 samples leaves no validation"),
+    ({"validation_data": "val"}, r"expected validation_data as a pair \(x_val, y_val\), got str"),
+    ({"verbose": 3}, "fit: expected verbose 0, 1 or 2, got 3"),
+])
+def test_fit_refuses_bad_arguments_by_name(kwargs, message):
+    x, y = _blobs(60)
+    model = _compiled()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, **{"verbose": 0, **kwargs})
+    assert model.trainer.epoch == 0 and model.trainer.step == 0  # nothing ran
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_fit_refuses_empty_and_mismatched_data():
+    x, y = _blobs(60)
+    model = _compiled()
+    with pytest.raises(ValueError, match=r"validation_data as a pair \(x_val, y_val\), got a "
+                                         "tuple of 1"):
+        model.fit(x, y, validation_data=(x,), verbose=0)
+    with pytest.raises(ValueError, match=r"fit: expected at least one sample in x and y, got "
+                                         r"shape \(0, 2, 4, 4\)"):
+        model.fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(ValueError, match=r"fit: expected x and y with the same number of "
+                                         r"samples, got shapes \(60, 2, 4, 4\) and \(59,\)"):
+        model.fit(x, y[:59], verbose=0)
+    with pytest.raises(ValueError, match="at least one sample in validation_data"):
+        model.fit(x, y, validation_data=(x[:0], y[:0]), verbose=0)
+    with pytest.raises(ValueError, match="evaluate: expected at least one sample"):
+        model.evaluate(x[:0], y[:0])
+    with pytest.raises(TypeError, match="the class EarlyStopping"):
+        model.fit(x, y, callbacks=[callbacks.EarlyStopping], verbose=0)
+    # an empty batch reaching a loss is named as such, not as a diverging loss
+    empty = np.zeros((0, 3), np.float32)
+    for loss, target in ((fastnn.losses.SoftmaxCrossEntropy(), np.zeros(0, np.int64)),
+                         (fastnn.losses.MeanSquaredError(), empty)):
+        with pytest.raises(ValueError, match=r"expected a batch of at least one sample, got "
+                                             r"predictions of shape \(0, 3\)"):
+            loss.forward(empty, target)
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.trainer.train_step(x[:0], y[:0])
