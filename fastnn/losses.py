@@ -123,9 +123,7 @@ class SoftmaxCrossEntropy(Loss):
             if tuple(labels.shape) != (n, c):
                 raise ValueError(f"{owner}: expected one-hot labels of shape {(n, c)}, got "
                                  f"{labels.shape}")
-            if not (np.all(labels.sum(axis=1) == 1) and np.all(labels.max(axis=1) == 1)):
-                raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
-            return np.argmax(labels, axis=1).astype(np.int64)
+            return one_hot_indices(owner, labels)
         if labels.ndim != 1 or labels.shape[0] != n:
             raise ValueError(f"{owner}: expected labels of shape ({n},) (class indices) or "
                              f"{(n, c)} (one-hot), got {labels.shape}")
@@ -137,6 +135,16 @@ class SoftmaxCrossEntropy(Loss):
                                 f"got {labels.dtype}")
             labels = np.ascontiguousarray(labels, dtype=np.int64)
         return labels
+
+
+def one_hot_indices(owner, labels):
+    """One-hot rows (N, C) -> int64 class indices (N,), refusing rows that are not one-hot
+    (SoftmaxCrossEntropy takes hard labels only)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not (np.all((labels == 0) | (labels == 1))
+                                and np.all(labels.sum(axis=1) == 1)):
+        raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
+    return np.argmax(labels, axis=1).astype(np.int64)
 
 
 class MeanSquaredError(Loss):

@@ -18,6 +18,7 @@ import numpy as np
 
 from fastnn import init as initializers, losses as losses_mod, model as model_io
 from fastnn.datasets.loader import DataLoader, class_labels
+from fastnn.layers.activation import Softmax
 from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
 
@@ -251,6 +252,26 @@ class _Tally:
             f"{steps(self.trainer.step)}, epoch {self.trainer.epoch + 1})")
 
 
+def logits_net(model, loss):
+    """The model as `loss` trains it (see Trainer.net): a top-level final Softmax is left to
+    a SoftmaxCrossEntropy loss; one inside a nested block cannot be, and is refused."""
+    if not isinstance(loss, losses_mod.SoftmaxCrossEntropy):
+        return model
+    last, depth = model, 0
+    while isinstance(last, model_io.Sequential) and len(last):
+        last, depth = last[-1], depth + 1
+    if not isinstance(last, Softmax):
+        return model
+    if depth != 1:
+        raise ValueError(f"{type(loss).__name__}: the model ends in a Softmax inside a nested "
+                         "block, and this loss applies softmax itself (fused with the "
+                         "cross-entropy): move that Softmax to the model's top level, where "
+                         "training skips it and predict keeps it, or remove it")
+    net = model[:-1]  # the same layers (a slice shares them) ...
+    net.train(model.training)  # ... in the model's mode, which slicing reset
+    return net
+
+
 def split_validation(x, y, fraction, owner="fit"):
     """-> x_train, y_train, (x_val, y_val): the last `fraction` of the samples held out (in
     their order, before any shuffling), each part at least one sample."""
@@ -348,8 +369,22 @@ class Trainer:
         return self._graphs
 
     def _forward_backward(self, xb, yb, tally):
-        tally.add(self.model.forward(xb), yb)
-        self.model.backward(self.loss.backward(), need_dx=False)
+        net = self.net
+        tally.add(net.forward(xb), yb)
+        net.backward(self.loss.backward(), need_dx=False)
+
+    @property
+    def net(self):
+        """What training and evaluation run: the model, or, for a model ending in Softmax
+        trained with SoftmaxCrossEntropy, the model without that Softmax: the loss applies
+        softmax itself (fused and stable), so it is never applied twice. predict runs the
+        whole model and gives probabilities. Re-derived when the model's layers change."""
+        children = self.model.children()
+        key = (id(self.model), len(children), id(children[-1][1]) if children else None)
+        if self.__dict__.get("_net_key") != key:
+            self._net = logits_net(self.model, self.loss)
+            self._net_key = key
+        return self._net
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
@@ -443,6 +478,9 @@ class Trainer:
     def _data(self, x, y, owner, what):
         """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples."""
         x, y = self._cast(x), class_labels(y)
+        if isinstance(self.loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2:
+            # one-hot targets become class indices once, not every step (and a GPU takes them)
+            y = losses_mod.one_hot_indices(f"{owner} ({type(self.loss).__name__})", y)
         if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
             raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
                              f"shapes {x.shape} and {y.shape}")
@@ -469,7 +507,7 @@ class Trainer:
             for xb, yb in loader:
                 if loader.device is None:
                     xb, yb = B.from_host(xb), B.from_host(yb)
-                tally.add(self.model.forward(xb), yb)
+                tally.add(self.net.forward(xb), yb)
         finally:
             self.model.train(was)
         return tally.read()

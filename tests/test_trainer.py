@@ -330,3 +330,45 @@ def test_fit_refuses_empty_and_mismatched_data():
             loss.forward(empty, target)
     with pytest.raises(ValueError, match="at least one sample"):
         model.trainer.train_step(x[:0], y[:0])
+
+
+def test_a_final_softmax_with_cross_entropy_trains_through_the_fused_loss():
+    """Softmax() last plus loss="cross_entropy": training and evaluation skip the Softmax (the
+    loss applies it, fused and stable), so the run is bit for bit that of the same model
+    without it (it applied softmax twice: the loss stalled), and predict keeps it."""
+    x, y = _blobs(300)
+    runs = []
+    for head in ([], [fastnn.layers.Softmax()]):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Flatten(), Dense(32, 16), ReLU(), Dropout(0.1),
+                                   Dense(16, 3)] + head)
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+        history = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
+        runs.append((model, {k: v for k, v in history.history.items() if k != "time"}))
+    (plain, logs_plain), (soft, logs_soft) = runs
+    assert logs_plain == logs_soft
+    for (name, a, _), (_, b, _) in zip(plain.named_parameters(), soft.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert soft.evaluate(x, y) == plain.evaluate(x, y)
+    probs = soft.predict(x[:20])
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    e = np.exp(plain.predict(x[:20]) - plain.predict(x[:20]).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # one-hot targets train the same (converted to class indices once)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Flatten(), Dense(32, 16), ReLU(), Dropout(0.1), Dense(16, 3)])
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+    history = model.fit(x, np.eye(3, dtype=np.float32)[y], epochs=2, batch_size=32,
+                        validation_split=0.2, verbose=0)
+    assert {k: v for k, v in history.history.items() if k != "time"} == logs_plain
+    with pytest.raises(ValueError, match="one-hot label rows"):
+        model.fit(x, np.full((300, 3), 1 / 3, np.float32), verbose=0)
+    # a Softmax the loss cannot skip (inside a nested block) is refused, not applied twice
+    nested = fastnn.Sequential([Flatten(), fastnn.Sequential([Dense(32, 3),
+                                                              fastnn.layers.Softmax()])])
+    with pytest.raises(ValueError, match="Softmax inside a nested block"):
+        nested.compile("cross_entropy", "adam").fit(x, y, verbose=0)
+    # with another loss a final Softmax is an ordinary layer
+    mse = fastnn.Sequential([Flatten(), Dense(32, 3), fastnn.layers.Softmax()])
+    mse.compile("mse", "adam", metrics=())
+    assert mse.trainer.net is mse
