@@ -13,7 +13,8 @@ State (velocities, moments) is kept per parameter name.
     RMSProp:  h = decay_rate*h + (1 - decay_rate)*g^2;  p -= lr * g / (sqrt(h) + eps)
     Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  t += 1
               p -= lr * mhat / (sqrt(vhat) + eps),  mhat = m/(1-b1^t),  vhat = v/(1-b2^t)
-    AdamW:    Adam, with p -= lr*weight_decay*p first (decoupled weight decay)
+              weight_decay: g += weight_decay*p first (L2 in the gradient, as PyTorch's Adam)
+    AdamW:    Adam, with p -= lr*weight_decay*p first (decoupled weight decay) instead
 
 Gradients are read as the last backward left them (layers overwrite them). zero_grad() sets them
 to zero, for code that accumulates by hand.
@@ -235,20 +236,22 @@ class Adam(Optimizer):
         self._inv_sqrt_bc2 = 1 / math.sqrt(1 - self.beta2 ** t)
         super().step()
 
-    def _update(self, B, p, g, state):
-        B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
-                      self._inv_sqrt_bc2, self.eps, self._decay())
+    decoupled = False  # AdamW: weight decay shrinks p itself, not through the gradient
 
-    def _decay(self):
-        return 0.0  # Adam: no decoupled decay (use a regularizer for L2 on the loss)
+    def _update(self, B, p, g, state):
+        if self.weight_decay and not self.decoupled:
+            # PyTorch's Adam: L2 added to the gradient (g is rewritten by every backward)
+            B.add_penalty_grad("l2", p, g, self.weight_decay)
+        B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
+                      self._inv_sqrt_bc2, self.eps,
+                      self.lr * self.weight_decay if self.decoupled else 0.0)
 
 
 class AdamW(Adam):
+    decoupled = True
+
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr, beta1, beta2, eps, weight_decay)
-
-    def _decay(self):
-        return self.lr * self.weight_decay
 
 
 _NAMED = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
