@@ -74,6 +74,10 @@ class Sequential(Container):
         return self._layers[key][1]
 
     def _forward(self, x):
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            first = f" (for its first layer, {self._layers[0][1].label})" if self._layers else ""
+            raise TypeError(f"{self.label}: expected an array input{first}, got "
+                            f"{type(x).__name__} (np.asarray makes one)")
         self._input_shape = tuple(x.shape[1:])
         layers = [layer for _, layer in self._layers]
         i = 0

@@ -200,3 +200,23 @@ def test_init_scales_and_names():
         Dense(3, 3, init="glorot")
     d = Dense(3, 2, init=lambda shape, fan_in, rng: np.full(shape, 0.5))
     np.testing.assert_array_equal(d.params["W"], 0.5)
+
+
+def test_batchnorm_refuses_one_value_per_feature_in_training():
+    """A batch of one normalised by its own statistics is exactly 0 (it returned zeros):
+    training mode raises, as PyTorch does; inference and images (H*W values) are fine."""
+    bn = BatchNorm(3, dtype=F64)
+    with pytest.raises(ValueError, match=r"BatchNorm: expected more than 1 value per feature "
+                                         r"in training mode, got input \(1, 3\)"):
+        bn.forward(np.ones((1, 3)))
+    assert bn.state["running_mean"].tolist() == [0, 0, 0]  # nothing updated
+    assert bn.forward(np.ones((1, 3, 2, 2))).shape == (1, 3, 2, 2)  # 4 values per channel
+    bn.eval()
+    assert bn.forward(np.ones((1, 3))).shape == (1, 3)
+
+
+def test_sequential_refuses_a_list_input_by_name():
+    model = fastnn.Sequential([("first", Dense(2, 2))])
+    with pytest.raises(TypeError, match=r"Sequential: expected an array input \(for its first "
+                                        r"layer, Dense 'first'\), got list"):
+        model.forward([[1.0, 2.0]])
