@@ -10,10 +10,12 @@ each epoch, with that epoch's logs ({"loss", "accuracy", "val_loss", "val_accura
 - HistoryLogger(path): the history so far as CSV (path ends in .csv) or JSON, after each epoch
 """
 import csv
+import io
 import json
 import math
 import os
 
+from fastnn._atomic import atomic_write
 
 
 class Callback:
@@ -131,17 +133,16 @@ def write_history(history, path):
     d = history.to_dict()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        if path.endswith(".csv"):
-            keys = list(d)
-            writer = csv.writer(f)
-            writer.writerow(keys)
-            for i in range(len(d["epoch"])):
-                writer.writerow([d[k][i] if i < len(d[k]) else "" for k in keys])
-        else:
-            json.dump(d, f, indent=1)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    if path.endswith(".csv"):
+        keys = list(d)
+        writer = csv.writer(text)
+        writer.writerow(keys)
+        for i in range(len(d["epoch"])):
+            writer.writerow([d[k][i] if i < len(d[k]) else "" for k in keys])
+    else:
+        json.dump(d, text, indent=1)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
 __all__ = ["Callback", "EarlyStopping", "HistoryLogger", "LearningRateScheduler",

@@ -6,16 +6,16 @@
     model.save("model.npz"); model = fastnn.load("model.npz")
 
 A saved file is an npz archive: every parameter and state array under its name ("0.W"), the
-optimizer's slots under "optim/<name>/<slot>", and a JSON description of the architecture (and
-the optimizer's settings) under "__meta__". It is written to a temporary file in the same
+optimizer's slots under "optim/<name>/<slot>", and a JSON description of the architecture (the
+optimizer's settings, and the layers freeze() excluded from training) under "__meta__". It is written to a temporary file in the same
 folder and renamed into place, so a crash never leaves a half-written model behind.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from fastnn._atomic import atomic_write
 from fastnn.layers.activation import ReLU
 from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
@@ -217,26 +217,16 @@ def _has_trainable_params(layer):
 
 
 def atomic_savez(path, arrays):
-    """np.savez into a temporary file beside `path`, flushed to disk, then renamed over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """np.savez into a temporary file beside `path`, flushed to disk, then renamed over it
+    (fastnn._atomic; stale temporary files of killed writers are cleaned up)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def pack(model, optimizer=None, extra=None):
     """The arrays and the JSON meta that save() writes (checkpoints add `extra`)."""
     arrays = {f"param/{name}": value for name, value in model.state_dict().items()}
     meta = {"format": FORMAT, "model": model.get_config(), "optimizer": None,
+            "frozen": [path for path, layer in _walk(model) if not layer.trainable],
             "extra": extra or {}}
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -248,20 +238,31 @@ def pack(model, optimizer=None, extra=None):
     return arrays
 
 
+def _walk(layer, path=""):
+    """(dotted path, layer) for the layer and every layer inside it ("" is the layer)."""
+    yield path, layer
+    for name, child in layer.children():
+        yield from _walk(child, f"{path}.{name}" if path else name)
+
+
 def save(model, path, optimizer=None, extra=None):
     atomic_savez(path, pack(model, optimizer, extra))
 
 
 def read(path):
     """-> (meta dict, {array name: array}) of a file written by save()."""
+    with open(os.fspath(path), "rb") as f:  # a missing file raises FileNotFoundError
+        head = f.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # what every zip (npz) archive starts with
+        raise ValueError(f"fastnn.load: {path!s} is not a fastnn file: a fastnn model or "
+                         f"checkpoint is an npz (zip) archive, and this file starts with "
+                         f"{head!r}")
     try:
         with np.load(os.fspath(path), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
-        raise ValueError(f"fastnn.load: {path!s} is not a readable fastnn model file ({exc})") \
-            from None
+    except Exception as exc:  # noqa: BLE001 - a damaged archive
+        raise ValueError(f"fastnn.load: {path!s} is not a readable fastnn model file (a "
+                         f"damaged archive: {exc})") from None
     if "__meta__" not in arrays:
         raise ValueError(f"fastnn.load: {path!s} is an npz file without fastnn's metadata")
     meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
@@ -290,6 +291,9 @@ def load(path):
     model = build_layer(meta["model"])
     params, optimizer_state = unpack(meta, arrays)
     model.load_state_dict(params)
+    layers = dict(_walk(model))
+    for name in meta.get("frozen", ()):  # freeze() holds, layer by layer, as it was saved
+        layers[name].trainable = False
     if optimizer_state is not None:
         from fastnn import optim
         model.optimizer = optim.from_state_dict(model, optimizer_state)
