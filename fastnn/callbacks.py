@@ -81,6 +81,7 @@ class ModelCheckpoint(Callback):
         self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, save_best_only
         self.better = _better(monitor, mode)
         self.best = None
+        self.last_saved = None  # (path, epoch) of the last checkpoint written
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only:
@@ -92,6 +93,7 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self.trainer.save_checkpoint(path)
+        self.last_saved = (path, epoch)
 
 
 class LearningRateScheduler(Callback):

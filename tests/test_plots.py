@@ -1,27 +1,13 @@
-"""The pictures of a run (fastnn.plots): what they show, read back from the figures."""
+"""The pictures of a run (fastnn.plots): what they show, read back from the figures (the
+`figures` fixture of conftest.py)."""
 import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
-import matplotlib.figure  # noqa: E402
-
 from fastnn import plots  # noqa: E402
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures fastnn.plots saves (they are closed after saving; kept here to read)."""
-    saved = []
-    real = matplotlib.figure.Figure.savefig
-
-    def savefig(fig, *args, **kwargs):
-        saved.append(fig)
-        return real(fig, *args, **kwargs)
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
-    return saved
-
-
-def _visible_ticks(ax):
+def visible_ticks(ax):
     lo, hi = ax.get_xlim()
     return [t for t in ax.get_xticks() if lo <= t <= hi]
 
@@ -31,11 +17,11 @@ def test_learning_curves_of_one_epoch_have_whole_epoch_ticks(figures, tmp_path):
                "val_accuracy": [0.92]}
     plots.learning_curves(history, tmp_path / "c.png")
     for ax in figures[0].axes:
-        assert _visible_ticks(ax) == [1.0]
+        assert visible_ticks(ax) == [1.0]
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation"]
     long = {"epoch": list(range(1, 8)), "loss": list(np.linspace(1, 0.1, 7))}
     plots.learning_curves(long, tmp_path / "d.png")
-    ticks = _visible_ticks(figures[1].axes[0])
+    ticks = visible_ticks(figures[1].axes[0])
     assert len(ticks) >= 2 and all(t == int(t) for t in ticks)
 
 
