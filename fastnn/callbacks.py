@@ -4,7 +4,8 @@ each epoch, with that epoch's logs ({"loss", "accuracy", "val_loss", "val_accura
 - EarlyStopping(monitor="val_loss", patience=3): stop when the monitored value stops improving
   (and restore the best weights, by default)
 - ModelCheckpoint(path, monitor="val_loss", save_best_only=False): a full training checkpoint
-  (resumable) after each epoch, written atomically; path may contain {epoch}
+  (resumable) after each epoch, written atomically; path may contain {epoch} and the logs'
+  names, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz"
 - LearningRateScheduler(schedule): a fastnn.optim schedule class and its arguments, or a
   function (epoch, lr) -> lr, applied before each epoch
 - HistoryLogger(path): the history so far as CSV (path ends in .csv) or JSON, after each epoch
@@ -89,7 +90,7 @@ class ModelCheckpoint(Callback):
             if self.best is not None and not self.better(value, self.best):
                 return
             self.best = value
-        path = self.path.format(epoch=epoch)
+        path = self.path.format(epoch=epoch, **{k: v for k, v in logs.items() if k != "epoch"})
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self.trainer.save_checkpoint(path)

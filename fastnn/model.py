@@ -159,15 +159,7 @@ class Sequential(Container):
         self._input_shape = shape
         total = sum(int(p.size) for _, p, _ in params)
         trainable = sum(int(p[1].size) for p in params if p.trainable)
-        widths = [max(len("Layer (type)"), *(len(r[0]) for r in rows)),
-                  max(len("Output shape"), *(len(r[1]) for r in rows)), 12]
-        line = "-" * (sum(widths) + 4)
-        out = [line, f"{'Layer (type)':<{widths[0]}}  {'Output shape':<{widths[1]}}  "
-                     f"{'Params':>{widths[2]}}", line]
-        out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]},}" for a, b, c in rows]
-        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", line]
-        text = "\n".join(out)
+        text = summary_table(rows, total, trainable)
         if print_fn is not None:
             print_fn(text)
         return text
@@ -206,6 +198,20 @@ class Sequential(Container):
         """Write the model (architecture, parameters, running statistics) and the optimizer
         (given, or the one compile() attached) to `path` as npz, atomically."""
         save(self, path, optimizer if optimizer is not None else self.optimizer)
+
+
+def summary_table(rows, total, trainable, title=None):
+    """The text of a summary: rows of (layer and type, output shape, parameter count)."""
+    widths = [max(len("Layer (type)"), *(len(r[0]) for r in rows)),
+              max(len("Output shape"), *(len(r[1]) for r in rows)), 12]
+    line = "-" * (sum(widths) + 4)
+    out = [title] if title else []
+    out += [line, f"{'Layer (type)':<{widths[0]}}  {'Output shape':<{widths[1]}}  "
+                  f"{'Params':>{widths[2]}}", line]
+    out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]},}" for a, b, c in rows]
+    out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", line]
+    return "\n".join(out)
 
 
 def _has_trainable_params(layer):
@@ -300,4 +306,4 @@ def load(path):
     return model
 
 
-__all__ = ["Sequential", "load", "pack", "read", "save", "unpack"]
+__all__ = ["Sequential", "load", "pack", "read", "save", "summary_table", "unpack"]

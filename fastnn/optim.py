@@ -9,7 +9,7 @@ State (velocities, moments) is kept per parameter name.
     Momentum: v = momentum*v - lr*g;  p += v
     Nesterov: v = momentum*v - lr*g;  p += momentum*v - lr*g   (Bengio et al.'s form; PyTorch's
               nesterov=True gives the same iterates)
-    AdaGrad:  h += g^2;  p -= lr * g / (sqrt(h) + eps)
+    AdaGrad:  h += g^2;  p -= lr * g / (sqrt(h) + eps)       (h starts at 0, or as given)
     RMSProp:  h = decay_rate*h + (1 - decay_rate)*g^2;  p -= lr * g / (sqrt(h) + eps)
     Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  t += 1
               p -= lr * mhat / (sqrt(vhat) + eps),  mhat = m/(1-b1^t),  vhat = v/(1-b2^t)
@@ -83,7 +83,8 @@ class Optimizer:
             state = self.state.get(name)
             if state is None:
                 B = backend_of(p)
-                state = self.state[name] = {s: B.zeros(p.shape, p.dtype) for s in self.slots}
+                state = self.state[name] = {s: self._new_slot(B, p.shape, p.dtype, s)
+                                            for s in self.slots}
             self._update(backend_of(p, g), p, g, state)
 
     def _flat_state(self, arena):
@@ -96,7 +97,7 @@ class Optimizer:
                 for name, views in flat[2].items() for s, view in views.items()):
             return flat[1]
         B = arena.backend
-        slots = {s: B.zeros(arena.params.shape, arena.dtype) for s in self.slots}
+        slots = {s: self._new_slot(B, arena.params.shape, arena.dtype, s) for s in self.slots}
         carved = {s: arena.carve(flat) for s, flat in slots.items()}
         views = {name: {s: carved[s][i] for s in self.slots}
                  for i, name in enumerate(arena.names)}
@@ -108,6 +109,13 @@ class Optimizer:
         self.state.update(views)
         self._flat = (arena, slots, views)
         return slots
+
+    def _new_slot(self, B, shape, dtype, slot):
+        """A state array as it starts: zeros, or the optimizer's initial value for the slot."""
+        return B.fill(B.empty(shape, dtype), self.initial_state().get(slot, 0.0))
+
+    def initial_state(self):
+        return {}
 
     def _update(self, B, p, g, state):
         raise NotImplementedError
@@ -193,12 +201,20 @@ class Nesterov(Momentum):
 
 
 class AdaGrad(Optimizer):
+    """initial_accumulator_value: where h starts (Keras's Adagrad starts at 0.1, which keeps
+    the first steps from being lr * sign(g))."""
     slots = ("h",)
-    hyper = ("eps",)
+    hyper = ("eps", "initial_accumulator_value")
 
-    def __init__(self, params, lr=0.01, eps=1e-7):
+    def __init__(self, params, lr=0.01, eps=1e-7, initial_accumulator_value=0.0):
         super().__init__(params, lr)
-        self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
+        owner = type(self).__name__
+        self.eps = _check_hyper(owner, "eps", eps, low_open=True)
+        self.initial_accumulator_value = _check_hyper(owner, "initial_accumulator_value",
+                                                      initial_accumulator_value)
+
+    def initial_state(self):
+        return {"h": self.initial_accumulator_value}
 
     def _update(self, B, p, g, state):
         B.adagrad_update(p, g, state["h"], self.lr, self.eps)

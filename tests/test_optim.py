@@ -307,3 +307,23 @@ def test_adam_weight_decay_is_l2_in_the_gradient():
         runs.append(model.state_dict())
     for name in runs[0]:
         np.testing.assert_allclose(runs[0][name], runs[1][name], rtol=1e-13, err_msg=name)
+
+
+def test_adagrad_initial_accumulator_by_hand():
+    def rule(p, g, s, t):
+        s["h"] = s.get("h", 0.1) + g * g
+        return p - 0.1 * g / (math.sqrt(s["h"]) + 1e-7)
+    make = lambda ps: optim.AdaGrad(ps, lr=0.1, initial_accumulator_value=0.1)  # noqa: E731
+    np.testing.assert_allclose(_run(make), _by_hand(rule), rtol=1e-14)
+    # packed into one flat array (model.to), the slot starts at the same value
+    from fastnn.layers import Dense
+    for packed in (False, True):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Dense(2, 2, dtype="float64"), Dense(2, 2, dtype="float64")])
+        if packed:
+            model.to("cpu")
+        opt = optim.AdaGrad(model, initial_accumulator_value=0.25)
+        model.backward(model.forward(np.ones((1, 2))))
+        opt.step()
+        assert all(np.all(s["h"] >= 0.25) for s in opt.state.values())
+        assert optim.from_state_dict(model, opt.state_dict()).initial_accumulator_value == 0.25

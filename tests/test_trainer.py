@@ -372,3 +372,15 @@ def test_a_final_softmax_with_cross_entropy_trains_through_the_fused_loss():
     mse = fastnn.Sequential([Flatten(), Dense(32, 3), fastnn.layers.Softmax()])
     mse.compile("mse", "adam", metrics=())
     assert mse.trainer.net is mse
+
+
+def test_checkpoint_paths_take_the_epoch_and_the_logs(tmp_path):
+    x, y = _blobs(100)
+    model = _compiled()
+    saver = callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{val_accuracy:.2f}.npz"))
+    history = model.fit(x, y, epochs=2, batch_size=50, validation_split=0.2, verbose=0,
+                        callbacks=[saver])
+    names = sorted(os.listdir(tmp_path))
+    assert names == [f"ckpt-{e + 1:02d}-{a:.2f}.npz"
+                     for e, a in enumerate(history.history["val_accuracy"])]
+    assert saver.last_saved == (str(tmp_path / names[-1]), 2)
