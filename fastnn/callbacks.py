@@ -78,8 +78,12 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+    """weights_only=True writes the model alone (fastnn.load reads it; it cannot resume)."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
+                 weights_only=False):
         self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, save_best_only
+        self.weights_only = weights_only
         self.better = _better(monitor, mode)
         self.best = None
         self.last_saved = None  # (path, epoch) of the last checkpoint written
@@ -93,7 +97,11 @@ class ModelCheckpoint(Callback):
         path = self.path.format(epoch=epoch, **{k: v for k, v in logs.items() if k != "epoch"})
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        self.trainer.save_checkpoint(path)
+        if self.weights_only:
+            from fastnn import model as model_io
+            model_io.save(self.trainer.model, path)
+        else:
+            self.trainer.save_checkpoint(path)
         self.last_saved = (path, epoch)
 
 
