@@ -28,11 +28,12 @@ class UsageError(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; `last` is (checkpoint path, epochs in it), or None."""
+    """Ctrl-C once training began; `last` is (checkpoint path, epochs in it), or None;
+    `trained`: training had ended (the results were being written)."""
 
-    def __init__(self, last):
+    def __init__(self, last, trained=False):
         super().__init__()
-        self.last = last
+        self.last, self.trained = last, trained
 
 
 def _number(kind, check, expected):
@@ -187,15 +188,20 @@ def train(args, stream=None):
                   f"{args.epochs} epoch(s){resumed}, seed {args.seed}, "
                   f"{fastnn.get_num_threads()} threads\n")
     transform = Compose([RandomShift(2), RandomRotation(10)]) if args.augment else None
-    start = time.perf_counter()
+    start, trained = time.perf_counter(), False
     try:
         history = model.fit(x_train, y_train, epochs=args.epochs - model.trainer.epoch,
                             batch_size=args.batch_size, validation_data=validation,
                             callbacks=cbs, verbose=verbose, transform=transform, stream=out)
+        trained = True
+        return _results(args, model, history, time.perf_counter() - start, x_test, y_test, out)
     except KeyboardInterrupt:
         last = saver.last_saved or ((args.resume, model.trainer.epoch) if args.resume else None)
-        raise Interrupted(last) from None
-    train_time = time.perf_counter() - start
+        raise Interrupted(last, trained) from None
+
+
+def _results(args, model, history, train_time, x_test, y_test, out):
+    """Evaluate on the test images; write model.npz, result.json and the plots; report."""
     result = model.evaluate(x_test, y_test)
     model.save(os.path.join(args.out, "model.npz"))
     epochs = model.trainer.epoch
@@ -248,7 +254,11 @@ def main(argv=None):
         except UsageError as exc:
             parser.train_parser.error(str(exc))  # prints usage and the line, exits with 2
         except Interrupted as stop:
-            if stop.last is None:
+            if stop.trained:
+                print(f"\nfastnn train: interrupted after training, while writing the results;"
+                      f" the trained model is in {stop.last[0]} ({stop.last[1]} epoch(s))",
+                      file=sys.stderr)
+            elif stop.last is None:
                 print("\nfastnn train: interrupted before the first epoch ended: no "
                       "checkpoint to resume from", file=sys.stderr)
             else:
