@@ -132,7 +132,7 @@ def train(args, stream=None):
     import fastnn
     from fastnn import callbacks, models, optim
     from fastnn.datasets import Compose, RandomRotation, RandomShift, load_mnist
-    from fastnn.trainer import split_validation
+    from fastnn.fit_inputs import split_validation
     out = stream or sys.stdout
     if args.device == "cuda":
         import fastnn.cuda

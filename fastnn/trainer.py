@@ -10,15 +10,14 @@ epoch, the history so far and every random generator the run uses (fastnn's defa
 Dropout/DropConnect layer's, the data loader's): fit(..., resume_from=path) continues exactly
 where the run stopped, bit for bit like a run that never stopped.
 """
-import numbers
 import time
 import warnings
 
 import numpy as np
 
-from fastnn import init as initializers, losses as losses_mod, model as model_io
-from fastnn.datasets.loader import DataLoader, class_labels
-from fastnn.layers.activation import Softmax
+from fastnn import fit_inputs, init as initializers, losses as losses_mod, model as model_io
+from fastnn.datasets.loader import DataLoader
+from fastnn.fit_inputs import cast_input
 from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
 
@@ -32,14 +31,6 @@ def accuracy(pred, y):
 # the names Keras users write for it too (the log key is the name given)
 METRICS = {"accuracy": accuracy, "acc": accuracy, "categorical_accuracy": accuracy,
            "sparse_categorical_accuracy": accuracy}
-
-
-def cast_input(model, x):
-    """x as an array of the model's dtype (the dtype of its parameters; float32 without any)."""
-    params = list(model.named_parameters())
-    dtype = params[0][1].dtype if params else np.float32
-    x = np.asarray(x)
-    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def model_backend(model):
@@ -254,58 +245,6 @@ class _Tally:
             f"{steps(self.trainer.step)}, epoch {self.trainer.epoch + 1})")
 
 
-def logits_net(model, loss):
-    """The model as `loss` trains it (see Trainer.net): a top-level final Softmax is left to
-    a SoftmaxCrossEntropy loss; one inside a nested block cannot be, and is refused."""
-    if not isinstance(loss, losses_mod.SoftmaxCrossEntropy):
-        return model
-    last, depth = model, 0
-    while isinstance(last, model_io.Sequential) and len(last):
-        last, depth = last[-1], depth + 1
-    if not isinstance(last, Softmax):
-        return model
-    if depth != 1:
-        raise ValueError(f"{type(loss).__name__}: the model ends in a Softmax inside a nested "
-                         "block, and this loss applies softmax itself (fused with the "
-                         "cross-entropy): move that Softmax to the model's top level, where "
-                         "training skips it and predict keeps it, or remove it")
-    net = model[:-1]  # the same layers (a slice shares them) ...
-    net.train(model.training)  # ... in the model's mode, which slicing reset
-    return net
-
-
-def split_validation(x, y, fraction, owner="fit"):
-    """-> x_train, y_train, (x_val, y_val): the last `fraction` of the samples held out (in
-    their order, before any shuffling), each part at least one sample."""
-    if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) \
-            or not 0 < fraction < 1:
-        raise ValueError(f"{owner}: expected validation_split as a number in (0, 1) (0 or None: "
-                         f"no split), got {fraction!r}")
-    held = int(round(len(x) * fraction))
-    if held == 0 or held == len(x):
-        raise ValueError(f"{owner}: validation_split={fraction} of {len(x)} samples leaves "
-                         f"{'no validation' if held == 0 else 'no training'} samples")
-    cut = len(x) - held
-    return x[:cut], y[:cut], (x[cut:], y[cut:])
-
-
-def _check_callbacks(callbacks):
-    from fastnn.callbacks import Callback
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, Callback) or not hasattr(callbacks, "__iter__"):
-        raise TypeError(f"fit: expected callbacks as a list of callbacks, got "
-                        f"{type(callbacks).__name__}")
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            what = f"the class {cb.__name__} (not an instance)" if isinstance(cb, type) \
-                else type(cb).__name__
-            raise TypeError(f"fit: expected callbacks as fastnn.callbacks.Callback instances, "
-                            f"got {what}")
-    return callbacks
-
-
 class Trainer:
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), seed=None):
         from fastnn import optim
@@ -384,7 +323,7 @@ class Trainer:
         children = self.model.children()
         key = (id(self.model), len(children), id(children[-1][1]) if children else None)
         if self.__dict__.get("_net_key") != key:
-            self._net = logits_net(self.model, self.loss)
+            self._net = fit_inputs.logits_net(self.model, self.loss)
             self._net_key = key
         return self._net
 
@@ -403,14 +342,14 @@ class Trainer:
         batch_size = check_positive_int(batch_size, "batch_size", "fit")
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(f"fit: expected verbose 0, 1 or 2, got {verbose!r}")
-        callbacks = _check_callbacks(callbacks)
+        callbacks = fit_inputs.check_callbacks(callbacks)
         x, y = self._data(x, y, "fit", "x and y")
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
-            x, y, validation_data = split_validation(x, y, validation_split)
+            x, y, validation_data = fit_inputs.split_validation(x, y, validation_split)
         elif validation_split not in (None, 0):
-            split_validation(x, y, validation_split)  # 0.0 is off; anything else is checked
+            fit_inputs.split_validation(x, y, validation_split)  # 0.0 is off, else checked
         if validation_data is not None:
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
                 got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
@@ -478,18 +417,7 @@ class Trainer:
         return cast_input(self.model, x)
 
     def _data(self, x, y, owner, what):
-        """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples."""
-        x, y = self._cast(x), class_labels(y)
-        if isinstance(self.loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2:
-            # one-hot targets become class indices once, not every step (and a GPU takes them)
-            y = losses_mod.one_hot_indices(f"{owner} ({type(self.loss).__name__})", y)
-        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
-            raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
-                             f"shapes {x.shape} and {y.shape}")
-        if len(x) == 0:
-            raise ValueError(f"{owner}: expected at least one sample in {what}, got shape "
-                             f"{x.shape}")
-        return x, y
+        return fit_inputs.check_data(self.model, self.loss, x, y, owner, what)
 
     def predict(self, x, batch_size=256):
         return predict(self.model, x, batch_size)
@@ -550,4 +478,4 @@ class Trainer:
         return self
 
 
-__all__ = ["History", "Trainer", "accuracy", "split_validation"]
+__all__ = ["History", "Trainer", "accuracy"]
