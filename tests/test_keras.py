@@ -371,6 +371,10 @@ def test_mistakes_get_clear_errors():
         keras.Sequential([layers.Dense(3, input_shape=(4,)), layers.Dense(2, input_shape=(3,))])
     with pytest.raises(TypeError, match="Sequential models only"):
         layers.Dense(3)(keras.Input((4,)))
+    shared = layers.Dense(3)
+    keras.Sequential([keras.Input((4,)), shared])
+    with pytest.raises(ValueError, match="already in a model"):
+        keras.Sequential([keras.Input((4,)), shared])
     with pytest.raises(RuntimeError, match="compile"):
         keras.Sequential([keras.Input((4,)), layers.Dense(2)]).fit(np.zeros((2, 4)), [0, 1])
 

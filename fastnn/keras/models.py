@@ -60,6 +60,9 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}.add: expected a fastnn.keras layer, got "
                             f"{type(layer).__name__}")
+        if layer.__dict__.get("_model") is not None:
+            raise ValueError(f"{self.name}.add: {layer.label} is already in a model (layers "
+                             "are not shared between models); make a new one")
         if layer.input_shape is not None:
             if self.layers or self._input_shape is not None:
                 raise ValueError(f"{self.name}.add: input_shape= belongs on the first layer "
@@ -74,6 +77,7 @@ class Sequential:
         elif layer.name in taken:
             raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the "
                              "model")
+        layer._model = self
         self.layers.append(layer)
         self._trainer = None  # compile's settings hold; the trainer is remade with the layer
         self._build()
@@ -172,7 +176,8 @@ class Sequential:
                 validation_data = (self._ensure_built(validation_data[0], "fit: validation_data"),
                                    self._targets(validation_data[1], "fit: validation_data"))
         batch_size = 32 if batch_size is None else batch_size
-        verbose = 1 if verbose == "auto" else verbose
+        verbose = 1 if verbose == "auto" else int(verbose) if isinstance(verbose, bool) \
+            else verbose
         params = {"epochs": epochs, "verbose": verbose, "batch_size": batch_size}
         if callbacks is not None and not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"fit: expected callbacks as a list, got {type(callbacks).__name__}")
