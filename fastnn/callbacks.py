@@ -4,16 +4,19 @@ each epoch, with that epoch's logs ({"loss", "accuracy", "val_loss", "val_accura
 - EarlyStopping(monitor="val_loss", patience=3): stop when the monitored value stops improving
   (and restore the best weights, by default)
 - ModelCheckpoint(path, monitor="val_loss", save_best_only=False): a full training checkpoint
-  (resumable) after each epoch, written atomically; path may contain {epoch}
+  (resumable) after each epoch, written atomically; path may contain {epoch} and the logs'
+  names, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.npz"
 - LearningRateScheduler(schedule): a fastnn.optim schedule class and its arguments, or a
   function (epoch, lr) -> lr, applied before each epoch
 - HistoryLogger(path): the history so far as CSV (path ends in .csv) or JSON, after each epoch
 """
 import csv
+import io
 import json
 import math
 import os
 
+from fastnn._atomic import atomic_write
 
 
 class Callback:
@@ -75,10 +78,15 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+    """weights_only=True writes the model alone (fastnn.load reads it; it cannot resume)."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
+                 weights_only=False):
         self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, save_best_only
+        self.weights_only = weights_only
         self.better = _better(monitor, mode)
         self.best = None
+        self.last_saved = None  # (path, epoch) of the last checkpoint written
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only:
@@ -86,10 +94,15 @@ class ModelCheckpoint(Callback):
             if self.best is not None and not self.better(value, self.best):
                 return
             self.best = value
-        path = self.path.format(epoch=epoch)
+        path = self.path.format(epoch=epoch, **{k: v for k, v in logs.items() if k != "epoch"})
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        self.trainer.save_checkpoint(path)
+        if self.weights_only:
+            from fastnn import model as model_io
+            model_io.save(self.trainer.model, path)
+        else:
+            self.trainer.save_checkpoint(path)
+        self.last_saved = (path, epoch)
 
 
 class LearningRateScheduler(Callback):
@@ -131,17 +144,16 @@ def write_history(history, path):
     d = history.to_dict()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        if path.endswith(".csv"):
-            keys = list(d)
-            writer = csv.writer(f)
-            writer.writerow(keys)
-            for i in range(len(d["epoch"])):
-                writer.writerow([d[k][i] if i < len(d[k]) else "" for k in keys])
-        else:
-            json.dump(d, f, indent=1)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    if path.endswith(".csv"):
+        keys = list(d)
+        writer = csv.writer(text)
+        writer.writerow(keys)
+        for i in range(len(d["epoch"])):
+            writer.writerow([d[k][i] if i < len(d[k]) else "" for k in keys])
+    else:
+        json.dump(d, text, indent=1)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
 __all__ = ["Callback", "EarlyStopping", "HistoryLogger", "LearningRateScheduler",

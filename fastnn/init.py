@@ -10,6 +10,10 @@ a Conv2D. Every parametric layer takes init= as a name below or such a function.
 - xavier_uniform:  U(-a, a) with a = sqrt(3/fan_in): the same variance, uniform
 - he_normal:       N(0, 2/fan_in), Kaiming He's scale for ReLU (the default of Dense and Conv2D)
 - he_uniform:      U(-a, a) with a = sqrt(6/fan_in)
+- glorot_uniform:  U(-a, a) with a = sqrt(6/(fan_in + fan_out)), Glorot & Bengio's own scale
+                   (Keras's default); fan_out from the weight's layout: out_features of a
+                   Dense W (in, out), F*KH*KW of a Conv2D W (F, C, KH, KW)
+- glorot_normal:   N(0, 2/(fan_in + fan_out)) (not truncated, unlike Keras's)
 - zeros, ones:     constants (biases, BatchNorm's beta and gamma)
 
 Randomness: fastnn.seed(s) reseeds the generator every initialiser and dropout layer draws from
@@ -69,6 +73,25 @@ def he_uniform(shape, fan_in, rng):
     return rng.uniform(-a, a, size=shape)
 
 
+def _fan_out(shape):
+    if len(shape) == 2:      # Dense W (in_features, out_features)
+        return shape[1]
+    if len(shape) == 4:      # Conv2D W (F, C, KH, KW): each input feeds F*KH*KW outputs
+        return shape[0] * shape[2] * shape[3]
+    raise ValueError(f"init glorot: expected a Dense (in, out) or Conv2D (F, C, KH, KW) "
+                     f"weight shape, got {tuple(shape)}")
+
+
+def glorot_uniform(shape, fan_in, rng):
+    # U(-a, a) has variance a^2 / 3: a = sqrt(6 / (fan_in + fan_out)) gives 2 / (fan_in + fan_out)
+    a = np.sqrt(6.0 / (fan_in + _fan_out(shape)))
+    return rng.uniform(-a, a, size=shape)
+
+
+def glorot_normal(shape, fan_in, rng):
+    return rng.normal(0.0, np.sqrt(2.0 / (fan_in + _fan_out(shape))), size=shape)
+
+
 def zeros(shape, fan_in, rng):
     return np.zeros(shape)
 
@@ -78,7 +101,8 @@ def ones(shape, fan_in, rng):
 
 
 _NAMED = {"normal": normal(), "xavier_normal": xavier_normal, "xavier_uniform": xavier_uniform,
-          "he_normal": he_normal, "he_uniform": he_uniform, "zeros": zeros, "ones": ones}
+          "he_normal": he_normal, "he_uniform": he_uniform, "glorot_uniform": glorot_uniform,
+          "glorot_normal": glorot_normal, "zeros": zeros, "ones": ones}
 
 
 def get(init):

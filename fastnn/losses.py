@@ -45,6 +45,10 @@ class Loss:
         self.steps += 1
 
     def forward(self, prediction, target, totals=None):
+        shape = getattr(prediction, "shape", None)
+        if shape and shape[0] == 0:  # its mean would be nan (or 0), not a loss
+            raise ValueError(f"{type(self).__name__}: expected a batch of at least one sample, "
+                             f"got predictions of shape {tuple(shape)}")
         self.count_step()
         if totals is not None:
             if not self.accumulates:
@@ -119,9 +123,7 @@ class SoftmaxCrossEntropy(Loss):
             if tuple(labels.shape) != (n, c):
                 raise ValueError(f"{owner}: expected one-hot labels of shape {(n, c)}, got "
                                  f"{labels.shape}")
-            if not (np.all(labels.sum(axis=1) == 1) and np.all(labels.max(axis=1) == 1)):
-                raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
-            return np.argmax(labels, axis=1).astype(np.int64)
+            return one_hot_indices(owner, labels)
         if labels.ndim != 1 or labels.shape[0] != n:
             raise ValueError(f"{owner}: expected labels of shape ({n},) (class indices) or "
                              f"{(n, c)} (one-hot), got {labels.shape}")
@@ -133,6 +135,16 @@ class SoftmaxCrossEntropy(Loss):
                                 f"got {labels.dtype}")
             labels = np.ascontiguousarray(labels, dtype=np.int64)
         return labels
+
+
+def one_hot_indices(owner, labels):
+    """One-hot rows (N, C) -> int64 class indices (N,), refusing rows that are not one-hot
+    (SoftmaxCrossEntropy takes hard labels only)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not (np.all((labels == 0) | (labels == 1))
+                                and np.all(labels.sum(axis=1) == 1)):
+        raise ValueError(f"{owner}: expected one-hot label rows (one 1, the rest 0)")
+    return np.argmax(labels, axis=1).astype(np.int64)
 
 
 class MeanSquaredError(Loss):

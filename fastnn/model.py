@@ -6,16 +6,16 @@
     model.save("model.npz"); model = fastnn.load("model.npz")
 
 A saved file is an npz archive: every parameter and state array under its name ("0.W"), the
-optimizer's slots under "optim/<name>/<slot>", and a JSON description of the architecture (and
-the optimizer's settings) under "__meta__". It is written to a temporary file in the same
+optimizer's slots under "optim/<name>/<slot>", and a JSON description of the architecture (the
+optimizer's settings, and the layers freeze() excluded from training) under "__meta__". It is written to a temporary file in the same
 folder and renamed into place, so a crash never leaves a half-written model behind.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from fastnn._atomic import atomic_write
 from fastnn.layers.activation import ReLU
 from fastnn.layers.base import Layer, build_layer, pack_parameters
 from fastnn.layers.container import Container
@@ -74,6 +74,10 @@ class Sequential(Container):
         return self._layers[key][1]
 
     def _forward(self, x):
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            first = f" (for its first layer, {self._layers[0][1].label})" if self._layers else ""
+            raise TypeError(f"{self.label}: expected an array input{first}, got "
+                            f"{type(x).__name__} (np.asarray makes one)")
         self._input_shape = tuple(x.shape[1:])
         layers = [layer for _, layer in self._layers]
         i = 0
@@ -155,15 +159,7 @@ class Sequential(Container):
         self._input_shape = shape
         total = sum(int(p.size) for _, p, _ in params)
         trainable = sum(int(p[1].size) for p in params if p.trainable)
-        widths = [max(len("Layer (type)"), *(len(r[0]) for r in rows)),
-                  max(len("Output shape"), *(len(r[1]) for r in rows)), 12]
-        line = "-" * (sum(widths) + 4)
-        out = [line, f"{'Layer (type)':<{widths[0]}}  {'Output shape':<{widths[1]}}  "
-                     f"{'Params':>{widths[2]}}", line]
-        out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]},}" for a, b, c in rows]
-        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", line]
-        text = "\n".join(out)
+        text = summary_table(rows, total, trainable)
         if print_fn is not None:
             print_fn(text)
         return text
@@ -204,6 +200,20 @@ class Sequential(Container):
         save(self, path, optimizer if optimizer is not None else self.optimizer)
 
 
+def summary_table(rows, total, trainable, title=None):
+    """The text of a summary: rows of (layer and type, output shape, parameter count)."""
+    widths = [max(len("Layer (type)"), *(len(r[0]) for r in rows)),
+              max(len("Output shape"), *(len(r[1]) for r in rows)), 12]
+    line = "-" * (sum(widths) + 4)
+    out = [title] if title else []
+    out += [line, f"{'Layer (type)':<{widths[0]}}  {'Output shape':<{widths[1]}}  "
+                  f"{'Params':>{widths[2]}}", line]
+    out += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]},}" for a, b, c in rows]
+    out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", line]
+    return "\n".join(out)
+
+
 def _has_trainable_params(layer):
     """Whether backward must compute gradients in layer (checked each step: freeze() may have
     changed it), without building Parameter triples."""
@@ -213,26 +223,16 @@ def _has_trainable_params(layer):
 
 
 def atomic_savez(path, arrays):
-    """np.savez into a temporary file beside `path`, flushed to disk, then renamed over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """np.savez into a temporary file beside `path`, flushed to disk, then renamed over it
+    (fastnn._atomic; stale temporary files of killed writers are cleaned up)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def pack(model, optimizer=None, extra=None):
     """The arrays and the JSON meta that save() writes (checkpoints add `extra`)."""
     arrays = {f"param/{name}": value for name, value in model.state_dict().items()}
     meta = {"format": FORMAT, "model": model.get_config(), "optimizer": None,
+            "frozen": [path for path, layer in _walk(model) if not layer.trainable],
             "extra": extra or {}}
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -244,20 +244,31 @@ def pack(model, optimizer=None, extra=None):
     return arrays
 
 
+def _walk(layer, path=""):
+    """(dotted path, layer) for the layer and every layer inside it ("" is the layer)."""
+    yield path, layer
+    for name, child in layer.children():
+        yield from _walk(child, f"{path}.{name}" if path else name)
+
+
 def save(model, path, optimizer=None, extra=None):
     atomic_savez(path, pack(model, optimizer, extra))
 
 
 def read(path):
     """-> (meta dict, {array name: array}) of a file written by save()."""
+    with open(os.fspath(path), "rb") as f:  # a missing file raises FileNotFoundError
+        head = f.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):  # what every zip (npz) archive starts with
+        raise ValueError(f"fastnn.load: {path!s} is not a fastnn file: a fastnn model or "
+                         f"checkpoint is an npz (zip) archive, and this file starts with "
+                         f"{head!r}")
     try:
         with np.load(os.fspath(path), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
-        raise ValueError(f"fastnn.load: {path!s} is not a readable fastnn model file ({exc})") \
-            from None
+    except Exception as exc:  # noqa: BLE001 - a damaged archive
+        raise ValueError(f"fastnn.load: {path!s} is not a readable fastnn model file (a "
+                         f"damaged archive: {exc})") from None
     if "__meta__" not in arrays:
         raise ValueError(f"fastnn.load: {path!s} is an npz file without fastnn's metadata")
     meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
@@ -286,10 +297,13 @@ def load(path):
     model = build_layer(meta["model"])
     params, optimizer_state = unpack(meta, arrays)
     model.load_state_dict(params)
+    layers = dict(_walk(model))
+    for name in meta.get("frozen", ()):  # freeze() holds, layer by layer, as it was saved
+        layers[name].trainable = False
     if optimizer_state is not None:
         from fastnn import optim
         model.optimizer = optim.from_state_dict(model, optimizer_state)
     return model
 
 
-__all__ = ["Sequential", "load", "pack", "read", "save", "unpack"]
+__all__ = ["Sequential", "load", "pack", "read", "save", "summary_table", "unpack"]

@@ -9,11 +9,12 @@ State (velocities, moments) is kept per parameter name.
     Momentum: v = momentum*v - lr*g;  p += v
     Nesterov: v = momentum*v - lr*g;  p += momentum*v - lr*g   (Bengio et al.'s form; PyTorch's
               nesterov=True gives the same iterates)
-    AdaGrad:  h += g^2;  p -= lr * g / (sqrt(h) + eps)
+    AdaGrad:  h += g^2;  p -= lr * g / (sqrt(h) + eps)       (h starts at 0, or as given)
     RMSProp:  h = decay_rate*h + (1 - decay_rate)*g^2;  p -= lr * g / (sqrt(h) + eps)
     Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  t += 1
               p -= lr * mhat / (sqrt(vhat) + eps),  mhat = m/(1-b1^t),  vhat = v/(1-b2^t)
-    AdamW:    Adam, with p -= lr*weight_decay*p first (decoupled weight decay)
+              weight_decay: g += weight_decay*p first (L2 in the gradient, as PyTorch's Adam)
+    AdamW:    Adam, with p -= lr*weight_decay*p first (decoupled weight decay) instead
 
 Gradients are read as the last backward left them (layers overwrite them). zero_grad() sets them
 to zero, for code that accumulates by hand.
@@ -82,7 +83,8 @@ class Optimizer:
             state = self.state.get(name)
             if state is None:
                 B = backend_of(p)
-                state = self.state[name] = {s: B.zeros(p.shape, p.dtype) for s in self.slots}
+                state = self.state[name] = {s: self._new_slot(B, p.shape, p.dtype, s)
+                                            for s in self.slots}
             self._update(backend_of(p, g), p, g, state)
 
     def _flat_state(self, arena):
@@ -95,7 +97,7 @@ class Optimizer:
                 for name, views in flat[2].items() for s, view in views.items()):
             return flat[1]
         B = arena.backend
-        slots = {s: B.zeros(arena.params.shape, arena.dtype) for s in self.slots}
+        slots = {s: self._new_slot(B, arena.params.shape, arena.dtype, s) for s in self.slots}
         carved = {s: arena.carve(flat) for s, flat in slots.items()}
         views = {name: {s: carved[s][i] for s in self.slots}
                  for i, name in enumerate(arena.names)}
@@ -107,6 +109,13 @@ class Optimizer:
         self.state.update(views)
         self._flat = (arena, slots, views)
         return slots
+
+    def _new_slot(self, B, shape, dtype, slot):
+        """A state array as it starts: zeros, or the optimizer's initial value for the slot."""
+        return B.fill(B.empty(shape, dtype), self.initial_state().get(slot, 0.0))
+
+    def initial_state(self):
+        return {}
 
     def _update(self, B, p, g, state):
         raise NotImplementedError
@@ -192,12 +201,20 @@ class Nesterov(Momentum):
 
 
 class AdaGrad(Optimizer):
+    """initial_accumulator_value: where h starts (Keras's Adagrad starts at 0.1, which keeps
+    the first steps from being lr * sign(g))."""
     slots = ("h",)
-    hyper = ("eps",)
+    hyper = ("eps", "initial_accumulator_value")
 
-    def __init__(self, params, lr=0.01, eps=1e-7):
+    def __init__(self, params, lr=0.01, eps=1e-7, initial_accumulator_value=0.0):
         super().__init__(params, lr)
-        self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
+        owner = type(self).__name__
+        self.eps = _check_hyper(owner, "eps", eps, low_open=True)
+        self.initial_accumulator_value = _check_hyper(owner, "initial_accumulator_value",
+                                                      initial_accumulator_value)
+
+    def initial_state(self):
+        return {"h": self.initial_accumulator_value}
 
     def _update(self, B, p, g, state):
         B.adagrad_update(p, g, state["h"], self.lr, self.eps)
@@ -235,20 +252,22 @@ class Adam(Optimizer):
         self._inv_sqrt_bc2 = 1 / math.sqrt(1 - self.beta2 ** t)
         super().step()
 
-    def _update(self, B, p, g, state):
-        B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
-                      self._inv_sqrt_bc2, self.eps, self._decay())
+    decoupled = False  # AdamW: weight decay shrinks p itself, not through the gradient
 
-    def _decay(self):
-        return 0.0  # Adam: no decoupled decay (use a regularizer for L2 on the loss)
+    def _update(self, B, p, g, state):
+        if self.weight_decay and not self.decoupled:
+            # PyTorch's Adam: L2 added to the gradient (g is rewritten by every backward)
+            B.add_penalty_grad("l2", p, g, self.weight_decay)
+        B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
+                      self._inv_sqrt_bc2, self.eps,
+                      self.lr * self.weight_decay if self.decoupled else 0.0)
 
 
 class AdamW(Adam):
+    decoupled = True
+
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr, beta1, beta2, eps, weight_decay)
-
-    def _decay(self):
-        return self.lr * self.weight_decay
 
 
 _NAMED = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,

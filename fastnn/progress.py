@@ -8,7 +8,7 @@ import sys
 import time
 
 
-def _fmt_logs(logs):
+def format_logs(logs):
     parts = []
     for k, v in logs.items():
         if k in ("time", "lr"):
@@ -40,7 +40,7 @@ class Progress:
         done = int(width * seen / max(self.total, 1))
         bar = "=" * done + (">" if done < width else "") + "." * max(width - done - 1, 0)
         self.stream.write(f"\rEpoch {self.epoch}/{self.epochs} [{bar}] {seen}/{self.total}  "
-                          f"{_fmt_logs(logs)}  {rate:.0f} samples/s  ETA {eta:.0f}s ")
+                          f"{format_logs(logs)}  {rate:.0f} samples/s  ETA {eta:.0f}s ")
         self.stream.flush()
 
     def finish(self, logs):
@@ -49,7 +49,7 @@ class Progress:
         elapsed = logs.get("time", time.perf_counter() - self.start)  # training, not validation
         rate = self.total / max(elapsed, 1e-9)
         prefix = "\r" if self.live else ""
-        self.stream.write(f"{prefix}Epoch {self.epoch}/{self.epochs}  {_fmt_logs(logs)}  "
+        self.stream.write(f"{prefix}Epoch {self.epoch}/{self.epochs}  {format_logs(logs)}  "
                           f"lr {logs.get('lr', 0):.3g}  {elapsed:.1f}s  {rate:.0f} samples/s"
                           + " " * 10 + "\n")
         self.stream.flush()

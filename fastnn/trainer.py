@@ -15,8 +15,10 @@ import warnings
 
 import numpy as np
 
-from fastnn import init as initializers, losses as losses_mod, model as model_io
-from fastnn.datasets.loader import DataLoader, class_labels
+from fastnn import fit_inputs, init as initializers, losses as losses_mod, model as model_io
+from fastnn.datasets.loader import DataLoader
+from fastnn.fit_inputs import cast_input
+from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
 
 
@@ -26,15 +28,9 @@ def accuracy(pred, y):
     return float(np.mean(np.argmax(pred, axis=1) == labels))
 
 
-METRICS = {"accuracy": accuracy, "acc": accuracy}
-
-
-def cast_input(model, x):
-    """x as an array of the model's dtype (the dtype of its parameters; float32 without any)."""
-    params = list(model.named_parameters())
-    dtype = params[0][1].dtype if params else np.float32
-    x = np.asarray(x)
-    return x if x.dtype == dtype else x.astype(dtype)
+# the names Keras users write for it too (the log key is the name given)
+METRICS = {"accuracy": accuracy, "acc": accuracy, "categorical_accuracy": accuracy,
+           "sparse_categorical_accuracy": accuracy}
 
 
 def model_backend(model):
@@ -266,7 +262,9 @@ class Trainer:
         if unknown:
             raise ValueError(f"Trainer: unknown metrics {unknown}: expected some of {list(METRICS)}")
         self.metrics = list(metrics)
-        self.rng = np.random.default_rng(seed)  # shuffling and augmentation
+        # shuffling and augmentation: seed=, else drawn from fastnn's generator, so that
+        # fastnn.seed(s) before building and compiling makes the whole run reproducible
+        self.rng = initializers.child_rng() if seed is None else np.random.default_rng(seed)
         self.epoch = 0                           # epochs completed
         self.step = 0                            # optimizer steps taken
         self.history = History()
@@ -312,8 +310,22 @@ class Trainer:
         return self._graphs
 
     def _forward_backward(self, xb, yb, tally):
-        tally.add(self.model.forward(xb), yb)
-        self.model.backward(self.loss.backward(), need_dx=False)
+        net = self.net
+        tally.add(net.forward(xb), yb)
+        net.backward(self.loss.backward(), need_dx=False)
+
+    @property
+    def net(self):
+        """What training and evaluation run: the model, or, for a model ending in Softmax
+        trained with SoftmaxCrossEntropy, the model without that Softmax: the loss applies
+        softmax itself (fused and stable), so it is never applied twice. predict runs the
+        whole model and gives probabilities. Re-derived when the model's layers change."""
+        children = self.model.children()
+        key = (id(self.model), len(children), id(children[-1][1]) if children else None)
+        if self.__dict__.get("_net_key") != key:
+            self._net = fit_inputs.logits_net(self.model, self.loss)
+            self._net_key = key
+        return self._net
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
@@ -326,21 +338,30 @@ class Trainer:
         transform augments on the host), and the loss and accuracy are summed on the device
         and read back every `sync_every` steps (default 50 on a GPU, 1 on the CPU) and at the
         epoch's end: the progress bar and the NaN check see them then."""
-        x, y = self._cast(x), class_labels(y)
+        epochs = check_positive_int(epochs, "epochs", "fit")
+        batch_size = check_positive_int(batch_size, "batch_size", "fit")
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"fit: expected verbose 0, 1 or 2, got {verbose!r}")
+        callbacks = fit_inputs.check_callbacks(callbacks)
+        x, y = self._data(x, y, "fit", "x and y")
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if validation_split:
-            if not 0 < validation_split < 1:
-                raise ValueError(f"fit: expected validation_split in (0, 1), got {validation_split}")
-            cut = len(x) - int(round(len(x) * validation_split))
-            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+            x, y, validation_data = fit_inputs.split_validation(x, y, validation_split)
+        elif validation_split not in (None, 0):
+            fit_inputs.split_validation(x, y, validation_split)  # 0.0 is off, else checked
         if validation_data is not None:
-            validation_data = (self._cast(validation_data[0]), class_labels(validation_data[1]))
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                       if isinstance(validation_data, (tuple, list))
+                       else type(validation_data).__name__)
+                raise ValueError(f"fit: expected validation_data as a pair (x_val, y_val), "
+                                 f"got {got}")
+            validation_data = self._data(*validation_data, "fit", "validation_data")
         B = model_backend(self.model)
-        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, transform=transform,
-                                 reuse_buffers=True,
+        self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.rng,
+                                 transform=transform, reuse_buffers=True,
                                  device=B.name if transform is None else None)
-        self.loader.rng = self.rng
         if sync_every is None:
             sync_every = 1 if B.name == "cpu" else 50
         if not isinstance(sync_every, int) or sync_every < 1:
@@ -351,7 +372,6 @@ class Trainer:
             target = epochs
         else:
             target = self.epoch + epochs
-        callbacks = list(callbacks)
         for cb in callbacks:
             cb.trainer = self
         self.stop_training = False
@@ -396,23 +416,28 @@ class Trainer:
     def _cast(self, x):
         return cast_input(self.model, x)
 
+    def _data(self, x, y, owner, what):
+        return fit_inputs.check_data(self.model, self.loss, x, y, owner, what)
+
     def predict(self, x, batch_size=256):
         return predict(self.model, x, batch_size)
 
     def evaluate(self, x, y, batch_size=256):
         """{"loss": mean loss, metric: value} on (x, y) in inference mode."""
-        x, y = self._cast(x), class_labels(y)
+        batch_size = check_positive_int(batch_size, "batch_size", "evaluate")
+        x, y = self._data(x, y, "evaluate", "x and y")
         was = self.model.training
         self.model.eval()
         B = model_backend(self.model)
         tally = _Tally(self, B, type(self.loss)())  # no regularization term: the data loss
         # on a GPU the data goes over once and the batches are views of it
-        loader = DataLoader(x, y, batch_size, shuffle=False, reuse_buffers=True, device=B.name)
+        loader = DataLoader(x, y, batch_size, shuffle=False, seed=self.rng, reuse_buffers=True,
+                            device=B.name)  # in order: it draws nothing from self.rng
         try:
             for xb, yb in loader:
                 if loader.device is None:
                     xb, yb = B.from_host(xb), B.from_host(yb)
-                tally.add(self.model.forward(xb), yb)
+                tally.add(self.net.forward(xb), yb)
         finally:
             self.model.train(was)
         return tally.read()

@@ -58,3 +58,19 @@ def mnist_root():
             return Path(root)
     mnist.ensure_files(None)
     return Path(mnist.data_folder(None)).parent
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures saved during a test (fastnn.plots closes them after saving;
+    they are kept here to be read)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+    saved = []
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        return real(fig, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return saved

@@ -653,3 +653,31 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
         np.testing.assert_allclose(runs[0][0][key], values, rtol=1e-6)
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras_facade_on_cuda_matches_the_cpu(monkeypatch):
+    """fastnn.keras on the GPU (FASTNN_DEVICE=cuda, the script unchanged): channels-last
+    images turned into NCHW on the device (rows_to_nchw), a bias-free Dense, softmax +
+    cross-entropy through the fused loss; the same weights as on the CPU."""
+    import fastnn
+    import fastnn.keras as keras
+    from fastnn.keras import layers
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 4, 4, 2)).astype(F32), rng.integers(0, 3, 8)
+    states = {}
+    for device in ("cpu", "cuda"):
+        monkeypatch.setenv("FASTNN_DEVICE", device)
+        fastnn.seed(4)
+        model = keras.Sequential([keras.Input((4, 4, 2)), layers.Conv2D(2, 3, activation="relu"),
+                                  layers.Flatten(), layers.Dense(4, use_bias=False),
+                                  layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        states[device] = (model.core.state_dict(), history.history["loss"],
+                          model.predict(x[:4], verbose=0))
+    for name, value in states["cpu"][0].items():
+        np.testing.assert_allclose(states["cuda"][0][name], value, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    np.testing.assert_allclose(states["cuda"][1], states["cpu"][1], rtol=1e-4)
+    np.testing.assert_allclose(states["cuda"][2], states["cpu"][2], rtol=1e-4, atol=1e-6)

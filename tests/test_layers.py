@@ -6,8 +6,8 @@ import pytest
 import fastnn
 from fastnn.gradcheck import numerical_gradient
 from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout, Flatten,
-                           Identity, L2Pool2D, LeakyReLU, Maxout, MaxPool2D, ReLU, Residual,
-                           Sigmoid, Softmax, Step, Tanh)
+                           FromChannelsLast, Identity, L2Pool2D, LeakyReLU, Maxout, MaxPool2D,
+                           ReLU, Residual, Sigmoid, Softmax, Step, Tanh)
 
 F64 = "float64"
 TOL = 1e-6  # the issue's bound on the max relative error
@@ -30,6 +30,8 @@ def _cases():
         pad = int(r.integers(0, 2))
         out += [
             (f"Dense-{seed}", lambda d=d: Dense(d, 4, dtype=F64), (n + 1, d)),
+            (f"DenseNoBias-{seed}", lambda d=d: Dense(d, 4, dtype=F64, bias=False), (n, d)),
+            (f"FromChannelsLast-{seed}", FromChannelsLast, (n, s, s + 1, c)),
             (f"Conv2D-{seed}", lambda c=c, k=k, stride=stride, pad=pad:
                 Conv2D(c, 3, k, stride=stride, pad=pad, dtype=F64), (n, c, s, s + 1)),
             (f"MaxPool2D-{seed}", lambda k=k, stride=stride: MaxPool2D(k + 1, stride),
@@ -46,6 +48,8 @@ def _cases():
             (f"Dropout-{seed}", lambda: Dropout(0.4, seed=seed), (n, c, s, s)),
             (f"DropConnect-{seed}", lambda d=d: DropConnect(Dense(d, 5, dtype=F64), 0.3, seed=seed),
              (n + 1, d)),
+            (f"DropConnectNoBias-{seed}", lambda d=d: DropConnect(
+                Dense(d, 5, dtype=F64, bias=False), 0.3, seed=seed), (n + 1, d)),
             (f"BatchNorm2d-{seed}", lambda d=d: BatchNorm(d, dtype=F64), (n + 2, d)),
             (f"BatchNorm4d-{seed}", lambda c=c: BatchNorm(c, dtype=F64), (n + 1, c, s, s)),
             (f"Maxout2d-{seed}", lambda: Maxout(3), (n, 3 * c)),
@@ -200,3 +204,65 @@ def test_init_scales_and_names():
         Dense(3, 3, init="glorot")
     d = Dense(3, 2, init=lambda shape, fan_in, rng: np.full(shape, 0.5))
     np.testing.assert_array_equal(d.params["W"], 0.5)
+
+
+def test_batchnorm_refuses_one_value_per_feature_in_training():
+    """A batch of one normalised by its own statistics is exactly 0 (it returned zeros):
+    training mode raises, as PyTorch does; inference and images (H*W values) are fine."""
+    bn = BatchNorm(3, dtype=F64)
+    with pytest.raises(ValueError, match=r"BatchNorm: expected more than 1 value per feature "
+                                         r"in training mode, got input \(1, 3\)"):
+        bn.forward(np.ones((1, 3)))
+    assert bn.state["running_mean"].tolist() == [0, 0, 0]  # nothing updated
+    assert bn.forward(np.ones((1, 3, 2, 2))).shape == (1, 3, 2, 2)  # 4 values per channel
+    bn.eval()
+    assert bn.forward(np.ones((1, 3))).shape == (1, 3)
+
+
+def test_sequential_refuses_a_list_input_by_name():
+    model = fastnn.Sequential([("first", Dense(2, 2))])
+    with pytest.raises(TypeError, match=r"Sequential: expected an array input \(for its first "
+                                        r"layer, Dense 'first'\), got list"):
+        model.forward([[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_from_channels_last_is_the_transpose_once(channels):
+    x = np.random.default_rng(0).standard_normal((2, 5, 4, channels)).astype(np.float32)
+    layer = FromChannelsLast()
+    y = layer.forward(x)
+    np.testing.assert_array_equal(y, x.transpose(0, 3, 1, 2))
+    assert y.flags.c_contiguous
+    if channels == 1:
+        assert np.shares_memory(y, x)  # one channel: the same bytes, no copy
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(layer.backward(dy), dy.transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match=r"expected input \(N, H, W, C\) \(channels last\), "
+                                         r"got \(2, 20\)"):
+        layer.forward(np.zeros((2, 20), np.float32))
+
+
+def test_dense_without_bias_has_no_b_and_fuses_its_relu():
+    fastnn.seed(0)
+    layer = Dense(3, 4, bias=False, dtype=F64)
+    assert list(layer.params) == ["W"] and layer.num_params() == 12
+    x = np.random.default_rng(2).standard_normal((5, 3))
+    np.testing.assert_allclose(layer.forward(x), x @ layer.params["W"], rtol=1e-14)
+    model = fastnn.Sequential([layer, ReLU()])
+    np.testing.assert_allclose(model.forward(x), np.maximum(x @ layer.params["W"], 0),
+                               rtol=1e-14)
+    with pytest.raises(TypeError, match="expected bias True or False"):
+        Dense(3, 4, bias="no")
+
+
+def test_glorot_initialisers_use_fan_in_and_fan_out():
+    from fastnn import init
+    rng = np.random.default_rng(0)
+    w = init.get("glorot_uniform")((400, 200), 400, rng)  # Dense (in, out)
+    a = np.sqrt(6 / 600)
+    assert np.abs(w).max() <= a and np.abs(w).max() > 0.99 * a
+    assert np.var(w) == pytest.approx(2 / 600, rel=0.02)
+    conv = init.get("glorot_normal")((64, 32, 3, 3), 32 * 9, rng)  # fan_out = F*KH*KW
+    assert np.std(conv) == pytest.approx(np.sqrt(2 / (32 * 9 + 64 * 9)), rel=0.02)
+    with pytest.raises(ValueError, match="expected a Dense"):
+        init.get("glorot_uniform")((3, 4, 5), 3, rng)

@@ -112,7 +112,10 @@ def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
 def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable fastnn model"):
+    with pytest.raises(ValueError, match="not a fastnn file"):
+        fastnn.load(bad)
+    bad.write_bytes(b"PK\x03\x04 but no archive after it")
+    with pytest.raises(ValueError, match="not a readable fastnn model file"):
         fastnn.load(bad)
     np.savez(tmp_path / "plain.npz", a=np.zeros(2))
     with pytest.raises(ValueError, match="metadata"):
@@ -277,3 +280,57 @@ def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     conv_out = fused[0].forward(x)
     assert (conv_out < 0).any()
     np.testing.assert_array_equal(np.maximum(conv_out, 0), apart[1].forward(apart[0].forward(x)))
+
+
+def test_load_of_random_bytes_says_it_is_not_a_fastnn_file(tmp_path):
+    """np.load reads unknown bytes as a pickle, and refusing one it said to pass allow_pickle
+    (which would run whatever the file holds): the message now says what the file is not."""
+    path = tmp_path / "random.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(256))
+    with pytest.raises(ValueError, match="is not a fastnn file") as info:
+        fastnn.load(path)
+    assert "pickle" not in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        fastnn.load(tmp_path / "missing.npz")
+
+
+def test_freeze_survives_save_and_load(tmp_path):
+    model = _cnn()
+    model.freeze("conv1", "1")
+    model[4].freeze()  # the residual block, container and all
+    model.save(tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz")
+    trainable = [p.name for p in model.named_parameters() if p.trainable]
+    assert [p.name for p in loaded.named_parameters() if p.trainable] == trainable
+    assert trainable == ["6.W", "6.b", "9.W", "9.b"]
+    assert not loaded["conv1"].trainable and not loaded[4].trainable
+    assert fastnn.optim.Adam(loaded).step() is None  # the frozen ones are skipped, as before
+
+
+def test_a_writer_killed_during_save_leaves_no_temporary_file_for_good(tmp_path):
+    """kill -9 in the middle of save leaves its temporary file (nothing can remove it then);
+    the next save of the same target removes it, as the writer is gone. Files of another
+    target, and of a writer still running, stay."""
+    import signal
+    import subprocess
+    import sys
+    path = tmp_path / "m.npz"
+    code = ("import os, signal, sys, numpy as np, fastnn\n"
+            "from fastnn.layers import Dense\n"
+            "def killed(f, **arrays):\n"
+            "    f.write(b'half an archive')\n"
+            "    f.flush()\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "np.savez = killed\n"
+            "fastnn.Sequential([Dense(2, 2)]).save(sys.argv[1])\n")
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True)
+    assert run.returncode == -signal.SIGKILL
+    left = os.listdir(tmp_path)
+    assert len(left) == 1 and left[0].startswith("m.npz") and left[0].endswith(".tmp"), left
+    live = tmp_path / f"m.npz.partial-{os.getpid()}-inprogress.tmp"  # a running writer's
+    other = tmp_path / "other.npz.partial-999999999-x.tmp"
+    live.write_bytes(b"")
+    other.write_bytes(b"")
+    _cnn().save(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live.name, other.name])
+    fastnn.load(path)

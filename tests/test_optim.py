@@ -266,3 +266,64 @@ def test_schedules():
     cos = optim.CosineDecay(opt2, total_epochs=4, min_lr=0.0)
     lrs = [cos.step() for _ in range(5)]
     assert lrs == pytest.approx([(1 + math.cos(math.pi * e / 4)) / 2 for e in (1, 2, 3, 4, 4)])
+
+
+def test_adam_weight_decay_is_l2_in_the_gradient():
+    """Adam(weight_decay=) adds weight_decay * p to the gradient, as PyTorch's Adam does (it
+    was checked, saved and then ignored); AdamW decays p itself instead, and the two differ."""
+    def rule(p, g, s, t):
+        return _adam_rule(0.1, 0.0)(p, g + 0.3 * p, s, t)
+    np.testing.assert_allclose(_run(lambda ps: optim.Adam(ps, lr=0.1, weight_decay=0.3)),
+                               _by_hand(rule), rtol=1e-14)
+
+    def constant_gradient(make):
+        # g = 1: with g proportional to p (the quadratic), Adam's invariance to the gradient's
+        # scale would make the L2 term all but invisible
+        p, g = np.array(P0), np.ones(3)
+        opt = make([("w", p, g)])
+        for _ in range(3):
+            g[:] = 1.0
+            opt.step()
+        return p
+    decayed = constant_gradient(lambda ps: optim.Adam(ps, lr=0.1, weight_decay=0.3))
+    assert not np.allclose(decayed, constant_gradient(lambda ps: optim.Adam(ps, lr=0.1)))
+    assert not np.allclose(decayed, constant_gradient(
+        lambda ps: optim.AdamW(ps, lr=0.1, weight_decay=0.3)))
+    # the same on a packed model (one flat array), and through a save/load round trip
+    fastnn.seed(0)
+    from fastnn.layers import Dense
+    runs = []
+    for packed in (False, True):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Dense(4, 3, dtype="float64"), Dense(3, 2, dtype="float64")])
+        if packed:
+            model.to("cpu")
+        opt = optim.from_state_dict(model, optim.Adam(model, lr=0.1,
+                                                      weight_decay=0.3).state_dict())
+        x = np.ones((2, 4))
+        for _ in range(3):
+            model.backward(model.forward(x))
+            opt.step()
+        runs.append(model.state_dict())
+    for name in runs[0]:
+        np.testing.assert_allclose(runs[0][name], runs[1][name], rtol=1e-13, err_msg=name)
+
+
+def test_adagrad_initial_accumulator_by_hand():
+    def rule(p, g, s, t):
+        s["h"] = s.get("h", 0.1) + g * g
+        return p - 0.1 * g / (math.sqrt(s["h"]) + 1e-7)
+    make = lambda ps: optim.AdaGrad(ps, lr=0.1, initial_accumulator_value=0.1)  # noqa: E731
+    np.testing.assert_allclose(_run(make), _by_hand(rule), rtol=1e-14)
+    # packed into one flat array (model.to), the slot starts at the same value
+    from fastnn.layers import Dense
+    for packed in (False, True):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Dense(2, 2, dtype="float64"), Dense(2, 2, dtype="float64")])
+        if packed:
+            model.to("cpu")
+        opt = optim.AdaGrad(model, initial_accumulator_value=0.25)
+        model.backward(model.forward(np.ones((1, 2))))
+        opt.step()
+        assert all(np.all(s["h"] >= 0.25) for s in opt.state.values())
+        assert optim.from_state_dict(model, opt.state_dict()).initial_accumulator_value == 0.25

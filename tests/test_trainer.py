@@ -254,3 +254,133 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     model.compile("cross_entropy", "adam")
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
     assert checks == [cpu] and len(runs) == 8
+
+
+def test_fastnn_seed_alone_makes_fit_reproducible():
+    """fastnn.seed(s) before building and compiling fixes the weights, the dropout masks and
+    the shuffling: compile(seed=) is not needed (it used to be, for the shuffling)."""
+    x, y = _blobs(200)
+
+    def run():
+        model = _model(seed=3)  # fastnn.seed(3), then the layers
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+        history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        return model.state_dict(), history.history["loss"]
+    (first, loss_a), (second, loss_b) = run(), run()
+    assert loss_a == loss_b
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    # a standalone DataLoader without seed= follows fastnn.seed too
+    orders = []
+    for _ in range(2):
+        fastnn.seed(5)
+        orders.append(np.concatenate([yb for _, yb in
+                                      fastnn.datasets.DataLoader(x, np.arange(200), 50)]))
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], np.arange(200))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"epochs": 2.5}, "fit: expected epochs as a positive int, got 2.5"),
+    ({"epochs": -1}, "fit: expected epochs as a positive int, got -1"),
+    ({"epochs": 0}, "fit: expected epochs as a positive int, got 0"),
+    ({"epochs": "2"}, "fit: expected epochs as a positive int, got '2'"),
+    ({"batch_size": 0}, "fit: expected batch_size as a positive int, got 0"),
+    ({"validation_split": "0.1"}, r"fit: expected validation_split as a number in \(0, 1\)"),
+    ({"validation_split": 1.5}, r"fit: expected validation_split as a number in \(0, 1\)"),
+    ({"validation_split": 0.001}, "validation_split=0.001 of 60 samples leaves no validation"),
+    ({"validation_data": "val"}, r"expected validation_data as a pair \(x_val, y_val\), got str"),
+    ({"verbose": 3}, "fit: expected verbose 0, 1 or 2, got 3"),
+])
+def test_fit_refuses_bad_arguments_by_name(kwargs, message):
+    x, y = _blobs(60)
+    model = _compiled()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, **{"verbose": 0, **kwargs})
+    assert model.trainer.epoch == 0 and model.trainer.step == 0  # nothing ran
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_fit_refuses_empty_and_mismatched_data():
+    x, y = _blobs(60)
+    model = _compiled()
+    with pytest.raises(ValueError, match=r"validation_data as a pair \(x_val, y_val\), got a "
+                                         "tuple of 1"):
+        model.fit(x, y, validation_data=(x,), verbose=0)
+    with pytest.raises(ValueError, match=r"fit: expected at least one sample in x and y, got "
+                                         r"shape \(0, 2, 4, 4\)"):
+        model.fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(ValueError, match=r"fit: expected x and y with the same number of "
+                                         r"samples, got shapes \(60, 2, 4, 4\) and \(59,\)"):
+        model.fit(x, y[:59], verbose=0)
+    with pytest.raises(ValueError, match="at least one sample in validation_data"):
+        model.fit(x, y, validation_data=(x[:0], y[:0]), verbose=0)
+    with pytest.raises(ValueError, match="evaluate: expected at least one sample"):
+        model.evaluate(x[:0], y[:0])
+    with pytest.raises(TypeError, match="the class EarlyStopping"):
+        model.fit(x, y, callbacks=[callbacks.EarlyStopping], verbose=0)
+    # an empty batch reaching a loss is named as such, not as a diverging loss
+    empty = np.zeros((0, 3), np.float32)
+    for loss, target in ((fastnn.losses.SoftmaxCrossEntropy(), np.zeros(0, np.int64)),
+                         (fastnn.losses.MeanSquaredError(), empty)):
+        with pytest.raises(ValueError, match=r"expected a batch of at least one sample, got "
+                                             r"predictions of shape \(0, 3\)"):
+            loss.forward(empty, target)
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.trainer.train_step(x[:0], y[:0])
+
+
+def test_a_final_softmax_with_cross_entropy_trains_through_the_fused_loss():
+    """Softmax() last plus loss="cross_entropy": training and evaluation skip the Softmax (the
+    loss applies it, fused and stable), so the run is bit for bit that of the same model
+    without it (it applied softmax twice: the loss stalled), and predict keeps it."""
+    x, y = _blobs(300)
+    runs = []
+    for head in ([], [fastnn.layers.Softmax()]):
+        fastnn.seed(0)
+        model = fastnn.Sequential([Flatten(), Dense(32, 16), ReLU(), Dropout(0.1),
+                                   Dense(16, 3)] + head)
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+        history = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.2, verbose=0)
+        runs.append((model, {k: v for k, v in history.history.items() if k != "time"}))
+    (plain, logs_plain), (soft, logs_soft) = runs
+    assert logs_plain == logs_soft
+    for (name, a, _), (_, b, _) in zip(plain.named_parameters(), soft.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert soft.evaluate(x, y) == plain.evaluate(x, y)
+    probs = soft.predict(x[:20])
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    e = np.exp(plain.predict(x[:20]) - plain.predict(x[:20]).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # one-hot targets train the same (converted to class indices once)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Flatten(), Dense(32, 16), ReLU(), Dropout(0.1), Dense(16, 3)])
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01))
+    history = model.fit(x, np.eye(3, dtype=np.float32)[y], epochs=2, batch_size=32,
+                        validation_split=0.2, verbose=0)
+    assert {k: v for k, v in history.history.items() if k != "time"} == logs_plain
+    with pytest.raises(ValueError, match="one-hot label rows"):
+        model.fit(x, np.full((300, 3), 1 / 3, np.float32), verbose=0)
+    # a Softmax the loss cannot skip (inside a nested block) is refused, not applied twice
+    nested = fastnn.Sequential([Flatten(), fastnn.Sequential([Dense(32, 3),
+                                                              fastnn.layers.Softmax()])])
+    with pytest.raises(ValueError, match="Softmax inside a nested block"):
+        nested.compile("cross_entropy", "adam").fit(x, y, verbose=0)
+    # with another loss a final Softmax is an ordinary layer
+    mse = fastnn.Sequential([Flatten(), Dense(32, 3), fastnn.layers.Softmax()])
+    mse.compile("mse", "adam", metrics=())
+    assert mse.trainer.net is mse
+
+
+def test_checkpoint_paths_take_the_epoch_and_the_logs(tmp_path):
+    x, y = _blobs(100)
+    model = _compiled()
+    saver = callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{val_accuracy:.2f}.npz"))
+    history = model.fit(x, y, epochs=2, batch_size=50, validation_split=0.2, verbose=0,
+                        callbacks=[saver])
+    names = sorted(os.listdir(tmp_path))
+    assert names == [f"ckpt-{e + 1:02d}-{a:.2f}.npz"
+                     for e, a in enumerate(history.history["val_accuracy"])]
+    assert saver.last_saved == (str(tmp_path / names[-1]), 2)

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from fastnn import init as initializers
 from fastnn.backend import backend_for_device
 
 
@@ -29,8 +30,9 @@ EPOCH_GATHER_BYTES = 1 << 30
 class DataLoader:
     """Iterate (x_batch, y_batch) minibatches over arrays x (N, ...) and y (N, ...).
 
-    shuffle: a new order each epoch, drawn from this loader's generator (seed= makes it
-    reproducible; `rng` is saved in checkpoints). drop_last: skip a final smaller batch.
+    shuffle: a new order each epoch, drawn from this loader's generator `rng` (saved in
+    checkpoints): seed= (an int, or a numpy Generator to share), else one drawn from fastnn's
+    generator, so fastnn.seed(s) makes the order reproducible. drop_last: skip a final smaller batch.
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
     Trainer uses); by default each batch is a fresh array.
     device: "cuda" copies x and y to the GPU once and cuts every batch there (the backend's
@@ -54,7 +56,7 @@ class DataLoader:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.transform = transform
-        self.rng = np.random.default_rng(seed)
+        self.rng = initializers.child_rng() if seed is None else np.random.default_rng(seed)
         self.reuse_buffers = reuse_buffers
         self._buffers = {}
         self._views = None  # (epoch buffers, batch size) key, [(x view, y view)] per batch

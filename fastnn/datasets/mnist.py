@@ -23,6 +23,8 @@ import zipfile
 
 import numpy as np
 
+from fastnn._atomic import atomic_write
+
 # name -> (decompressed payload size, sha256 of the payload, IDX magic, count)
 FILES = {
     "train-images-idx3-ubyte": (47040016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", 2051, 60000),
@@ -99,16 +101,7 @@ def _read_verified(folder, name):
 
 
 def _atomic_write(path, data):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part",
-                               dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _progress(name, done, total, start, stream):

@@ -116,8 +116,10 @@ class Identity(Layer):
 
 class Softmax(Layer):
     """Softmax over axis 1 (the classes of an (N, C) input, or the channels of (N, C, ...)).
-    For training a classifier use losses.SoftmaxCrossEntropy on the logits instead: it fuses
-    both and is exact where this layer's gradient would underflow."""
+    For training a classifier use losses.SoftmaxCrossEntropy on the logits: it fuses both and
+    is exact where this layer's gradient would underflow. compile/fit do this by themselves
+    for a model that ends in Softmax (training skips it, predict keeps it); a loop by hand
+    must leave it out of the loss's input."""
 
     def __init__(self, name=None):
         super().__init__(name)

@@ -10,17 +10,21 @@ from fastnn.layers.base import Layer, check_dtype, check_positive_int
 
 class Dense(Layer):
     """y = x @ W + b for x of shape (N, in_features). init: "he_normal" by default (for ReLU
-    nets; use "xavier_normal" before sigmoid/tanh); regularizer: applies to W."""
+    nets; use "xavier_normal" before sigmoid/tanh); regularizer: applies to W; bias=False:
+    y = x @ W, no b."""
 
     def __init__(self, in_features, out_features, init="he_normal", dtype="float32",
-                 regularizer=None, name=None):
+                 regularizer=None, name=None, bias=True):
         super().__init__(name)
         self.in_features = check_positive_int(in_features, "in_features", self.label)
         self.out_features = check_positive_int(out_features, "out_features", self.label)
+        if not isinstance(bias, bool):
+            raise TypeError(f"{self.label}: expected bias True or False, got {bias!r}")
         dtype = check_dtype(dtype, self.label)
         shape = (self.in_features, self.out_features)
         self.params["W"] = initializers.make(init, shape, self.in_features, dtype)
-        self.params["b"] = initializers.make("zeros", (self.out_features,), 1, dtype)
+        if bias:
+            self.params["b"] = initializers.make("zeros", (self.out_features,), 1, dtype)
         self.grads = {k: v * 0 for k, v in self.params.items()}
         if regularizer is not None:
             self.penalties["W"] = regularizer
@@ -29,11 +33,14 @@ class Dense(Layer):
 
     def _forward(self, x, relu=False):
         self._check_input(x, (2,), self.in_features)
-        W, b = self.params["W"], self.params["b"]
+        W, b = self.params["W"], self.params.get("b")
         B = backend_of(x, W)
         y = self._buffer("y", (x.shape[0], self.out_features), x.dtype, like=x)
         B.gemm(x, W, out=y)
-        B.bias_add(y, b, relu=relu)
+        if b is not None:
+            B.bias_add(y, b, relu=relu)
+        elif relu:
+            B.relu_forward(y, out=y)
         self._cache = x  # x: (N, in_features), for dW
         return y
 
@@ -44,7 +51,8 @@ class Dense(Layer):
         B = backend_of(dy, W)
         if self.trainable:
             B.gemm(x, dy, trans_a=True, out=self.grads["W"])
-            B.bias_grad(dy, out=self.grads["b"])
+            if "b" in self.grads:
+                B.bias_grad(dy, out=self.grads["b"])
         if not need_dx:
             return None
         dx = self._buffer("dx", x.shape, x.dtype, like=x)

@@ -59,7 +59,8 @@ class Dropout(Layer):
 
 
 class DropConnect(Layer):
-    """Wraps a Dense layer; its parameters ("W", "b") are the wrapped layer's."""
+    """Wraps a Dense layer; its parameters ("W", and "b" unless bias=False) are the wrapped
+    layer's."""
 
     def __init__(self, layer, p=0.5, seed=None, name=None):
         super().__init__(name)
@@ -77,14 +78,15 @@ class DropConnect(Layer):
             self._cache = None
             return inner.forward(x)  # the expected weights: E[W * M / (1-p)] = W
         inner._check_input(x, (2,), inner.in_features)
-        W, b = self.params["W"], self.params["b"]
+        W, b = self.params["W"], self.params.get("b")
         B = backend_of(x, W)
         mask = _draw_mask(self, self.rng, W.shape, W.dtype, self.p, W)
         Wm = self._buffer("W_masked", W.shape, W.dtype, like=W)
         B.multiply(W, mask, out=Wm)
         y = self._buffer("y", (x.shape[0], inner.out_features), x.dtype, like=x)
         B.gemm(x, Wm, out=y)
-        B.bias_add(y, b)
+        if b is not None:
+            B.bias_add(y, b)
         self._cache = (x, Wm, mask)
         return y
 
@@ -98,7 +100,8 @@ class DropConnect(Layer):
             gW = self.grads["W"]
             B.gemm(x, dy, trans_a=True, out=gW)
             B.multiply(gW, mask, out=gW)  # only kept weights took part: d(W*M/(1-p))/dW
-            B.bias_grad(dy, out=self.grads["b"])
+            if "b" in self.grads:
+                B.bias_grad(dy, out=self.grads["b"])
         if not need_dx:
             return None
         dx = self._buffer("dx", x.shape, x.dtype, like=x)

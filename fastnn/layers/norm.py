@@ -34,6 +34,13 @@ class BatchNorm(Layer):
 
     def _forward(self, x):
         self._check_input(x, (2, 4), self.num_features)
+        per_channel = x.shape[0] * (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
+        if self.training and per_channel == 1:
+            # one value per feature: the batch statistics normalise it to exactly 0
+            raise ValueError(f"{self.label}: expected more than 1 value per feature in "
+                             f"training mode, got input {tuple(x.shape)} (a batch of one "
+                             "sample: use a larger batch, a batch size that leaves no last "
+                             "batch of one, or eval mode)")
         B = backend_of(x)
         y = self._buffer("y", x.shape, x.dtype, like=x)
         xhat = self._buffer("xhat", x.shape, x.dtype, like=x)

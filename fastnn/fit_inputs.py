@@ -1,0 +1,90 @@
+"""What Trainer.fit and evaluate take: their data and arguments checked (named in every error:
+`fit: expected epochs as a positive int, got 2.5`), the validation split, and the part of a
+model a loss trains (a final Softmax is left to the fused softmax cross-entropy).
+"""
+import numbers
+
+import numpy as np
+
+from fastnn import losses as losses_mod
+from fastnn.datasets.loader import class_labels
+from fastnn.layers.activation import Softmax
+from fastnn.model import Sequential
+
+
+def cast_input(model, x):
+    """x as an array of the model's dtype (the dtype of its parameters; float32 without any)."""
+    params = list(model.named_parameters())
+    dtype = params[0][1].dtype if params else np.float32
+    x = np.asarray(x)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def check_data(model, loss, x, y, owner, what):
+    """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples."""
+    x, y = cast_input(model, x), class_labels(y)
+    if isinstance(loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2:
+        # one-hot targets become class indices once, not every step (and a GPU takes them)
+        y = losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})", y)
+    if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
+        raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
+                         f"shapes {x.shape} and {y.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{owner}: expected at least one sample in {what}, got shape "
+                         f"{x.shape}")
+    return x, y
+
+
+def logits_net(model, loss):
+    """The model as `loss` trains it (see Trainer.net): a top-level final Softmax is left to
+    a SoftmaxCrossEntropy loss; one inside a nested block cannot be, and is refused."""
+    if not isinstance(loss, losses_mod.SoftmaxCrossEntropy):
+        return model
+    last, depth = model, 0
+    while isinstance(last, Sequential) and len(last):
+        last, depth = last[-1], depth + 1
+    if not isinstance(last, Softmax):
+        return model
+    if depth != 1:
+        raise ValueError(f"{type(loss).__name__}: the model ends in a Softmax inside a nested "
+                         "block, and this loss applies softmax itself (fused with the "
+                         "cross-entropy): move that Softmax to the model's top level, where "
+                         "training skips it and predict keeps it, or remove it")
+    net = model[:-1]  # the same layers (a slice shares them) ...
+    net.train(model.training)  # ... in the model's mode, which slicing reset
+    return net
+
+
+def split_validation(x, y, fraction, owner="fit"):
+    """-> x_train, y_train, (x_val, y_val): the last `fraction` of the samples held out (in
+    their order, before any shuffling), each part at least one sample."""
+    if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"{owner}: expected validation_split as a number in (0, 1) (0 or None: "
+                         f"no split), got {fraction!r}")
+    held = int(round(len(x) * fraction))
+    if held == 0 or held == len(x):
+        raise ValueError(f"{owner}: validation_split={fraction} of {len(x)} samples leaves "
+                         f"{'no validation' if held == 0 else 'no training'} samples")
+    cut = len(x) - held
+    return x[:cut], y[:cut], (x[cut:], y[cut:])
+
+
+def check_callbacks(callbacks):
+    from fastnn.callbacks import Callback
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"fit: expected callbacks as a list of callbacks, got "
+                        f"{type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            what = f"the class {cb.__name__} (not an instance)" if isinstance(cb, type) \
+                else type(cb).__name__
+            raise TypeError(f"fit: expected callbacks as fastnn.callbacks.Callback instances, "
+                            f"got {what}")
+    return callbacks
+
+
+__all__ = ["cast_input", "check_callbacks", "check_data", "logits_net", "split_validation"]
