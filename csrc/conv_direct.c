@@ -100,6 +100,7 @@
 #define NAME(x) XCAT3(x, f32, ISA)
 #define XPOSE(b) fastnn_transpose8_avx2((__m256 *)(b))
 #define STORE_FIRST(p, v, n) fastnn_store_first_avx2(p, (__m256)(v), n)
+#define LOAD_FIRST(p, n) fastnn_load_first_avx2(p, n)
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx2(s, (const __m256 *)(b), n)
 #include "conv_direct.h"
 #include "conv_direct_bww.h"
@@ -107,6 +108,7 @@
 #include "conv_winograd.h"
 #undef XPOSE
 #undef STORE_FIRST
+#undef LOAD_FIRST
 #undef SUM_ROWS
 #undef T
 #undef VL
@@ -149,6 +151,7 @@
 #define NAME(x) XCAT3(x, f32, ISA)
 #define XPOSE(b) fastnn_transpose16_avx512((__m512 *)(b))
 #define STORE_FIRST(p, v, n) fastnn_store_first_avx512(p, (__m512)(v), n)
+#define LOAD_FIRST(p, n) fastnn_load_first_avx512(p, n)
 #define SUM_ROWS(s, b, n) fastnn_sum_rows_avx512(s, (const __m512 *)(b), n)
 #include "conv_direct.h"
 #include "conv_direct_bww.h"
@@ -156,6 +159,7 @@
 #include "conv_winograd.h"
 #undef XPOSE
 #undef STORE_FIRST
+#undef LOAD_FIRST
 #undef SUM_ROWS
 #undef T
 #undef VL

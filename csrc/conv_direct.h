@@ -6,8 +6,9 @@
  *   NAME   NAME(x) pastes the variant's suffix onto x (x_f32_avx512, ...)
  *   FWD_TILES, BWW_TILES  the register tiles this instruction set affords (see below; the
  *          backward-weights tiles are in conv_direct_bww.h)
- *   XPOSE(b), STORE_FIRST(p, v, n), SUM_ROWS(s, b, n)  optional (conv_simd.h): an in-register
- *          VL x VL transpose, a store of a vector's first n lanes, and float64 row sums
+ *   XPOSE(b), STORE_FIRST(p, v, n), LOAD_FIRST(p, n), SUM_ROWS(s, b, n)  optional
+ *          (conv_simd.h): an in-register VL x VL transpose, a store and a load of a vector's
+ *          first n lanes, and float64 row sums
  * inside a `#pragma GCC target` region, so the vector types compile to that width.
  *
  * The layouts (the public API stays NCHW; these live only inside one call):
@@ -53,34 +54,37 @@ static void NAME(pad_nhwc)(const T *restrict x, T *restrict xp, ptrdiff_t C, ptr
             sums[c] = 0;
     ptrdiff_t c_vec = 0;  /* channels [0, c_vec) go in vector blocks */
 #ifdef XPOSE
-    c_vec = C / VL * VL;
+    /* a last, partial block too when the channel stride leaves room for its zero lanes */
+    c_vec = Cs >= (C + VL - 1) / VL * VL ? (C + VL - 1) / VL * VL : C / VL * VL;
 #endif
     for (ptrdiff_t iy = 0; iy < H; iy++) {
         T *dst = xp + ((iy + PT) * Wp + PL) * Cs;
 #ifdef XPOSE
         for (ptrdiff_t c0 = 0; c0 < c_vec; c0 += VL) {
             const T *src = x + (c0 * H + iy) * W;
-            ptrdiff_t ix = 0;
-            for (; ix + VL <= W; ix += VL) {
+            int nc = C - c0 < VL ? (int)(C - c0) : VL;  /* real channels in the block */
+            double part[VL], *s = sums ? (nc == VL ? sums + c0 : part) : NULL;
+            if (s == part)
+                for (int i = 0; i < VL; i++)
+                    part[i] = i < nc ? sums[c0 + i] : 0;
+            for (ptrdiff_t ix = 0; ix < W; ix += VL) {
+                int nw = W - ix < VL ? (int)(W - ix) : VL;  /* real pixels in the block */
                 VEC b[VL];
                 for (int i = 0; i < VL; i++)
-                    b[i] = LOADV(src + i * H * W + ix);
+                    b[i] = i >= nc ? (VEC){0} : nw == VL ? LOADV(src + i * H * W + ix)
+                                                          : (VEC)LOAD_FIRST(src + i * H * W + ix, nw);
                 XPOSE(b);  /* b[j]: channels c0 .. c0+VL-1 of pixel ix + j */
-                for (int j = 0; j < VL; j++)
+                for (int j = 0; j < nw; j++)
                     STOREV(dst + (ix + j) * Cs + c0, b[j]);
-                if (sums)
-                    SUM_ROWS(sums + c0, b, VL);
+                if (s)
+                    SUM_ROWS(s, b, nw);
             }
-            for (; ix < W; ix++)
-                for (int i = 0; i < VL; i++) {
-                    T v = src[i * H * W + ix];
-                    dst[ix * Cs + c0 + i] = v;
-                    if (sums)
-                        sums[c0 + i] += v;
-                }
+            if (s == part)
+                for (int i = 0; i < nc; i++)
+                    sums[c0 + i] = part[i];
         }
 #endif
-        for (ptrdiff_t c = c_vec; c < C; c++) {
+        for (ptrdiff_t c = c_vec; c < C; c++) {  /* the rest, one channel at a time */
             const T *src = x + (c * H + iy) * W;
             for (ptrdiff_t ix = 0; ix < W; ix++)
                 dst[ix * Cs + c] = src[ix];

@@ -40,6 +40,13 @@ __attribute__((target("avx512f"))) static inline void fastnn_store_first_avx512(
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
 }
 
+/* The first n (1..16) floats at p, zeros after them: nothing past p + n is read. */
+__attribute__((target("avx512f"))) static inline __m512 fastnn_load_first_avx512(const float *p,
+                                                                               int n)
+{
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+}
+
 /* s[0..16) += the float64 values of b[0], ..., b[n-1], lane by lane, in that order (the bias
  * gradient: each channel summed in pixel order, as a scalar loop would). */
 __attribute__((target("avx512f"))) static inline void fastnn_sum_rows_avx512(double *s,
@@ -78,6 +85,12 @@ __attribute__((target("avx2"))) static inline void fastnn_store_first_avx2(float
 {
     static const int ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     _mm256_maskstore_ps(p, _mm256_loadu_si256((const __m256i *)(ones + 8 - n)), v);
+}
+
+__attribute__((target("avx2"))) static inline __m256 fastnn_load_first_avx2(const float *p, int n)
+{
+    static const int ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_maskload_ps(p, _mm256_loadu_si256((const __m256i *)(ones + 8 - n)));
 }
 
 __attribute__((target("avx2"))) static inline void fastnn_sum_rows_avx2(double *s, const __m256 *b,
