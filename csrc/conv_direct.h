@@ -48,7 +48,6 @@ static void NAME(pad_nhwc)(const T *restrict x, T *restrict xp, ptrdiff_t C, ptr
                            ptrdiff_t W, ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t Cs,
                            ptrdiff_t PT, ptrdiff_t PL, double *restrict sums)
 {
-    memset(xp, 0, (size_t)(Hp * Wp * Cs) * sizeof(T));
     if (sums)
         for (ptrdiff_t c = 0; c < C; c++)
             sums[c] = 0;
@@ -57,6 +56,22 @@ static void NAME(pad_nhwc)(const T *restrict x, T *restrict xp, ptrdiff_t C, ptr
     /* a last, partial block too when the channel stride leaves room for its zero lanes */
     c_vec = Cs >= (C + VL - 1) / VL * VL ? (C + VL - 1) / VL * VL : C / VL * VL;
 #endif
+    /* zero what the copy below leaves: the padding rows, the padding columns of the image's
+     * rows, and the channels [max(C, c_vec), Cs) of its pixels (memset of the whole buffer
+     * was 4% of a SimpleConvNet step) */
+    size_t row = (size_t)(Wp * Cs) * sizeof(T);
+    memset(xp, 0, (size_t)PT * row);
+    memset(xp + (PT + H) * Wp * Cs, 0, (size_t)(Hp - PT - H) * row);
+    ptrdiff_t c_end = C > c_vec ? C : c_vec;
+    for (ptrdiff_t iy = 0; iy < H; iy++) {
+        T *r = xp + (iy + PT) * Wp * Cs;
+        memset(r, 0, (size_t)(PL * Cs) * sizeof(T));
+        memset(r + (PL + W) * Cs, 0, (size_t)((Wp - PL - W) * Cs) * sizeof(T));
+        if (c_end < Cs)
+            for (ptrdiff_t ix = 0; ix < W; ix++)
+                for (ptrdiff_t c = c_end; c < Cs; c++)
+                    r[(PL + ix) * Cs + c] = 0;
+    }
     for (ptrdiff_t iy = 0; iy < H; iy++) {
         T *dst = xp + ((iy + PT) * Wp + PL) * Cs;
 #ifdef XPOSE

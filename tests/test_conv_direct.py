@@ -213,3 +213,25 @@ def test_cpu_info_names_the_kernels_in_use():
     assert info["isa"] in info["isas"] and info["isas"][info["isa"]]
     assert info["conv_lanes_float32"] == _cpu_conv.lanes()
     assert info["threads"] == fastnn.get_num_threads()
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_work_arrays_full_of_garbage_change_nothing(variant, pad):
+    """The kernels zero what they read of their work arrays (padding rows, columns and spare
+    channel lanes) themselves: a reused buffer's old contents, here NaN, never leak in."""
+    x, W, b = _operands((3, 20, 9, 7), 30, (3, 3), np.float32)
+    dy = np.random.default_rng(5).standard_normal((3, 30, 7 + 2 * pad, 5 + 2 * pad)).astype(
+        np.float32)
+    fwd = np.full(_cpu_conv.forward_work_size(x, W, 1, pad), np.nan, np.float32)
+    bwd = np.full(_cpu_conv.backward_work_size(x, W, 1, pad), np.nan, np.float32)
+    wino = np.full(_cpu_conv.winograd_work_size(x, W, pad, data=True), np.nan, np.float32)
+    y = _cpu_conv.forward(x, W, b, 1, pad, work=fwd)
+    dx, dW, db = _cpu_conv.backward(dy, x, W, 1, pad, work=bwd)
+    dx_w = _cpu_conv.winograd_backward_data(dy, x, W, pad, work=wino)
+    wino_fwd = np.full(_cpu_conv.winograd_work_size(x, W, pad), np.nan, np.float32)
+    y_w = _cpu_conv.winograd_forward(x, W, b, pad, work=wino_fwd)
+    y_ref = reference(x, W, b, (1, 1), (pad, pad))
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, pad)
+    for got, want, what in ((y, y_ref, "y"), (y_w, y_ref, "winograd y"), (dx, dx_ref, "dx"),
+                            (dx_w, dx_ref, "winograd dx"), (dW, dW_ref, "dW"), (db, db_ref, "db")):
+        _close(got, want, np.float32, what)
