@@ -7,8 +7,10 @@ from fastnn.backend.cpu_conv import ConvKernels
 from fastnn.backend.cpu_gemm import ParallelGemm
 
 try:
-    from fastnn import (_cpu_elementwise, _cpu_im2col, _cpu_loss, _cpu_optim, _cpu_pool,
-                        _cpu_threads)
+    from fastnn import _cpu_threads
+    from fastnn.backend import _native
+    _cpu_elementwise, _cpu_im2col, _cpu_loss, _cpu_optim, _cpu_pool = (
+        _native.load(name) for name in ("elementwise", "im2col", "loss", "optim", "pool"))
 except ImportError as exc:  # a source checkout that was never built
     _IMPORT_ERROR = exc
     _cpu_elementwise = _cpu_im2col = _cpu_loss = _cpu_optim = _cpu_pool = _cpu_threads = None

@@ -14,11 +14,14 @@ except ImportError:  # a source checkout that was never built
 
 
 def cpu_info():
-    """Which CPU kernels fastnn runs: the instruction set of its direct convolution kernels
-    ("avx512", "avx2" or "generic": the widest this CPU runs, or $FASTNN_CPU_ISA), every variant
-    compiled in and whether this CPU runs it, the float32 lanes of a vector, the threads, and
-    the BLAS libraries numpy loaded (threadpoolctl) with the kernel each picked."""
-    info = {"isa": None, "isas": {}, "conv_lanes_float32": 1,
+    """Which CPU kernels fastnn runs: the instruction set of its convolution kernels ("avx512",
+    "avx2" or "generic": the widest this CPU runs, or $FASTNN_CPU_ISA; select_isa changes it),
+    every variant compiled in and whether this CPU runs it, the module of each other kernel
+    family (built per instruction set too, chosen once at import), the float32 lanes of a
+    vector, the threads, and the BLAS libraries numpy loaded (threadpoolctl) with the kernel
+    each picked."""
+    from fastnn.backend import _native
+    info = {"isa": None, "isas": {}, "kernels": dict(_native.loaded), "conv_lanes_float32": 1,
             "threads": _cpu_threads.get_num_threads() if _cpu_threads else 1,
             "openmp": bool(_cpu_threads and _cpu_threads.HAVE_OPENMP), "blas": []}
     if _cpu_conv is not None:

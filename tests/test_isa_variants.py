@@ -1,0 +1,95 @@
+"""The kernel modules built per instruction set (setup.py's MULTI_ISA: fastnn._cpu_NAME and, on
+x86-64, _cpu_NAME_avx2 and _cpu_NAME_avx512) compute the baseline's results bit for bit, and
+fastnn imports the variant of the instruction set in use."""
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _cpu_conv
+
+RUNNABLE = [isa for isa, runs in _cpu_conv.variants().items() if runs and isa != "generic"]
+RNG = np.random.default_rng(0)
+
+
+def _variant(name, isa):
+    try:
+        return importlib.import_module(f"fastnn._cpu_{name}_{isa}")
+    except ImportError:
+        pytest.skip(f"fastnn._cpu_{name}_{isa} was not built here")
+
+
+def _f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+X = _f32(5, 7, 13, 11)
+Y, ARG = importlib.import_module("fastnn._cpu_pool").max_pool2d_forward(X, 3, 2, 1, None, None)
+P, G, M, V = (_f32(3001) for _ in range(4))
+V = np.abs(V)
+LOGITS, LABELS = _f32(37, 10), RNG.integers(0, 10, 37)
+ROWS = _f32(5 * 13 * 11, 7)
+
+# family -> [(function, arguments, indices of the arguments it updates in place)]
+CALLS = {
+    "pool": [("max_pool2d_forward", (X, 3, 2, 1, None, None), ()),
+             ("max_pool2d_backward", (_f32(*Y.shape), ARG, X.shape, 3, 2, 1, None), ()),
+             ("avg_pool2d_forward", (X, 3, 2, 1, None), ()),
+             ("avg_pool2d_backward", (_f32(5, 7, 7, 6), X.shape, 3, 2, 1, None), ())],
+    "elementwise": [("relu_forward", (X,), ()), ("relu_backward", (X, np.maximum(X, 0)), ()),
+                    ("bias_add", (X.copy(), _f32(7), True), (0,)),
+                    ("bias_grad", (X,), ()),
+                    ("rows_to_nchw", (ROWS, (5, 7, 13, 11), _f32(7), None, True), ()),
+                    ("nchw_to_rows", (X,), ())],
+    "optim": [("sgd", (P.copy(), G, 0.1), (0,)),
+              ("momentum", (P.copy(), G, M.copy(), 0.1, 0.9, True), (0, 2)),
+              ("adagrad", (P.copy(), G, V.copy(), 0.1, 1e-7), (0, 2)),
+              ("rmsprop", (P.copy(), G, V.copy(), 0.1, 0.9, 1e-7), (0, 2)),
+              ("adam", (P.copy(), G, M.copy(), V.copy(), 1e-3, 0.9, 0.999, 1.02, 1e-8, 0.01),
+               (0, 2, 3)),
+              ("add_penalty_grad", ("l1", P, G.copy(), 0.01), (2,))],
+    "loss": [("softmax_cross_entropy_forward", (LOGITS, LABELS), ()),
+             ("softmax_cross_entropy_backward", (np.abs(LOGITS), LABELS), ())],
+    "im2col": [("im2col", (X, (3, 2), (2, 1), (1, 0)), ()),
+               ("col2im", (_f32(5 * 7 * 10, 7 * 6), X.shape, (3, 2), (2, 1), (1, 0)), ())],
+}
+
+
+def _run(module, fn, args, updated):
+    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    result = getattr(module, fn)(*args)
+    results = result if isinstance(result, tuple) else (result,)
+    return [np.asarray(r) for r in results if r is not None] + [args[i] for i in updated]
+
+
+@pytest.mark.parametrize("isa", RUNNABLE)
+@pytest.mark.parametrize("family", sorted(CALLS))
+def test_variants_are_the_baseline_bit_for_bit(family, isa):
+    base = importlib.import_module(f"fastnn._cpu_{family}")
+    variant = _variant(family, isa)
+    for fn, args, updated in CALLS[family]:
+        for got, want in zip(_run(variant, fn, args, updated), _run(base, fn, args, updated)):
+            np.testing.assert_array_equal(got, want, err_msg=f"{family}.{fn} on {isa}")
+
+
+def test_the_variant_in_use_is_the_instruction_set_chosen():
+    kernels = fastnn.cpu_info()["kernels"]
+    assert set(kernels) == set(CALLS)
+    isa = fastnn.cpu_info()["isa"]
+    for family, module in kernels.items():
+        assert module == (f"fastnn._cpu_{family}" if isa == "generic"
+                          else f"fastnn._cpu_{family}_{isa}")
+
+
+@pytest.mark.parametrize("isa", ["generic"] + RUNNABLE)
+def test_an_instruction_set_named_at_import_chooses_every_module(isa):
+    code = "import fastnn, json; print(json.dumps(fastnn.cpu_info()['kernels']))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "FASTNN_CPU_ISA": isa})
+    assert run.returncode == 0, run.stderr
+    suffix = "" if isa == "generic" else f"_{isa}"
+    assert f'"pool": "fastnn._cpu_pool{suffix}"' in run.stdout
