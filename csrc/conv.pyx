@@ -44,6 +44,13 @@ cdef extern from "conv_direct_api.h" nogil:
                              int threads)
     Py_ssize_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads)
     double fastnn_conv_peak_flops(long iters, int threads)
+    void fastnn_winograd_weights_f32(const float *dy, const float *x, float *dW, float *db,
+                                     const fastnn_conv_geom *g, float *work, double *part,
+                                     int threads)
+    void fastnn_winograd_weights_f64(const double *dy, const double *x, double *dW, double *db,
+                                     const fastnn_conv_geom *g, double *work, double *part,
+                                     int threads)
+    Py_ssize_t fastnn_winograd_weights_work(const fastnn_conv_geom *g, int f64, int threads)
 
 
 def variants():
@@ -315,3 +322,45 @@ def winograd_backward_data(dy, x, W, pad=0, dx_out=None, work=None):
     if g.N == 0:
         return dx
     return _winograd(op, dy, W, None, dx, &g, 1, 0, work)
+
+
+def winograd_weights_work_size(x, W, pad):
+    """Elements of x.dtype the Winograd weight gradient's work array needs."""
+    cdef fastnn_conv_geom g = _winograd_geom("winograd", x, W, pad)
+    return fastnn_winograd_weights_work(&g, x.dtype == np.float64, threads_for(g.N))
+
+
+def winograd_backward_weights(dy, x, W, pad=0, dW_out=None, db_out=None, work=None,
+                              partial=None):
+    """The weight and bias gradients (dW, db) of forward by Winograd F(2x2, 3x3) (W gives the
+    shape only). partial: an (N, F) float64 array for the per-image bias sums."""
+    op = "winograd_backward_weights"
+    cdef fastnn_conv_geom g = _winograd_geom(op, x, W, pad)
+    _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
+    _checks.same_shape(op, "dy", dy, (g.N, g.F, g.OH, g.OW))
+    dW = _checks.out_array(op, dW_out, W.shape, x.dtype, name="dW_out")
+    db = _checks.out_array(op, db_out, (g.F,), x.dtype, name="db_out")
+    if g.N == 0:
+        dW[...] = 0
+        db[...] = 0
+        return dW, db
+    cdef int threads = threads_for(g.N)
+    cdef bint f64 = x.dtype == np.float64
+    work = _work(op, work, fastnn_winograd_weights_work(&g, f64, threads), x.dtype)
+    part = _checks.out_array(op, partial, (g.N, g.F), np.float64, name="partial")
+    cdef double[::1] pv = part.reshape(-1)
+    cdef const float[::1] dyf, xf
+    cdef const double[::1] dyd, xd
+    cdef float[::1] dWf, dbf, wf
+    cdef double[::1] dWd, dbd, wd
+    if not f64:
+        dyf, xf, dWf, dbf, wf = dy.reshape(-1), x.reshape(-1), dW.reshape(-1), db, work
+        with nogil:
+            fastnn_winograd_weights_f32(&dyf[0], &xf[0], &dWf[0], &dbf[0], &g, &wf[0], &pv[0],
+                                        threads)
+    else:
+        dyd, xd, dWd, dbd, wd = dy.reshape(-1), x.reshape(-1), dW.reshape(-1), db, work
+        with nogil:
+            fastnn_winograd_weights_f64(&dyd[0], &xd[0], &dWd[0], &dbd[0], &g, &wd[0], &pv[0],
+                                        threads)
+    return dW, db

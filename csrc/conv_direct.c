@@ -205,6 +205,12 @@ typedef struct {
                          const fastnn_conv_geom *, int, int, double *, int);
     ptrdiff_t (*winograd_work_f32)(const fastnn_conv_geom *, int, int);
     ptrdiff_t (*winograd_work_f64)(const fastnn_conv_geom *, int, int);
+    void (*winograd_weights_f32)(const float *, const float *, float *, float *,
+                                 const fastnn_conv_geom *, float *, double *, int);
+    void (*winograd_weights_f64)(const double *, const double *, double *, double *,
+                                 const fastnn_conv_geom *, double *, double *, int);
+    ptrdiff_t (*winograd_weights_work_f32)(const fastnn_conv_geom *, int);
+    ptrdiff_t (*winograd_weights_work_f64)(const fastnn_conv_geom *, int);
     double (*peak)(long, int);
     void (*init_f32)(void);
     void (*init_f64)(void);
@@ -214,7 +220,9 @@ typedef struct {
     {#isa, lanes, forward_f32_##isa, forward_f64_##isa, backward_f32_##isa,                   \
      backward_f64_##isa, work_forward_f32_##isa, work_forward_f64_##isa,                      \
      work_backward_f32_##isa, work_backward_f64_##isa, wino_run_f32_##isa, wino_run_f64_##isa, \
-     wino_work_f32_##isa, wino_work_f64_##isa, peak_f32_##isa, init_f32_##isa, init_f64_##isa}
+     wino_work_f32_##isa, wino_work_f64_##isa, wino_bww_run_f32_##isa, wino_bww_run_f64_##isa, \
+     wino_bww_work_f32_##isa, wino_bww_work_f64_##isa, peak_f32_##isa, init_f32_##isa,       \
+     init_f64_##isa}
 
 static const variant variants[] = {
 #ifdef HAVE_X86_VARIANTS
@@ -320,4 +328,24 @@ ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int
 double fastnn_conv_peak_flops(long iters, int threads)
 {
     return current->peak(iters, threads);
+}
+
+void fastnn_winograd_weights_f32(const float *dy, const float *x, float *dW, float *db,
+                                 const fastnn_conv_geom *g, float *work, double *part,
+                                 int threads)
+{
+    current->winograd_weights_f32(dy, x, dW, db, g, work, part, threads);
+}
+
+void fastnn_winograd_weights_f64(const double *dy, const double *x, double *dW, double *db,
+                                 const fastnn_conv_geom *g, double *work, double *part,
+                                 int threads)
+{
+    current->winograd_weights_f64(dy, x, dW, db, g, work, part, threads);
+}
+
+ptrdiff_t fastnn_winograd_weights_work(const fastnn_conv_geom *g, int f64, int threads)
+{
+    return f64 ? current->winograd_weights_work_f64(g, threads)
+               : current->winograd_weights_work_f32(g, threads);
 }

@@ -37,4 +37,12 @@ void fastnn_winograd_f32(const float *in, const float *W, const float *b, float 
 void fastnn_winograd_f64(const double *in, const double *W, const double *b, double *out,
                          const fastnn_conv_geom *g, int data, int relu, double *work, int threads);
 ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads);
+/* The weight gradient dW (F, C, 3, 3) and db (F,) by Winograd F(2x2, 3x3); part: N*F doubles. */
+void fastnn_winograd_weights_f32(const float *dy, const float *x, float *dW, float *db,
+                                 const fastnn_conv_geom *g, float *work, double *part,
+                                 int threads);
+void fastnn_winograd_weights_f64(const double *dy, const double *x, double *dW, double *db,
+                                 const fastnn_conv_geom *g, double *work, double *part,
+                                 int threads);
+ptrdiff_t fastnn_winograd_weights_work(const fastnn_conv_geom *g, int f64, int threads);
 #endif

@@ -21,6 +21,15 @@ static int NAME(tid)(void)
 #endif
 }
 
+static int NAME(team_size)(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 /* y (N, F, OH, OW) = conv(x (N, C, H, W), W (F, C, KH, KW)) + bias, relu optional.
  * work: fastnn_conv_work_forward(...) elements of T. */
 static void NAME(forward)(const T *x, const T *W, const T *bias, T *y,
@@ -126,7 +135,7 @@ static ptrdiff_t NAME(work_backward)(const fastnn_conv_geom *g, int need_dx, int
 /* The machine's float32 FMA peak in this variant's vectors: PEAK_CHAINS independent chains of
  * acc = acc * w + u per thread (enough to hide the FMA latency), `iters` rounds, on `threads`
  * threads at once. Returns the FLOPs done (2 per lane per FMA); the caller times the call. */
-static double NAME(peak)(long iters, int threads)
+__attribute__((unused)) static double NAME(peak)(long iters, int threads)
 {
     double sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)

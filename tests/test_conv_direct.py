@@ -230,8 +230,12 @@ def test_work_arrays_full_of_garbage_change_nothing(variant, pad):
     dx_w = _cpu_conv.winograd_backward_data(dy, x, W, pad, work=wino)
     wino_fwd = np.full(_cpu_conv.winograd_work_size(x, W, pad), np.nan, np.float32)
     y_w = _cpu_conv.winograd_forward(x, W, b, pad, work=wino_fwd)
+    wino_w = np.full(_cpu_conv.winograd_weights_work_size(x, W, pad), np.nan, np.float32)
+    dW_w, db_w = _cpu_conv.winograd_backward_weights(dy, x, W, pad, work=wino_w,
+                                                     partial=np.full((3, 30), np.nan))
     y_ref = reference(x, W, b, (1, 1), (pad, pad))
     dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, pad)
     for got, want, what in ((y, y_ref, "y"), (y_w, y_ref, "winograd y"), (dx, dx_ref, "dx"),
-                            (dx_w, dx_ref, "winograd dx"), (dW, dW_ref, "dW"), (db, db_ref, "db")):
+                            (dx_w, dx_ref, "winograd dx"), (dW, dW_ref, "dW"), (db, db_ref, "db"),
+                            (dW_w, dW_ref, "winograd dW"), (db_w, db_ref, "winograd db")):
         _close(got, want, np.float32, what)

@@ -1,6 +1,7 @@
-"""Winograd F(2x2, 3x3) (csrc/conv_winograd.h through fastnn._cpu_conv), in every instruction-set
-variant this CPU runs: against its plain-loop oracle fastnn.naive.winograd_conv2d, against the
-direct sum fastnn.naive.conv2d_forward / conv2d_backward, and by numerical gradients. Stated
+"""Winograd F(2x2, 3x3) (csrc/conv_winograd.h through fastnn._cpu_conv), forward, backward-data
+and backward-weights, in every instruction-set variant this CPU runs: against its plain-loop
+oracle fastnn.naive.winograd_conv2d, against the direct sum fastnn.naive.conv2d_forward /
+conv2d_backward, and by numerical gradients. Stated
 tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10."""
 import numpy as np
 import pytest
@@ -32,9 +33,13 @@ def test_winograd_matches_the_direct_sum(isa, cfg, relu, dtype):
         y = _cpu_conv.winograd_forward(x, W, b, pad, relu=relu)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
         dx = _cpu_conv.winograd_backward_data(dy, x, W, pad)
+        dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, pad)
     y_ref = naive.conv2d_forward(x, W, b, 1, pad)
     _close(y, np.maximum(y_ref, 0) if relu else y_ref, dtype, "y")
-    _close(dx, naive.conv2d_backward(dy, x, W, 1, pad)[0], dtype, "dx")
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, pad)
+    _close(dx, dx_ref, dtype, "dx")
+    _close(dW, dW_ref, dtype, "dW")
+    _close(db, db_ref, dtype, "db")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -51,20 +56,23 @@ def test_the_oracle_is_the_convolution():
                                    naive.conv2d_forward(x, W, b, 1, pad), rtol=1e-12, atol=1e-12)
 
 
-def test_winograd_data_gradient_matches_numerical_gradient():
-    x, W, b = _operands((2, 8, 6, 5), 9, (3, 3), np.float64, seed=5)
-    dy = np.random.default_rng(6).standard_normal((2, 9, 6, 5))
+def test_winograd_gradients_match_numerical_gradients():
+    x, W, b = _operands((3, 8, 6, 5), 9, (3, 3), np.float64, seed=5)
+    dy = np.random.default_rng(6).standard_normal((3, 9, 6, 5))
 
     def loss():
         return float(np.sum(_cpu_conv.winograd_forward(x, W, b, 1) * dy))
 
     dx = _cpu_conv.winograd_backward_data(dy, x, W, 1)
-    numeric = numerical_gradient(loss, x, 1e-6)
-    assert np.abs(dx - numeric).max() / np.abs(numeric).max() < 1e-7
+    dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, 1)
+    for analytic, wrt in ((dx, x), (dW, W), (db, b)):
+        numeric = numerical_gradient(loss, wrt, 1e-6)
+        assert np.abs(analytic - numeric).max() / np.abs(numeric).max() < 1e-7
 
 
 def test_the_engine_picks_winograd_where_it_measured_faster():
-    """DeepConvNet: layers 3-6 (C*F >= 512) by Winograd, the 16-channel ones direct."""
+    """DeepConvNet: layers 3-6 (C*F >= 512) by Winograd, the 16-channel ones direct; the weight
+    gradient by Winograd from C*F >= 1024 (layers 4-6)."""
     model = models.deep_cnn()
     shapes = [(100, 1, 28, 28), (100, 16, 28, 28), (100, 16, 14, 14), (100, 32, 14, 14),
               (100, 32, 8, 8), (100, 64, 8, 8)]
@@ -72,7 +80,7 @@ def test_the_engine_picks_winograd_where_it_measured_faster():
     plans = [conv.conv_plan(shape) for conv, shape in zip(convs, shapes)]
     assert [p.forward for p in plans] == ["direct"] * 2 + ["winograd"] * 4
     assert [p.backward_data for p in plans[1:]] == ["direct"] + ["winograd"] * 4
-    assert all(p.backward_weights == "direct" for p in plans)
+    assert [p.backward_weights for p in plans] == ["direct"] * 3 + ["winograd"] * 3
     assert "C*F = 512" in plans[2].why
     # a 5x5 or a strided layer never is
     assert convolution.plan(cpu, (1, 32, 9, 9), (64, 32, 5, 5), 1, 2, np.float32).forward \
@@ -89,7 +97,7 @@ def test_forcing_winograd_where_it_does_not_apply_is_refused():
         _cpu_conv.winograd_forward(x, W, b, 1)
 
 
-def test_winograd_through_the_engine_gives_the_direct_gradients():
+def test_winograd_through_the_engine_gives_the_direct_results():
     x, W, b = _operands((3, 16, 10, 10), 40, (3, 3), np.float32)
     dy = np.random.default_rng(4).standard_normal((3, 40, 10, 10)).astype(np.float32)
     y_w = ops.conv2d_forward(x, W, b, pad=1, algorithm="winograd")
@@ -97,6 +105,6 @@ def test_winograd_through_the_engine_gives_the_direct_gradients():
     _close(y_w, y_d, np.float32, "y")
     g_w = ops.conv2d_backward(dy, x, W, pad=1, algorithm="winograd")
     g_d = ops.conv2d_backward(dy, x, W, pad=1, algorithm="direct")
-    _close(g_w[0], g_d[0], np.float32, "dx")
-    np.testing.assert_array_equal(g_w[1], g_d[1])  # the weight gradient is direct's in both
-    np.testing.assert_array_equal(g_w[2], g_d[2])
+    for w, d, what in zip(g_w, g_d, ("dx", "dW", "db")):
+        _close(w, d, np.float32, what)
+    np.testing.assert_array_equal(g_w[2], g_d[2])  # both sum the bias gradient the same way

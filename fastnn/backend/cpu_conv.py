@@ -84,6 +84,13 @@ class ConvKernels:
         return _cpu_conv.winograd_forward(x, W, b, pad, relu=relu, out=out,
                                           work=self._work("conv_direct_work", size, x.dtype))
 
+    def conv_winograd_backward_weights(self, dy, x, W, pad, dW_out=None, db_out=None):
+        size = _cpu_conv.winograd_weights_work_size(x, W, pad)
+        partial = self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
+        return _cpu_conv.winograd_backward_weights(
+            dy, x, W, pad, dW_out=dW_out, db_out=db_out,
+            work=self._work("conv_direct_work", size, x.dtype), partial=partial)
+
     def conv_winograd_backward_data(self, dy, x, W, pad, dx_out=None):
         size = _cpu_conv.winograd_work_size(x, W, pad, data=True)
         return _cpu_conv.winograd_backward_data(dy, x, W, pad, dx_out=dx_out,

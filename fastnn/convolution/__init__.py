@@ -6,10 +6,10 @@ conv2d_backward, the plain loops):
 - "direct":  register-tiled kernels over NHWC copies of each image, vectorised over output
              channels (csrc/conv_direct.c, reached through the CPU backend's
              conv_direct_forward / conv_direct_backward; tests/test_conv_direct.py).
-- "winograd": Winograd F(2x2, 3x3) for 3x3 stride-1 layers, forward and backward-data: 2.25x
-             fewer multiplications, its 16 GEMMs on the direct kernel's register tiles
+- "winograd": Winograd F(2x2, 3x3) for 3x3 stride-1 layers, every pass: 2.25x fewer
+             multiplications, its 16 GEMMs on the direct kernels' register tiles
              (csrc/conv_winograd.h; oracle fastnn.naive.winograd_conv2d;
-             tests/test_conv_winograd.py). The weight gradient stays direct.
+             tests/test_conv_winograd.py).
 - "im2col":  im2col + one GEMM per chunk of images, col2im for the data gradient
              (fastnn/convolution/im2col_gemm.py; tests/test_conv.py). Every backend has it, and
              every geometry: it is the fallback.
@@ -43,13 +43,17 @@ _PLANS = {}  # (backend, its kernel variant, geometry, dtype) -> Plan
 
 
 # Winograd's transforms cost about as much as its savings until the GEMMs they feed are deep
-# and wide enough: C*F >= 512 (measured on one core, batch 100, AVX-512: 16->16 channels
-# 1.0-1.1x of direct, 16->32 1.45x, 32->32 1.25-1.5x, 32->64 and 64->64 1.4-1.55x).
+# and wide enough (measured at batch 100, AVX-512, one and two threads, against direct):
+# forward and backward-data from C*F >= 512 (16->16 channels 0.9-1.15x, 16->32 1.2-1.5x,
+# 32->32 1.05-1.7x, 32->64 and 64->64 1.4-1.8x); the weight gradient, whose GEMMs reduce over
+# the tiles, from C*F >= 1024 (16->16 0.7-0.9x, 16->32 1.0-1.1x, 32->32 1.05-1.2x, 32->64
+# 1.2-1.25x, 64->64 1.3-1.5x).
 WINOGRAD_MIN_CF = 512
+WINOGRAD_WEIGHTS_MIN_CF = 1024
 
 
-def _winograd_fits(c, f, kernel, stride, pad):
-    return kernel == (3, 3) and stride == (1, 1) and max(pad) <= 2 and c * f >= WINOGRAD_MIN_CF
+def _winograd_fits(c, f, kernel, stride, pad, min_cf=WINOGRAD_MIN_CF):
+    return kernel == (3, 3) and stride == (1, 1) and max(pad) <= 2 and c * f >= min_cf
 
 
 def _choose(B, c, f, kernel, stride, pad):
@@ -58,7 +62,7 @@ def _choose(B, c, f, kernel, stride, pad):
       reads each image once from L2 and needs no column matrix; BLAS GEMMs with 16-64 output
       columns run at 25-45% of the machine's peak;
     - Winograd F(2x2, 3x3) beats direct on 3x3 stride-1 layers with C*F >= 512, forward and
-      backward-data (WINOGRAD_MIN_CF);
+      backward-data (WINOGRAD_MIN_CF), and its weight gradient from C*F >= 1024;
     - direct backward-data is the forward's kernel run on the padded gradient with flipped
       weights, so it needs stride 1 and pad <= kernel - 1; it vectorises over the input
       channels, so with fewer than half a vector of them (a first layer's 1 or 3) im2col's
@@ -67,8 +71,11 @@ def _choose(B, c, f, kernel, stride, pad):
         return Plan("im2col", "im2col", "im2col", f"the {B.name} backend has only im2col")
     lanes = B.conv_lanes
     if _winograd_fits(c, f, kernel, stride, pad):
-        return Plan("winograd", "winograd", "direct",
-                    f"3x3 stride 1 with C*F = {c * f} >= {WINOGRAD_MIN_CF}: Winograd; "
+        weights = ("winograd" if _winograd_fits(c, f, kernel, stride, pad,
+                                                WINOGRAD_WEIGHTS_MIN_CF) else "direct")
+        return Plan("winograd", "winograd", weights,
+                    f"3x3 stride 1 with C*F = {c * f} >= {WINOGRAD_MIN_CF}: Winograd "
+                    f"(its weight gradient from {WINOGRAD_WEIGHTS_MIN_CF}); "
                     f"{B.conv_isa}, {lanes} lanes")
     if stride != (1, 1):
         data, why = "im2col", "stride > 1: direct backward-data needs stride 1"
@@ -155,8 +162,7 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     """Gradients of forward -> (dx, dW, db); dx is None with need_dx=False (a first layer),
     dW and db with need_dW=False (frozen weights). dy is the gradient of the output (before
     a fused ReLU: apply relu_backward first). saved: what forward returned; *_out:
-    preallocated outputs. algorithm: force one for both passes (None: the plan's; "winograd"
-    computes the data gradient only, the weights' by "direct")."""
+    preallocated outputs. algorithm: force one for both passes (None: the plan's)."""
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _check(op, x, W, None, stride, pad)
     B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out)
@@ -177,12 +183,13 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     weights = _algorithm(op, algorithm, p.backward_weights) if need_dW else None
     if saved is not None and weights == "direct" and algorithm is None:
         weights = "im2col"  # the forward kept its columns: the GEMM reuses them
-    if weights == "winograd":
-        weights = "direct"  # Winograd computes the data gradient; the weights' stays direct
     dx = dW = db = None
     if data == "winograd":
         _winograd_check(op, kernel, stride, pad)
         dx = B.conv_winograd_backward_data(dy, x, W, pad, dx_out=dx_out)
+    if weights == "winograd":
+        _winograd_check(op, kernel, stride, pad)
+        dW, db = B.conv_winograd_backward_weights(dy, x, W, pad, dW_out=dW_out, db_out=db_out)
     direct_dx, direct_dW = data == "direct", weights == "direct"
     if direct_dx or direct_dW:
         gx, gW, gb = B.conv_direct_backward(dy, x, W, stride, pad, need_dx=direct_dx,
