@@ -99,7 +99,9 @@ def main():
           f"BLAS: {'; '.join(info['blas']) or 'unknown'}")
     print("environment: " + " ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in PINS))
     print(f"each implementation in its own process, {args.rounds} rounds alternating; "
-          "median of the rounds' medians [spread]\n")
+          "median of the rounds' medians [spread]")
+    print("GFLOP/s: the direct sum's FLOPs (2 per multiply-add) over the time; Winograd does "
+          "2.25x fewer\nmultiplications, so its % of the peak can pass 100\n")
     print(f"{'group':36} {'impl':7} {'median ms':>10} {'spread ms':>17} {'x fastnn':>9} "
           f"{'GFLOP/s':>8} {'% peak':>7}")
     results = []

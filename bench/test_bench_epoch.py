@@ -1,8 +1,10 @@
 """One MNIST training epoch (60,000 images, batch 100, Adam lr 1e-3) of simple-cnn and deep-cnn:
-fastnn's model.fit vs the same architecture in PyTorch CPU, side by side in one run.
+fastnn's model.fit vs the same architecture in PyTorch CPU eager.
 
-Targets (issue 4): simple-cnn <= 0.5x PyTorch's epoch time, deep-cnn <= 0.7x. One round each
-(an epoch takes seconds to a minute); FASTNN_BENCH_IMAGES=10000 shortens the epoch."""
+Targets (issue 13): simple-cnn <= 0.5x PyTorch's epoch time, deep-cnn <= 1.0x, each framework
+in its own fresh process (bench/report.py runs them so, alternating, over >= 2 rounds), BLAS
+left to pick its kernel. One epoch per process (an epoch takes seconds to half a minute);
+FASTNN_BENCH_IMAGES=10000 shortens it."""
 import os
 from pathlib import Path
 

@@ -4,8 +4,11 @@
  * runs on any x86-64 and uses AVX-512 where the CPU has it.
  *
  * The kernels are in conv_direct.h (layouts, forward tiles), conv_direct_bww.h (weight-gradient
- * tiles) and conv_direct_driver.h (the batch loop on the OpenMP team); Winograd F(2x2, 3x3), which reuses their tiles, in conv_winograd.h. csrc/conv.pyx validates and allocates around them; the oracle is
- * fastnn.naive.conv2d_forward / conv2d_backward; tests/test_conv_direct.py holds them equal.
+ * tiles) and conv_direct_driver.h (the batch loop on the OpenMP team); Winograd F(2x2, 3x3),
+ * which reuses their tiles, in conv_winograd.h (forward, backward-data) and
+ * conv_winograd_bww.h (the weight gradient). csrc/conv.pyx validates and allocates around
+ * them; the oracles are fastnn.naive.conv2d_forward / conv2d_backward / winograd_conv2d, which
+ * tests/test_conv_direct.py and tests/test_conv_winograd.py hold them to.
  * Needs GCC or Clang (vector extensions and per-function targets).
  */
 #include <stddef.h>
@@ -69,6 +72,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef T
 #undef VL
 #undef NAME
@@ -79,6 +83,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef T
 #undef VL
 #undef NAME
@@ -106,6 +111,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef XPOSE
 #undef STORE_FIRST
 #undef LOAD_FIRST
@@ -120,6 +126,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef T
 #undef VL
 #undef NAME
@@ -157,6 +164,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef XPOSE
 #undef STORE_FIRST
 #undef LOAD_FIRST
@@ -171,6 +179,7 @@
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
 #include "conv_winograd.h"
+#include "conv_winograd_bww.h"
 #undef T
 #undef VL
 #undef NAME
