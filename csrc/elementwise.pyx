@@ -34,18 +34,30 @@ def _vector(op, name, b, length, dtype):
 
 
 cdef void _bias_add(real[:, :, ::1] y, const real[::1] b, bint relu) noexcept:
-    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], P = y.shape[2], p, i
+    # One image per thread, through raw pointers: indexing y[p // C, p % C, i] from one flat
+    # loop over N*C cost two integer divisions per element, and a Dense layer's output has one
+    # element per channel (P = 1): 27 us for 100x100, 75 us once built for AVX2 or AVX-512.
+    cdef Py_ssize_t N = y.shape[0], C = y.shape[1], P = y.shape[2], n, c, i
+    cdef const real* bp = &b[0]
+    cdef real* yn
     cdef real v, s
     with nogil:
-        for p in prange(N * C, schedule="static", num_threads=team(N * C * P)):
-            v = b[p % C]
-            if relu:
-                for i in range(P):
-                    s = y[p // C, p % C, i] + v
-                    y[p // C, p % C, i] = 0 if s < 0 else s
+        for n in prange(N, schedule="static", num_threads=team(N * C * P)):
+            yn = &y[n, 0, 0]
+            if P == 1:  # (N, C): along the channels, contiguous
+                for c in range(C):
+                    s = yn[c] + bp[c]
+                    yn[c] = (0 if s < 0 else s) if relu else s
             else:
-                for i in range(P):
-                    y[p // C, p % C, i] += v
+                for c in range(C):
+                    v = bp[c]
+                    if relu:
+                        for i in range(P):
+                            s = yn[c * P + i] + v
+                            yn[c * P + i] = 0 if s < 0 else s
+                    else:
+                        for i in range(P):
+                            yn[c * P + i] += v
 
 
 def bias_add(y, b, relu=False):

@@ -42,6 +42,8 @@ CALLS = {
              ("avg_pool2d_backward", (_f32(5, 7, 7, 6), X.shape, 3, 2, 1, None), ())],
     "elementwise": [("relu_forward", (X,), ()), ("relu_backward", (X, np.maximum(X, 0)), ()),
                     ("bias_add", (X.copy(), _f32(7), True), (0,)),
+                    ("bias_add", (ROWS.copy(), _f32(7), False), (0,)),  # a Dense layer's (N, C)
+                    ("bias_add", (ROWS.copy(), _f32(7), True), (0,)),
                     ("bias_grad", (X,), ()),
                     ("rows_to_nchw", (ROWS, (5, 7, 13, 11), _f32(7), None, True), ()),
                     ("nchw_to_rows", (X,), ())],
