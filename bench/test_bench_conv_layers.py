@@ -1,6 +1,6 @@
 """Every convolution of the course's CNNs at batch 100, forward and backward alone: fastnn's
 engine (the algorithm it picks for the layer, named in the group's extra info) vs PyTorch CPU
-(oneDNN). Each group carries the layer's FLOPs (2 per multiply-add of the direct sum; the
+(oneDNN) vs the course's numpy im2col (bench/numpy_ref.py). Each group carries the layer's FLOPs (2 per multiply-add of the direct sum; the
 backward counts the weight gradient and, past the first layer, the data gradient), so
 bench/report.py can state fastnn's fraction of the machine's measured peak.
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import torch
 
+import numpy_ref
 from fastnn import convolution
 from fastnn.backend import cpu
 
@@ -35,7 +36,7 @@ def _layer(name):
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))
-@pytest.mark.parametrize("impl", ["fastnn", "torch"])
+@pytest.mark.parametrize("impl", ["fastnn", "torch", "numpy"])
 def test_conv_layer_forward(benchmark, layer, impl):
     x, W, b, dy, pad, flops, _ = _layer(layer)
     benchmark.group = f"conv {layer} forward"
@@ -45,6 +46,9 @@ def test_conv_layer_forward(benchmark, layer, impl):
         benchmark.extra_info["algorithm"] = p.forward
         y = np.empty_like(dy)
         benchmark(lambda: convolution.forward(x, W, b, 1, pad, out=y))
+        return
+    if impl == "numpy":
+        benchmark(lambda: numpy_ref.conv_forward(x, W, b, pad=pad))
         return
     if torch is None:
         pytest.skip("PyTorch is not installed")
@@ -57,7 +61,7 @@ def test_conv_layer_forward(benchmark, layer, impl):
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))
-@pytest.mark.parametrize("impl", ["fastnn", "torch"])
+@pytest.mark.parametrize("impl", ["fastnn", "torch", "numpy"])
 def test_conv_layer_backward(benchmark, layer, impl):
     x, W, b, dy, pad, flops, need_dx = _layer(layer)
     benchmark.group = f"conv {layer} backward"
@@ -70,6 +74,10 @@ def test_conv_layer_backward(benchmark, layer, impl):
         benchmark(lambda: convolution.backward(dy, x, W, 1, pad, need_dx=need_dx,
                                                dx_out=dx if need_dx else None, dW_out=dW,
                                                db_out=db))
+        return
+    if impl == "numpy":  # from the forward's columns, as the course's layer keeps them
+        _, cols = numpy_ref.conv_forward(x, W, b, pad=pad)
+        benchmark(lambda: numpy_ref.conv_backward(dy, x, W, cols, pad=pad))
         return
     if torch is None:
         pytest.skip("PyTorch is not installed")

@@ -91,49 +91,8 @@ def _max_pool(benchmark, impl, x, backward):
         benchmark.pedantic(run, **NAIVE_ROUNDS)
 
 
-# ---- convolution forward, backward -------------------------------------------------------------
-
-@pytest.mark.parametrize("shape", ["simple", "deep"])
-@pytest.mark.parametrize("impl", ["fastnn", "numpy", "torch"])
-def test_conv_forward(benchmark, shape, impl):
-    x, W, b, k, pad = _conv_operands(shape)
-    benchmark.group = f"conv forward {shape}"
-    if impl == "fastnn":  # the engine's algorithm for the layer (fastnn.convolution.plan)
-        benchmark(lambda: ops.conv2d_forward(x, W, b, pad=pad))
-    elif impl == "numpy":
-        benchmark(lambda: numpy_ref.conv_forward(x, W, b, pad=pad))
-    else:
-        if torch is None:
-            pytest.skip("PyTorch is not installed")
-        xt, Wt, bt = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(b)
-
-        def run():
-            with torch.no_grad():
-                return torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
-        benchmark(run)
-
-
-@pytest.mark.parametrize("shape", ["simple", "deep"])
-@pytest.mark.parametrize("impl", ["fastnn", "numpy", "torch"])
-def test_conv_backward(benchmark, shape, impl):
-    """The backward pass alone (dx, dW, db), from what the forward kept."""
-    x, W, b, k, pad = _conv_operands(shape)
-    benchmark.group = f"conv backward {shape}"
-    y, cols = ops.conv2d_forward(x, W, b, pad=pad, return_cols=True)
-    dy = np.random.default_rng(2).standard_normal(y.shape, dtype=np.float32)
-    if impl == "fastnn":  # the engine's algorithms, which keep nothing from the forward
-        benchmark(lambda: ops.conv2d_backward(dy, x, W, pad=pad))
-    elif impl == "numpy":
-        benchmark(lambda: numpy_ref.conv_backward(dy, x, W, cols, pad=pad))
-    else:
-        if torch is None:
-            pytest.skip("PyTorch is not installed")
-        xt = torch.from_numpy(x).requires_grad_(True)
-        Wt = torch.from_numpy(W).requires_grad_(True)
-        bt = torch.from_numpy(b).requires_grad_(True)
-        yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
-        dyt = torch.from_numpy(dy)
-        benchmark(lambda: torch.autograd.grad(yt, (xt, Wt, bt), dyt, retain_graph=True))
+# The convolutions (fastnn's engine vs PyTorch vs the course's numpy) are in
+# test_bench_conv_layers.py, one group per layer of the course's CNNs.
 
 
 def test_references_agree_with_fastnn():

@@ -12,8 +12,18 @@ import os
 
 import numpy as np
 
+cimport numpy as cnp
 from common cimport fastnn_max_threads
 from fastnn import _checks
+
+cnp.import_array()
+
+
+cdef inline void *_data(a) except? NULL:
+    """The data of an array the checks in this module already passed (C-contiguous, of the
+    dtype asked for; outputs writeable), or NULL for None. A CUDA array passes those checks,
+    so the cast is checked: it raises TypeError for anything but a numpy array."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray?>a)
 
 cdef extern from "conv_direct_api.h" nogil:
     ctypedef struct fastnn_conv_geom:
@@ -184,23 +194,15 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, work=None):
     cdef int threads = threads_for(g.N)
     cdef bint f64 = x.dtype == np.float64
     work = _work(op, work, fastnn_conv_work_forward(&g, f64, threads), x.dtype)
+    cdef void *px = _data(x), *pW = _data(W), *pb = _data(b), *py = _data(y), *pw = _data(work)
     cdef int r = relu
-    cdef const float[::1] xf, Wf, bf
-    cdef const double[::1] xd, Wd, bd
-    cdef float[::1] yf, wf
-    cdef double[::1] yd, wd
-    if not f64:
-        xf, Wf, yf, wf = x.reshape(-1), W.reshape(-1), y.reshape(-1), work
-        bf = b if b is not None else None
-        with nogil:
-            fastnn_conv_forward_f32(&xf[0], &Wf[0], &bf[0] if bf is not None else NULL,
-                                    &yf[0], &g, r, &wf[0], threads)
-    else:
-        xd, Wd, yd, wd = x.reshape(-1), W.reshape(-1), y.reshape(-1), work
-        bd = b if b is not None else None
-        with nogil:
-            fastnn_conv_forward_f64(&xd[0], &Wd[0], &bd[0] if bd is not None else NULL,
-                                    &yd[0], &g, r, &wd[0], threads)
+    with nogil:
+        if f64:
+            fastnn_conv_forward_f64(<double *>px, <double *>pW, <double *>pb, <double *>py, &g,
+                                    r, <double *>pw, threads)
+        else:
+            fastnn_conv_forward_f32(<float *>px, <float *>pW, <float *>pb, <float *>py, &g, r,
+                                    <float *>pw, threads)
     return y
 
 
@@ -231,33 +233,17 @@ def backward(dy, x, W, stride=1, pad=0, need_dx=True, need_dW=True, dx_out=None,
     work = _work(op, work, fastnn_conv_work_backward(&g, f64, need_dx, need_dW, threads),
                  x.dtype)
     part = _checks.out_array(op, partial, (g.N, g.F), np.float64, name="partial")
-    cdef double[::1] pv = part.reshape(-1)
-    cdef const float[::1] dyf, xf, Wf
-    cdef const double[::1] dyd, xd, Wd
-    cdef float[::1] dxf, dWf, dbf, wf
-    cdef double[::1] dxd, dWd, dbd, wd
-    if not f64:
-        dyf, xf, Wf, wf = dy.reshape(-1), x.reshape(-1), W.reshape(-1), work
-        dxf = dx.reshape(-1) if need_dx else None
-        dWf = dW.reshape(-1) if need_dW else None
-        dbf = db if need_dW else None
-        with nogil:
-            fastnn_conv_backward_f32(&dyf[0], &xf[0], &Wf[0],
-                                     &dxf[0] if dxf is not None else NULL,
-                                     &dWf[0] if dWf is not None else NULL,
-                                     &dbf[0] if dbf is not None else NULL,
-                                     &g, &wf[0], &pv[0], threads)
-    else:
-        dyd, xd, Wd, wd = dy.reshape(-1), x.reshape(-1), W.reshape(-1), work
-        dxd = dx.reshape(-1) if need_dx else None
-        dWd = dW.reshape(-1) if need_dW else None
-        dbd = db if need_dW else None
-        with nogil:
-            fastnn_conv_backward_f64(&dyd[0], &xd[0], &Wd[0],
-                                     &dxd[0] if dxd is not None else NULL,
-                                     &dWd[0] if dWd is not None else NULL,
-                                     &dbd[0] if dbd is not None else NULL,
-                                     &g, &wd[0], &pv[0], threads)
+    cdef void *pdy = _data(dy), *px = _data(x), *pW = _data(W), *pdx = _data(dx)
+    cdef void *pdW = _data(dW), *pdb = _data(db), *pw = _data(work), *pp = _data(part)
+    with nogil:
+        if f64:
+            fastnn_conv_backward_f64(<double *>pdy, <double *>px, <double *>pW, <double *>pdx,
+                                     <double *>pdW, <double *>pdb, &g, <double *>pw,
+                                     <double *>pp, threads)
+        else:
+            fastnn_conv_backward_f32(<float *>pdy, <float *>px, <float *>pW, <float *>pdx,
+                                     <float *>pdW, <float *>pdb, &g, <float *>pw, <double *>pp,
+                                     threads)
     return dx, dW, db
 
 
@@ -280,22 +266,15 @@ cdef _winograd(op, inp, W, b, out, fastnn_conv_geom *g, int data, int relu, work
     cdef int threads = threads_for(g.N)
     cdef bint f64 = inp.dtype == np.float64
     work = _work(op, work, fastnn_winograd_work(g, f64, data, threads), inp.dtype)
-    cdef const float[::1] if_, Wf, bf
-    cdef const double[::1] id_, Wd, bd
-    cdef float[::1] of, wf
-    cdef double[::1] od, wd
-    if not f64:
-        if_, Wf, of, wf = inp.reshape(-1), W.reshape(-1), out.reshape(-1), work
-        bf = b if b is not None else None
-        with nogil:
-            fastnn_winograd_f32(&if_[0], &Wf[0], &bf[0] if bf is not None else NULL, &of[0],
-                                g, data, relu, &wf[0], threads)
-    else:
-        id_, Wd, od, wd = inp.reshape(-1), W.reshape(-1), out.reshape(-1), work
-        bd = b if b is not None else None
-        with nogil:
-            fastnn_winograd_f64(&id_[0], &Wd[0], &bd[0] if bd is not None else NULL, &od[0],
-                                g, data, relu, &wd[0], threads)
+    cdef void *pi = _data(inp), *pW = _data(W), *pb = _data(b), *po = _data(out)
+    cdef void *pw = _data(work)
+    with nogil:
+        if f64:
+            fastnn_winograd_f64(<double *>pi, <double *>pW, <double *>pb, <double *>po, g, data,
+                                relu, <double *>pw, threads)
+        else:
+            fastnn_winograd_f32(<float *>pi, <float *>pW, <float *>pb, <float *>po, g, data,
+                                relu, <float *>pw, threads)
     return out
 
 
@@ -348,19 +327,13 @@ def winograd_backward_weights(dy, x, W, pad=0, dW_out=None, db_out=None, work=No
     cdef bint f64 = x.dtype == np.float64
     work = _work(op, work, fastnn_winograd_weights_work(&g, f64, threads), x.dtype)
     part = _checks.out_array(op, partial, (g.N, g.F), np.float64, name="partial")
-    cdef double[::1] pv = part.reshape(-1)
-    cdef const float[::1] dyf, xf
-    cdef const double[::1] dyd, xd
-    cdef float[::1] dWf, dbf, wf
-    cdef double[::1] dWd, dbd, wd
-    if not f64:
-        dyf, xf, dWf, dbf, wf = dy.reshape(-1), x.reshape(-1), dW.reshape(-1), db, work
-        with nogil:
-            fastnn_winograd_weights_f32(&dyf[0], &xf[0], &dWf[0], &dbf[0], &g, &wf[0], &pv[0],
-                                        threads)
-    else:
-        dyd, xd, dWd, dbd, wd = dy.reshape(-1), x.reshape(-1), dW.reshape(-1), db, work
-        with nogil:
-            fastnn_winograd_weights_f64(&dyd[0], &xd[0], &dWd[0], &dbd[0], &g, &wd[0], &pv[0],
-                                        threads)
+    cdef void *pdy = _data(dy), *px = _data(x), *pdW = _data(dW), *pdb = _data(db)
+    cdef void *pw = _data(work), *pp = _data(part)
+    with nogil:
+        if f64:
+            fastnn_winograd_weights_f64(<double *>pdy, <double *>px, <double *>pdW, <double *>pdb,
+                                        &g, <double *>pw, <double *>pp, threads)
+        else:
+            fastnn_winograd_weights_f32(<float *>pdy, <float *>px, <float *>pdW, <float *>pdb,
+                                        &g, <float *>pw, <double *>pp, threads)
     return dW, db

@@ -56,6 +56,8 @@
 #define RB_MAX 3
 #define TJ_MAX 24
 
+#define CAT2(a, b) a##_##b
+#define XCAT2(a, b) CAT2(a, b)
 #define CAT3(a, b, c) a##_##b##_##c
 #define XCAT3(a, b, c) CAT3(a, b, c)
 
@@ -65,29 +67,10 @@
 #define V_DEFAULT 2
 #define PEAK_CHAINS 12
 #define ISA generic
-#define T float
-#define VL 4
-#define NAME(x) XCAT3(x, f32, ISA)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef T
-#undef VL
-#undef NAME
-#define T double
-#define VL 2
-#define NAME(x) XCAT3(x, f64, ISA)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef T
-#undef VL
-#undef NAME
+#define LANES_F32 4
+#include "conv_instances.h"
 #undef ISA
+#undef LANES_F32
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_X86_VARIANTS 1
@@ -100,37 +83,14 @@
 #pragma GCC target("avx2,fma")
 #endif
 #define ISA avx2
-#define T float
-#define VL 8
-#define NAME(x) XCAT3(x, f32, ISA)
-#define XPOSE(b) fastnn_transpose8_avx2((__m256 *)(b))
-#define STORE_FIRST(p, v, n) fastnn_store_first_avx2(p, (__m256)(v), n)
-#define LOAD_FIRST(p, n) fastnn_load_first_avx2(p, n)
-#define SUM_ROWS(s, b, n) fastnn_sum_rows_avx2(s, (const __m256 *)(b), n)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef XPOSE
-#undef STORE_FIRST
-#undef LOAD_FIRST
-#undef SUM_ROWS
-#undef T
-#undef VL
-#undef NAME
-#define T double
-#define VL 4
-#define NAME(x) XCAT3(x, f64, ISA)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef T
-#undef VL
-#undef NAME
+#define LANES_F32 8
+#define SIMD_F32 avx2
+#define SIMD_F32_TYPE __m256
+#include "conv_instances.h"
 #undef ISA
+#undef LANES_F32
+#undef SIMD_F32
+#undef SIMD_F32_TYPE
 #ifdef __clang__
 #pragma clang attribute pop
 #else
@@ -153,37 +113,14 @@
 #pragma GCC target("avx512f,fma")
 #endif
 #define ISA avx512
-#define T float
-#define VL 16
-#define NAME(x) XCAT3(x, f32, ISA)
-#define XPOSE(b) fastnn_transpose16_avx512((__m512 *)(b))
-#define STORE_FIRST(p, v, n) fastnn_store_first_avx512(p, (__m512)(v), n)
-#define LOAD_FIRST(p, n) fastnn_load_first_avx512(p, n)
-#define SUM_ROWS(s, b, n) fastnn_sum_rows_avx512(s, (const __m512 *)(b), n)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef XPOSE
-#undef STORE_FIRST
-#undef LOAD_FIRST
-#undef SUM_ROWS
-#undef T
-#undef VL
-#undef NAME
-#define T double
-#define VL 8
-#define NAME(x) XCAT3(x, f64, ISA)
-#include "conv_direct.h"
-#include "conv_direct_bww.h"
-#include "conv_direct_driver.h"
-#include "conv_winograd.h"
-#include "conv_winograd_bww.h"
-#undef T
-#undef VL
-#undef NAME
+#define LANES_F32 16
+#define SIMD_F32 avx512
+#define SIMD_F32_TYPE __m512
+#include "conv_instances.h"
 #undef ISA
+#undef LANES_F32
+#undef SIMD_F32
+#undef SIMD_F32_TYPE
 #ifdef __clang__
 #pragma clang attribute pop
 #else

@@ -8,7 +8,7 @@
 #include <immintrin.h>
 
 /* r[i] holds row i of a 16x16 block; afterwards r[j] holds column j. */
-__attribute__((target("avx512f"))) static inline void fastnn_transpose16_avx512(__m512 r[16])
+__attribute__((target("avx512f"))) static inline void fastnn_transpose_avx512(__m512 r[16])
 {
     __m512 t[16];
     for (int i = 0; i < 8; i++) {
@@ -62,7 +62,7 @@ __attribute__((target("avx512f"))) static inline void fastnn_sum_rows_avx512(dou
     _mm512_storeu_pd(s + 8, hi);
 }
 
-__attribute__((target("avx2"))) static inline void fastnn_transpose8_avx2(__m256 r[8])
+__attribute__((target("avx2"))) static inline void fastnn_transpose_avx2(__m256 r[8])
 {
     __m256 t[8], u[8];
     for (int i = 0; i < 4; i++) {

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -74,3 +75,28 @@ def figures(monkeypatch):
         return real(fig, *args, **kwargs)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
     return saved
+
+
+@contextlib.contextmanager
+def using(isa):
+    """Run the convolution kernels compiled for instruction set `isa` inside the block."""
+    from fastnn import _cpu_conv
+    before = _cpu_conv.selected()
+    _cpu_conv.select(isa)
+    try:
+        yield
+    finally:
+        _cpu_conv.select(before)
+
+
+def runnable_variants():
+    """The instruction-set variants of the convolution kernels this CPU runs."""
+    from fastnn import _cpu_conv
+    return [name for name, runs in _cpu_conv.variants().items() if runs]
+
+
+@pytest.fixture(params=runnable_variants())
+def variant(request):
+    """Each instruction-set variant of the convolution kernels this CPU runs, in turn."""
+    with using(request.param):
+        yield request.param

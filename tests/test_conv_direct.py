@@ -3,7 +3,6 @@ instruction-set variant this CPU runs, against the plain-loop oracle (fastnn.nai
 small shapes, and against an einsum reference on channel counts that fill several vectors and
 register tiles. Tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10.
 """
-import contextlib
 import os
 import subprocess
 import sys
@@ -12,30 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from conftest import runnable_variants, using
 from strategies import window_configs
 
 import fastnn
 from fastnn import _cpu_conv, naive, ops
 
-VARIANTS = [name for name, runs in _cpu_conv.variants().items() if runs]
+VARIANTS = runnable_variants()
 TOL = {np.float32: 1e-4, np.float64: 1e-10}
-
-
-@contextlib.contextmanager
-def using(isa):
-    """Run the kernels compiled for `isa` inside the block."""
-    before = _cpu_conv.selected()
-    _cpu_conv.select(isa)
-    try:
-        yield
-    finally:
-        _cpu_conv.select(before)
-
-
-@pytest.fixture(params=VARIANTS)
-def variant(request):
-    with using(request.param):
-        yield request.param
 
 
 def _close(actual, expected, dtype, what):

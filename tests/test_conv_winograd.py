@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from test_conv_direct import VARIANTS, _close, _operands, using, variant  # noqa: F401 - a fixture
+from conftest import runnable_variants, using
+from test_conv_direct import _close, _operands
 
 from fastnn import _cpu_conv, convolution, models, naive, ops
 from fastnn.backend import cpu
@@ -23,7 +24,7 @@ def winograd_configs(draw):
     return (n, c, h, w), f, (ph, pw)
 
 
-@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("isa", runnable_variants())
 @given(cfg=winograd_configs(), relu=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_winograd_matches_the_direct_sum(isa, cfg, relu, dtype):
