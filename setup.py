@@ -8,6 +8,7 @@ fastnn._cpu_NAME_avx2 / _avx512; fastnn/backend/_native.py imports the one the C
 import glob
 import os
 import platform
+import runpy
 import sys
 import tempfile
 
@@ -67,10 +68,9 @@ C_SOURCES = {"conv": ["csrc/conv_direct.c"]}
 # 6%. -ffp-contract=off: no multiply-add is fused that the baseline computes in two roundings,
 # so every variant's results are the baseline's bit for bit.
 MULTI_ISA = ("elementwise", "im2col", "loss", "optim", "pool")
-AVX2 = ["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2", "-mlzcnt", "-mpopcnt"]
-ISA_FLAGS = {"avx2": AVX2,
-             "avx512": AVX2 + ["-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw",
-                               "-mavx512dq"]}
+# -m<feature> for each feature the loader checks the CPU for (fastnn/_isa_features.py)
+ISA_FLAGS = {isa: ["-m" + f for f in features] for isa, features in
+             runpy.run_path(os.path.join("fastnn", "_isa_features.py"))["FEATURES"].items()}
 HAVE_VARIANTS = platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32"
 
 

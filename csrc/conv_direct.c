@@ -179,7 +179,11 @@ static const variant variants[] = {
 };
 enum { N_VARIANTS = sizeof(variants) / sizeof(variants[0]) };
 
-static const variant *current = &variants[N_VARIANTS - 1];
+/* The variant in use: an index into variants[]. Every call takes the index its caller read
+ * once (fastnn_conv_current), for sizing its work and for running: a select() from another
+ * thread in between cannot hand a kernel a work array sized for other tiles. */
+static int current = N_VARIANTS - 1;
+static int initialised[N_VARIANTS];
 
 int fastnn_conv_supported(const char *name)
 {
@@ -193,6 +197,29 @@ int fastnn_conv_supported(const char *name)
     return !strcmp(name, "generic");
 }
 
+int fastnn_cpu_has(const char *feature)
+{
+#ifdef HAVE_X86_VARIANTS
+    __builtin_cpu_init();
+    if (!strcmp(feature, "avx2"))
+        return __builtin_cpu_supports("avx2");
+    if (!strcmp(feature, "fma"))
+        return __builtin_cpu_supports("fma");
+    if (!strcmp(feature, "avx512f"))
+        return __builtin_cpu_supports("avx512f");
+    if (!strcmp(feature, "avx512cd"))
+        return __builtin_cpu_supports("avx512cd");
+    if (!strcmp(feature, "avx512vl"))
+        return __builtin_cpu_supports("avx512vl");
+    if (!strcmp(feature, "avx512bw"))
+        return __builtin_cpu_supports("avx512bw");
+    if (!strcmp(feature, "avx512dq"))
+        return __builtin_cpu_supports("avx512dq");
+#endif
+    (void)feature;
+    return 0;
+}
+
 const char *fastnn_conv_variant(int i)
 {
     return i >= 0 && i < N_VARIANTS ? variants[i].name : NULL;
@@ -204,94 +231,102 @@ int fastnn_conv_select(const char *name)
         if (!strcmp(variants[i].name, name)) {
             if (!fastnn_conv_supported(name))
                 return -1;
-            variants[i].init_f32();
-            variants[i].init_f64();
-            current = &variants[i];
+            if (!initialised[i]) {  /* its tile tables, filled once (callers hold the GIL) */
+                variants[i].init_f32();
+                variants[i].init_f64();
+                initialised[i] = 1;
+            }
+            current = i;
             return 0;
         }
     return -1;
 }
 
-const char *fastnn_conv_selected(void) { return current->name; }
-int fastnn_conv_lanes_f32(void) { return current->lanes_f32; }
+int fastnn_conv_current(void) { return current; }
+const char *fastnn_conv_selected(void) { return variants[current].name; }
+int fastnn_conv_lanes_f32(void) { return variants[current].lanes_f32; }
 
-void fastnn_conv_forward_f32(const float *x, const float *W, const float *b, float *y,
+#define V (&variants[v])
+
+void fastnn_conv_forward_f32(int v, const float *x, const float *W, const float *b, float *y,
                              const fastnn_conv_geom *g, int relu, float *work, int threads)
 {
-    current->forward_f32(x, W, b, y, g, relu, work, threads);
+    V->forward_f32(x, W, b, y, g, relu, work, threads);
 }
 
-void fastnn_conv_forward_f64(const double *x, const double *W, const double *b, double *y,
-                             const fastnn_conv_geom *g, int relu, double *work, int threads)
+void fastnn_conv_forward_f64(int v, const double *x, const double *W, const double *b,
+                             double *y, const fastnn_conv_geom *g, int relu, double *work,
+                             int threads)
 {
-    current->forward_f64(x, W, b, y, g, relu, work, threads);
+    V->forward_f64(x, W, b, y, g, relu, work, threads);
 }
 
-void fastnn_conv_backward_f32(const float *dy, const float *x, const float *W, float *dx,
-                              float *dW, float *db, const fastnn_conv_geom *g, float *work,
-                              double *part, int threads)
+void fastnn_conv_backward_f32(int v, const float *dy, const float *x, const float *W,
+                              float *dx, float *dW, float *db, const fastnn_conv_geom *g,
+                              float *work, double *part, int threads)
 {
-    current->backward_f32(dy, x, W, dx, dW, db, g, work, part, threads);
+    V->backward_f32(dy, x, W, dx, dW, db, g, work, part, threads);
 }
 
-void fastnn_conv_backward_f64(const double *dy, const double *x, const double *W, double *dx,
-                              double *dW, double *db, const fastnn_conv_geom *g, double *work,
-                              double *part, int threads)
+void fastnn_conv_backward_f64(int v, const double *dy, const double *x, const double *W,
+                              double *dx, double *dW, double *db, const fastnn_conv_geom *g,
+                              double *work, double *part, int threads)
 {
-    current->backward_f64(dy, x, W, dx, dW, db, g, work, part, threads);
+    V->backward_f64(dy, x, W, dx, dW, db, g, work, part, threads);
 }
 
-ptrdiff_t fastnn_conv_work_forward(const fastnn_conv_geom *g, int f64, int threads)
+ptrdiff_t fastnn_conv_work_forward(int v, const fastnn_conv_geom *g, int f64, int threads)
 {
-    return f64 ? current->work_forward_f64(g, threads) : current->work_forward_f32(g, threads);
+    return f64 ? V->work_forward_f64(g, threads) : V->work_forward_f32(g, threads);
 }
 
-ptrdiff_t fastnn_conv_work_backward(const fastnn_conv_geom *g, int f64, int need_dx,
+ptrdiff_t fastnn_conv_work_backward(int v, const fastnn_conv_geom *g, int f64, int need_dx,
                                     int need_dw, int threads)
 {
-    return f64 ? current->work_backward_f64(g, need_dx, need_dw, threads)
-               : current->work_backward_f32(g, need_dx, need_dw, threads);
+    return f64 ? V->work_backward_f64(g, need_dx, need_dw, threads)
+               : V->work_backward_f32(g, need_dx, need_dw, threads);
 }
 
-void fastnn_winograd_f32(const float *in, const float *W, const float *b, float *out,
+void fastnn_winograd_f32(int v, const float *in, const float *W, const float *b, float *out,
                          const fastnn_conv_geom *g, int data, int relu, float *work, int threads)
 {
-    current->winograd_f32(in, W, b, out, g, data, relu, work, threads);
+    V->winograd_f32(in, W, b, out, g, data, relu, work, threads);
 }
 
-void fastnn_winograd_f64(const double *in, const double *W, const double *b, double *out,
-                         const fastnn_conv_geom *g, int data, int relu, double *work, int threads)
+void fastnn_winograd_f64(int v, const double *in, const double *W, const double *b,
+                         double *out, const fastnn_conv_geom *g, int data, int relu,
+                         double *work, int threads)
 {
-    current->winograd_f64(in, W, b, out, g, data, relu, work, threads);
+    V->winograd_f64(in, W, b, out, g, data, relu, work, threads);
 }
 
-ptrdiff_t fastnn_winograd_work(const fastnn_conv_geom *g, int f64, int data, int threads)
+ptrdiff_t fastnn_winograd_work(int v, const fastnn_conv_geom *g, int f64, int data, int threads)
 {
-    return f64 ? current->winograd_work_f64(g, data, threads)
-               : current->winograd_work_f32(g, data, threads);
+    return f64 ? V->winograd_work_f64(g, data, threads) : V->winograd_work_f32(g, data, threads);
 }
 
-double fastnn_conv_peak_flops(long iters, int threads)
-{
-    return current->peak(iters, threads);
-}
-
-void fastnn_winograd_weights_f32(const float *dy, const float *x, float *dW, float *db,
+void fastnn_winograd_weights_f32(int v, const float *dy, const float *x, float *dW, float *db,
                                  const fastnn_conv_geom *g, float *work, double *part,
                                  int threads)
 {
-    current->winograd_weights_f32(dy, x, dW, db, g, work, part, threads);
+    V->winograd_weights_f32(dy, x, dW, db, g, work, part, threads);
 }
 
-void fastnn_winograd_weights_f64(const double *dy, const double *x, double *dW, double *db,
-                                 const fastnn_conv_geom *g, double *work, double *part,
-                                 int threads)
+void fastnn_winograd_weights_f64(int v, const double *dy, const double *x, double *dW,
+                                 double *db, const fastnn_conv_geom *g, double *work,
+                                 double *part, int threads)
 {
-    current->winograd_weights_f64(dy, x, dW, db, g, work, part, threads);
+    V->winograd_weights_f64(dy, x, dW, db, g, work, part, threads);
 }
 
-ptrdiff_t fastnn_winograd_weights_work(const fastnn_conv_geom *g, int f64, int threads)
+ptrdiff_t fastnn_winograd_weights_work(int v, const fastnn_conv_geom *g, int f64, int threads)
 {
-    return f64 ? current->winograd_weights_work_f64(g, threads)
-               : current->winograd_weights_work_f32(g, threads);
+    return f64 ? V->winograd_weights_work_f64(g, threads)
+               : V->winograd_weights_work_f32(g, threads);
 }
+
+double fastnn_conv_peak_flops(int v, long iters, int threads)
+{
+    return V->peak(iters, threads);
+}
+#undef V

@@ -35,7 +35,7 @@ def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None,
                    relu=False, algorithm=None):
     """Convolution (cross-correlation) by the engine's algorithm for this shape
-    (fastnn.convolution.plan: "direct" or "im2col"; algorithm= forces one).
+    (fastnn.convolution.plan: "direct", "winograd" or "im2col"; algorithm= forces one).
 
     x (N, C, H, W), W (F, C, KH, KW), b (F,) or None -> y (N, F, OH, OW). relu=True returns
     max(y, 0), written in the same pass as the bias (a ReLU fused in). out: y to write into.
@@ -66,7 +66,8 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
     (a first layer) dx is None; with need_dW=False (frozen weights) dW and db are None.
     dx_out, dW_out, db_out: preallocated outputs to write into. After a forward with
     relu=True, dy is the gradient of the conv's output before the ReLU (apply relu_backward
-    first). algorithm: force "direct" or "im2col" for both passes (None: the engine's plan).
+    first). algorithm: force "direct", "winograd" or "im2col" for both passes (None: the
+    engine's plan).
     """
     return convolution.backward(dy, x, W, stride, pad, saved=cols, need_dx=need_dx,
                                 need_dW=need_dW, dx_out=dx_out, dW_out=dW_out, db_out=db_out,

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from conftest import runnable_variants, using
 from strategies import window_configs
@@ -222,3 +222,92 @@ def test_work_arrays_full_of_garbage_change_nothing(variant, pad):
                             (dx_w, dx_ref, "winograd dx"), (dW, dW_ref, "dW"), (db, db_ref, "db"),
                             (dW_w, dW_ref, "winograd dW"), (db_w, db_ref, "winograd db")):
         _close(got, want, np.float32, what)
+
+
+@st.composite
+def wide_configs(draw):
+    """Channel counts that fill several vectors and tiles (and leave partial ones), any
+    stride, pads up to 4 (past kernel - 1, where the data gradient is im2col's)."""
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 70))
+    h, w = draw(st.integers(1, 14)), draw(st.integers(1, 14))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    s, p = draw(st.integers(1, 3)), draw(st.integers(0, 4))
+    assume(kh <= h + 2 * p and kw <= w + 2 * p)
+    return (n, c, h, w), f, (kh, kw), s, p
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@settings(max_examples=40)
+@given(cfg=wide_configs(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_direct_matches_einsum_on_random_wide_layers(isa, cfg, dtype):
+    shape, f, kernel, s, p = cfg
+    x, W, b = _operands(shape, f, kernel, dtype)
+    with using(isa):
+        y = _cpu_conv.forward(x, W, b, s, p)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        need_dx = _data_ok(kernel, (s, s), (p, p))
+        dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
+    _close(y, reference(x, W, b, (s, s), (p, p)), dtype, "y")
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
+    win = win[:, :, ::s, ::s][:, :, :y.shape[2], :y.shape[3]]
+    _close(dW, np.einsum("nchwij,nfhw->fcij", win, dy), dtype, "dW")
+    _close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
+    if need_dx:
+        ref = ops.conv2d_backward(dy, x, W, s, p, need_dW=False, algorithm="im2col")[0]
+        _close(dx, ref, dtype, "dx")
+
+
+def test_gradients_do_not_depend_on_the_thread_count(variant):
+    """dx and db come out bit for bit the same on 1, 2 or 3 threads (each image's work is one
+    thread's; the bias sums go in image order); dW sums per thread, so only within rounding."""
+    x, W, _ = _operands((7, 16, 10, 10), 20, (3, 3), np.float32)
+    dy = np.random.default_rng(8).standard_normal((7, 20, 10, 10)).astype(np.float32)
+    threads = fastnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fastnn.set_num_threads(n)
+            results.append(_cpu_conv.backward(dy, x, W, 1, 1))
+    finally:
+        fastnn.set_num_threads(threads)
+    for dx, dW, db in results[1:]:
+        np.testing.assert_array_equal(dx, results[0][0])
+        np.testing.assert_array_equal(db, results[0][2])
+        _close(dW, results[0][1], np.float32, "dW")
+
+
+def test_outputs_and_work_that_share_memory_with_inputs_are_refused():
+    x, W, b = _operands((2, 3, 5, 5), 4, (3, 3), np.float32)
+    dy = np.random.default_rng(2).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="expected dx_out apart from x"):
+        _cpu_conv.backward(dy, x, W, 1, 1, dx_out=x)
+    y = np.zeros((2, 4, 5, 5), np.float32)
+    W_in_y = y.reshape(-1)[:W.size].reshape(W.shape)  # the weights live inside y's memory
+    W_in_y[...] = W
+    with pytest.raises(ValueError, match="expected out apart from W"):
+        _cpu_conv.forward(x, W_in_y, b, 1, 1, out=y)
+    big = np.zeros(_cpu_conv.forward_work_size(x, W, 1, 1) + x.size, np.float32)
+    xs = big[:x.size].reshape(x.shape)
+    xs[...] = x
+    with pytest.raises(ValueError, match="expected work apart from x"):
+        _cpu_conv.forward(xs, W, b, 1, 1, work=big)
+    work = np.frombuffer(bytes(4 * _cpu_conv.forward_work_size(x, W, 1, 1)), np.float32)
+    with pytest.raises(ValueError, match="expected work writeable"):
+        _cpu_conv.forward(x, W, b, 1, 1, work=work)
+
+
+def test_a_huge_padding_is_refused_by_the_kernels_and_runs_by_im2col():
+    """A pad of 2**31 wrapped the kernels' buffer sizes to 0 and wrote past the work array;
+    they refuse it, and the engine plans im2col, which computes it."""
+    x, W = np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="the padded input would take"):
+        _cpu_conv.forward(x, W, None, 2**33, 2**31 - 1)
+    with pytest.raises(ValueError, match="the padded input would take"):
+        _cpu_conv.backward(np.ones((1, 1, 1, 1), np.float32), x, W, 2**33, 2**31 - 1,
+                           need_dx=False)
+    from fastnn import convolution
+    from fastnn.backend import cpu
+    assert convolution.plan(cpu, x.shape, W.shape, 2**33, 2**31 - 1, x.dtype).forward == "im2col"
+    y = ops.conv2d_forward(x, W, None, 2**33, 2**31 - 1)
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 0  # the one window holds only padding

@@ -5,7 +5,7 @@ conv2d_backward, and by numerical gradients. Stated
 tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from conftest import runnable_variants, using
 from test_conv_direct import _close, _operands
@@ -109,3 +109,45 @@ def test_winograd_through_the_engine_gives_the_direct_results():
     for w, d, what in zip(g_w, g_d, ("dx", "dW", "db")):
         _close(w, d, np.float32, what)
     np.testing.assert_array_equal(g_w[2], g_d[2])  # both sum the bias gradient the same way
+
+
+@st.composite
+def wide_winograd_configs(draw):
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 40)), draw(st.integers(1, 80))
+    h, w = draw(st.integers(1, 14)), draw(st.integers(1, 14))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    assume(h + 2 * ph >= 3 and w + 2 * pw >= 3)
+    return (n, c, h, w), f, (ph, pw)
+
+
+@pytest.mark.parametrize("isa", runnable_variants())
+@settings(max_examples=40)
+@given(cfg=wide_winograd_configs(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_winograd_on_random_wide_layers(isa, cfg, dtype):
+    """Channel counts past one vector (the vector input transform) and output channels in
+    several chunks (F > 64), against the direct kernels (held to the plain loops elsewhere)."""
+    shape, f, pad = cfg
+    x, W, b = _operands(shape, f, (3, 3), dtype)
+    with using(isa):
+        y = _cpu_conv.winograd_forward(x, W, b, pad)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        dx = _cpu_conv.winograd_backward_data(dy, x, W, pad)
+        dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, pad)
+        y_ref = _cpu_conv.forward(x, W, b, 1, pad)
+        dx_ref, dW_ref, db_ref = _cpu_conv.backward(dy, x, W, 1, pad)
+    for got, want, what in ((y, y_ref, "y"), (dx, dx_ref, "dx"), (dW, dW_ref, "dW"),
+                            (db, db_ref, "db")):
+        _close(got, want, dtype, what)
+
+
+def test_the_engines_mixed_backward_winograd_data_and_direct_weights():
+    """16 -> 32 channels (C*F = 512): the plan takes Winograd's data gradient and direct's
+    weight gradient; together they are the convolution's gradients."""
+    x, W, b = _operands((3, 16, 9, 9), 32, (3, 3), np.float32)
+    p = convolution.plan(cpu, x.shape, W.shape, 1, 1, x.dtype)
+    assert (p.backward_data, p.backward_weights) == ("winograd", "direct")
+    dy = np.random.default_rng(3).standard_normal((3, 32, 9, 9)).astype(np.float32)
+    dx, dW, db = ops.conv2d_backward(dy, x, W, 1, 1)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, 1)
+    for got, want, what in ((dx, dx_ref, "dx"), (dW, dW_ref, "dW"), (db, db_ref, "db")):
+        _close(got, want, np.float32, what)

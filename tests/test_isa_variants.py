@@ -95,3 +95,28 @@ def test_an_instruction_set_named_at_import_chooses_every_module(isa):
     assert run.returncode == 0, run.stderr
     suffix = "" if isa == "generic" else f"_{isa}"
     assert f'"pool": "fastnn._cpu_pool{suffix}"' in run.stdout
+
+
+def test_a_build_is_imported_only_where_the_cpu_has_all_its_features(monkeypatch):
+    """The AVX-512 builds are compiled with AVX512VL/BW/DQ/CD too: a CPU with AVX512F alone
+    (Knights Landing) gets the AVX2 build, one without AVX2 the baseline."""
+    from fastnn.backend import _native
+    from fastnn._isa_features import FEATURES
+    monkeypatch.setattr(_native._cpu_conv, "selected", lambda: "avx512")
+    cpu = {"has": set(FEATURES["avx512"]) - {"avx512vl"}}
+    monkeypatch.setattr(_native._cpu_conv, "cpu_has", lambda *f: set(f) <= cpu["has"])
+    assert _native.candidates() == ["avx2", "generic"]
+    cpu["has"] = {"avx512f"}
+    assert _native.candidates() == ["generic"]
+    cpu["has"] = set(FEATURES["avx512"])
+    assert _native.candidates() == ["avx512", "avx2", "generic"]
+    monkeypatch.setattr(_native._cpu_conv, "selected", lambda: "generic")
+    assert _native.candidates() == ["generic"]
+
+
+def test_every_feature_a_build_is_compiled_for_is_one_the_loader_can_check():
+    from fastnn._isa_features import FEATURES
+    for features in FEATURES.values():
+        for f in features:
+            assert _cpu_conv.cpu_has(f) in (True, False)
+    assert _cpu_conv.cpu_has(*FEATURES["avx2"]) == _cpu_conv.variants()["avx2"]

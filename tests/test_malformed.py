@@ -160,7 +160,8 @@ KERNELS = {
         dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
              b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)), stride=STRIDE_BAD + [None],
              pad=PAD_BAD, out=_generic_bad(dy_conv, optional=True) + _shape_bad(dy_conv),
-             work=_generic_bad(work_fwd)[1:] + [work_fwd[:-1], work_fwd.astype(np.float64)])),
+             work=_generic_bad(work_fwd)[1:] + [work_fwd[:-1], work_fwd.astype(np.float64),
+                                                np.frombuffer(work_fwd.tobytes(), np.float32)])),
     "conv_direct_backward": (
         _cpu_conv.backward, dict(dy=dy_conv, x=x, W=W, stride=1, pad=1, work=work_bwd,
                                  partial=part),

@@ -50,13 +50,17 @@ _PLANS = {}  # (backend, its kernel variant, geometry, dtype) -> Plan
 # 1.2-1.25x, 64->64 1.3-1.5x).
 WINOGRAD_MIN_CF = 512
 WINOGRAD_WEIGHTS_MIN_CF = 1024
+# The direct and Winograd kernels pad each image into a buffer of each thread's: beyond this
+# many elements per image (256 MB of float32) that buffer is no cache's, and im2col's chunks
+# are the better plan (it also takes any padding: a pad of 2**31 is a valid, if odd, layer).
+DIRECT_MAX_IMAGE = 1 << 26
 
 
 def _winograd_fits(c, f, kernel, stride, pad, min_cf=WINOGRAD_MIN_CF):
     return kernel == (3, 3) and stride == (1, 1) and max(pad) <= 2 and c * f >= min_cf
 
 
-def _choose(B, c, f, kernel, stride, pad):
+def _choose(B, c, f, hw, kernel, stride, pad):
     """The rules, measured on the course's CNN layers (README, "The convolution engine"):
     - direct beats im2col + BLAS on every layer measured, forward and backward-weights: it
       reads each image once from L2 and needs no column matrix; BLAS GEMMs with 16-64 output
@@ -69,6 +73,10 @@ def _choose(B, c, f, kernel, stride, pad):
       GEMM + col2im wastes less."""
     if "direct" not in B.conv_algorithms:
         return Plan("im2col", "im2col", "im2col", f"the {B.name} backend has only im2col")
+    padded = (hw[0] + 2 * pad[0] + 2) * (hw[1] + 2 * pad[1] + 2) * (max(c, f) + 16)
+    if padded > DIRECT_MAX_IMAGE:
+        return Plan("im2col", "im2col", "im2col", f"a padded image of {padded} elements is too "
+                    f"large for the direct kernels' per-thread buffers ({DIRECT_MAX_IMAGE})")
     lanes = B.conv_lanes
     if _winograd_fits(c, f, kernel, stride, pad):
         weights = ("winograd" if _winograd_fits(c, f, kernel, stride, pad,
@@ -95,7 +103,8 @@ def plan(B, x_shape, W_shape, stride, pad, dtype):
     key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, str(dtype))
     p = _PLANS.get(key)
     if p is None:
-        p = _PLANS[key] = _choose(B, x_shape[1], W_shape[0], tuple(W_shape[2:]), stride, pad)
+        p = _PLANS[key] = _choose(B, x_shape[1], W_shape[0], tuple(x_shape[2:]),
+                                  tuple(W_shape[2:]), stride, pad)
     return p
 
 
@@ -122,12 +131,15 @@ def _winograd_check(op, kernel, stride, pad):
                          f"got kernel {kernel[0]}x{kernel[1]}, stride {stride}, pad {pad}")
 
 
-def _algorithm(op, name, planned):
+def _algorithm(op, B, name, planned):
     if name is None:
         return planned
     if name not in ALGORITHMS:
         raise ValueError(f"{op}: expected algorithm one of {', '.join(ALGORITHMS)} or None, "
                          f"got {name!r}")
+    if name not in B.conv_algorithms:
+        raise ValueError(f"{op}: the {B.name} backend runs {', '.join(B.conv_algorithms)}, "
+                         f"not {name!r}")
     return name
 
 
@@ -137,12 +149,13 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
     relu=True returns max(y, 0). -> (y, saved): saved is what backward needs besides x and W
     (the im2col matrix when that algorithm ran and kept it, else None). cols_buffer(shape): a
     buffer the im2col matrix may be kept in (called only when it fits the backend's
-    keep_cols_bytes, or always with keep_cols=True). algorithm: force "direct" or "im2col"
-    (None: the plan's)."""
+    keep_cols_bytes, or always with keep_cols=True). algorithm: force "direct", "winograd" or
+    "im2col" (None: the plan's)."""
     op = "conv2d_forward"
     kernel, stride, pad, (oh, ow) = _check(op, x, W, b, stride, pad)
     B = backend_of(x, W, b, out)
-    algo = _algorithm(op, algorithm, plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
+    algo = _algorithm(op, B, algorithm,
+                      plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
     if algo == "direct":
         return B.conv_direct_forward(x, W, b, stride, pad, relu=relu, out=out), None
     if algo == "winograd":
@@ -179,8 +192,8 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
         _checks.array(op, "cols", saved, 2, dtypes=(x.dtype,))
         _checks.same_shape(op, "cols", saved, (n * oh * ow, W[0].size))
     p = plan(B, x.shape, W.shape, stride, pad, x.dtype)
-    data = _algorithm(op, algorithm, p.backward_data) if need_dx else None
-    weights = _algorithm(op, algorithm, p.backward_weights) if need_dW else None
+    data = _algorithm(op, B, algorithm, p.backward_data) if need_dx else None
+    weights = _algorithm(op, B, algorithm, p.backward_weights) if need_dW else None
     if saved is not None and weights == "direct" and algorithm is None:
         weights = "im2col"  # the forward kept its columns: the GEMM reuses them
     dx = dW = db = None
