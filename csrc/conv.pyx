@@ -177,10 +177,14 @@ def _output(op, out, shape, dtype, name, others):
 
 
 def _work(op, work, Py_ssize_t size, dtype, others):
-    """A caller's work array (1-D, contiguous, writeable, of dtype, at least `size` long, apart
-    from the others), or a new one."""
+    """The work array: a new one (work None), what work(size) returns (a callable: the
+    backend's reused scratch, sized here, for the variant this call runs), or the caller's;
+    checked: 1-D, contiguous, writeable, of dtype, at least `size` long, apart from the
+    others."""
     if work is None:
         return np.empty(max(size, 1), dtype)
+    if callable(work):
+        work = work(size)
     _checks.array(op, "work", work, 1, dtypes=(np.dtype(dtype),))
     if isinstance(work, np.ndarray) and not work.flags.writeable:
         raise ValueError(f"{op}: expected work writeable, got a read-only array")
@@ -188,6 +192,13 @@ def _work(op, work, Py_ssize_t size, dtype, others):
         raise ValueError(f"{op}: expected work of at least {size} elements, got {work.shape[0]}")
     _apart(op, "work", work, others)
     return work
+
+
+def _bias(op, b, F, dtype):
+    """A bias of F values of dtype, or None."""
+    if b is not None:
+        _checks.array(op, "b", b, 1, dtypes=(dtype,))
+        _checks.same_shape(op, "b", b, (F,))
 
 
 def _partial(op, partial, shape, others):
@@ -274,13 +285,12 @@ def peak_gflops(threads=None, seconds=0.3):
 def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, work=None):
     """y (N, F, OH, OW) = the cross-correlation of x (N, C, H, W) with W (F, C, KH, KW), + b
     (F,) or nothing; relu=True returns max(y, 0) (NaN passes through). out: y to write into;
-    work: a 1-D array of forward_work_size(...) elements (allocated when None)."""
+    work: a 1-D array of forward_work_size(...) elements, or a callable giving one for a
+    size, or None (allocated here); the same for every work= below."""
     op = "conv_direct_forward"
     cdef int v = fastnn_conv_current()
     cdef fastnn_conv_geom g = _geom(op, x, W, stride, pad)
-    if b is not None:
-        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
-        _checks.same_shape(op, "b", b, (g.F,))
+    _bias(op, b, g.F, x.dtype)
     y = _output(op, out, (g.N, g.F, g.OH, g.OW), x.dtype, "out", (("x", x), ("W", W), ("b", b)))
     if g.N == 0:
         return y
@@ -368,9 +378,7 @@ def winograd_forward(x, W, b=None, pad=0, relu=False, out=None, work=None):
     op = "winograd_forward"
     cdef int v = fastnn_conv_current()
     cdef fastnn_conv_geom g = _winograd_geom(op, x, W, pad)
-    if b is not None:
-        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
-        _checks.same_shape(op, "b", b, (g.F,))
+    _bias(op, b, g.F, x.dtype)
     y = _output(op, out, (g.N, g.F, g.OH, g.OW), x.dtype, "out", (("x", x), ("W", W), ("b", b)))
     if g.N == 0:
         return y

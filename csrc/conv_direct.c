@@ -75,13 +75,18 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_X86_VARIANTS 1
 
-/* ---- AVX2 + FMA: 256-bit vectors, 16 registers --------------------------------------------- */
+/* Compile what follows for an instruction set (every function until TARGET_END) */
+#define PRAGMA(x) _Pragma(#x)
 #ifdef __clang__
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#define TARGET_BEGIN(isa) PRAGMA(clang attribute push(__attribute__((target(isa))), apply_to = function))
+#define TARGET_END PRAGMA(clang attribute pop)
 #else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#define TARGET_BEGIN(isa) PRAGMA(GCC push_options) PRAGMA(GCC target(isa))
+#define TARGET_END PRAGMA(GCC pop_options)
 #endif
+
+/* ---- AVX2 + FMA: 256-bit vectors, 16 registers --------------------------------------------- */
+TARGET_BEGIN("avx2,fma")
 #define ISA avx2
 #define LANES_F32 8
 #define SIMD_F32 avx2
@@ -91,11 +96,7 @@
 #undef LANES_F32
 #undef SIMD_F32
 #undef SIMD_F32_TYPE
-#ifdef __clang__
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TARGET_END
 #undef FWD_TILES
 #undef BWW_TILES
 #undef V_DEFAULT
@@ -106,12 +107,7 @@
 #define BWW_TILES BWW_WIDE
 #define V_DEFAULT 4
 #define PEAK_CHAINS 24
-#ifdef __clang__
-#pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,fma")
-#endif
+TARGET_BEGIN("avx512f,fma")
 #define ISA avx512
 #define LANES_F32 16
 #define SIMD_F32 avx512
@@ -121,11 +117,7 @@
 #undef LANES_F32
 #undef SIMD_F32
 #undef SIMD_F32_TYPE
-#ifdef __clang__
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+TARGET_END
 #endif /* x86-64 */
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

@@ -16,6 +16,7 @@
 #include "conv_direct.h"
 #include "conv_direct_bww.h"
 #include "conv_direct_driver.h"
+#include "conv_peak.h"
 #include "conv_winograd.h"
 #include "conv_winograd_bww.h"
 #undef XPOSE

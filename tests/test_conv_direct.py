@@ -86,21 +86,28 @@ def _check_against_plain_loops(cfg, f, relu, dtype):
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_direct_matches_einsum_on_wide_layers(variant, n, c, h, w, f, k, s, p, dtype):
-    x, W, b = _operands((n, c, h, w), f, (k, k), dtype, seed=n + c + f)
+    _check_against_einsum((n, c, h, w), f, (k, k), s, p, dtype, seed=n + c + f)
+
+
+def _check_against_einsum(shape, f, kernel, s, p, dtype, seed=0):
+    """y, dW and db against einsums over the sliding windows; dx (where the direct kernels
+    compute it) against im2col's GEMM + col2im."""
+    x, W, b = _operands(shape, f, kernel, dtype, seed=seed)
     y = _cpu_conv.forward(x, W, b, s, p)
     _close(y, reference(x, W, b, (s, s), (p, p)), dtype, "y")
-    # the gradients: dW and db by einsum against dy; dx through the adjoint identity
-    # <dy, conv(x)> = <dx, x> checked on the whole batch, and dx against im2col's col2im
     dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
-    need_dx = _data_ok((k, k), (s, s), (p, p))
+    need_dx = _data_ok(kernel, (s, s), (p, p))
     dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
+    win = win[:, :, ::s, ::s][:, :, :y.shape[2], :y.shape[3]]
     _close(dW, np.einsum("nchwij,nfhw->fcij", win, dy), dtype, "dW")
     _close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
     if need_dx:
-        dx_ref, _, _ = ops.conv2d_backward(dy, x, W, s, p, need_dW=False, algorithm="im2col")
-        _close(dx, dx_ref, dtype, "dx")
+        ref = ops.conv2d_backward(dy, x, W, s, p, need_dW=False, algorithm="im2col")[0]
+        _close(dx, ref, dtype, "dx")
+    else:
+        assert dx is None
 
 
 def test_relu_is_fused_bit_for_bit(variant):
@@ -241,21 +248,8 @@ def wide_configs(draw):
 @given(cfg=wide_configs(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_direct_matches_einsum_on_random_wide_layers(isa, cfg, dtype):
     shape, f, kernel, s, p = cfg
-    x, W, b = _operands(shape, f, kernel, dtype)
     with using(isa):
-        y = _cpu_conv.forward(x, W, b, s, p)
-        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        need_dx = _data_ok(kernel, (s, s), (p, p))
-        dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
-    _close(y, reference(x, W, b, (s, s), (p, p)), dtype, "y")
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
-    win = win[:, :, ::s, ::s][:, :, :y.shape[2], :y.shape[3]]
-    _close(dW, np.einsum("nchwij,nfhw->fcij", win, dy), dtype, "dW")
-    _close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
-    if need_dx:
-        ref = ops.conv2d_backward(dy, x, W, s, p, need_dW=False, algorithm="im2col")[0]
-        _close(dx, ref, dtype, "dx")
+        _check_against_einsum(shape, f, kernel, s, p, dtype)
 
 
 def test_gradients_do_not_depend_on_the_thread_count(variant):

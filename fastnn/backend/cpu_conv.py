@@ -3,6 +3,8 @@ algorithms: csrc/conv_direct.c through fastnn._cpu_conv), and which instruction 
 """
 import numpy as np
 
+from fastnn.backend import _native
+
 try:  # csrc/conv_direct.c needs GCC or Clang: an MSVC build has only im2col + GEMM
     from fastnn import _cpu_conv
 except ImportError:
@@ -20,7 +22,6 @@ def cpu_info():
     family (built per instruction set too, chosen once at import), the float32 lanes of a
     vector, the threads, and the BLAS libraries numpy loaded (threadpoolctl) with the kernel
     each picked."""
-    from fastnn.backend import _native
     info = {"isa": None, "isas": {}, "kernels": dict(_native.loaded), "conv_lanes_float32": 1,
             "threads": _cpu_threads.get_num_threads() if _cpu_threads else 1,
             "openmp": bool(_cpu_threads and _cpu_threads.HAVE_OPENMP), "blas": []}
@@ -60,39 +61,35 @@ class ConvKernels:
     def conv_lanes(self):
         return _cpu_conv.lanes() if _cpu_conv is not None else 1
 
-    def _work(self, tag, size, dtype):
-        """A scratch vector of at least `size` elements, its length rounded up to a power of
-        two so that layers of many shapes share a few buffers."""
-        return self.scratch(tag, (1 << max(size - 1, 0).bit_length(),), dtype)
+    def _work(self, dtype):
+        """The kernels' work array, sized by them: a reused scratch vector, its length rounded
+        up to a power of two so that layers of many shapes share a few buffers."""
+        return lambda size: self.scratch("conv_direct_work",
+                                         (1 << max(size - 1, 0).bit_length(),), dtype)
+
+    def _partial(self, x, W):
+        """The per-image bias sums' scratch, (N, F) float64."""
+        return self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
 
     def conv_direct_forward(self, x, W, b, stride, pad, relu=False, out=None):
-        size = _cpu_conv.forward_work_size(x, W, stride, pad)
         return _cpu_conv.forward(x, W, b, stride, pad, relu=relu, out=out,
-                                 work=self._work("conv_direct_work", size, x.dtype))
+                                 work=self._work(x.dtype))
 
     def conv_direct_backward(self, dy, x, W, stride, pad, need_dx=True, need_dW=True,
                              dx_out=None, dW_out=None, db_out=None):
-        size = _cpu_conv.backward_work_size(x, W, stride, pad, need_dx, need_dW)
-        partial = self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
         return _cpu_conv.backward(dy, x, W, stride, pad, need_dx=need_dx, need_dW=need_dW,
                                   dx_out=dx_out, dW_out=dW_out, db_out=db_out,
-                                  work=self._work("conv_direct_work", size, x.dtype),
-                                  partial=partial)
+                                  work=self._work(x.dtype), partial=self._partial(x, W))
 
     def conv_winograd_forward(self, x, W, b, pad, relu=False, out=None):
-        size = _cpu_conv.winograd_work_size(x, W, pad)
         return _cpu_conv.winograd_forward(x, W, b, pad, relu=relu, out=out,
-                                          work=self._work("conv_direct_work", size, x.dtype))
-
-    def conv_winograd_backward_weights(self, dy, x, W, pad, dW_out=None, db_out=None):
-        size = _cpu_conv.winograd_weights_work_size(x, W, pad)
-        partial = self.scratch("conv_direct_part", (x.shape[0], W.shape[0]), np.float64)
-        return _cpu_conv.winograd_backward_weights(
-            dy, x, W, pad, dW_out=dW_out, db_out=db_out,
-            work=self._work("conv_direct_work", size, x.dtype), partial=partial)
+                                          work=self._work(x.dtype))
 
     def conv_winograd_backward_data(self, dy, x, W, pad, dx_out=None):
-        size = _cpu_conv.winograd_work_size(x, W, pad, data=True)
         return _cpu_conv.winograd_backward_data(dy, x, W, pad, dx_out=dx_out,
-                                                work=self._work("conv_direct_work", size,
-                                                                x.dtype))
+                                                work=self._work(x.dtype))
+
+    def conv_winograd_backward_weights(self, dy, x, W, pad, dW_out=None, db_out=None):
+        return _cpu_conv.winograd_backward_weights(dy, x, W, pad, dW_out=dW_out,
+                                                   db_out=db_out, work=self._work(x.dtype),
+                                                   partial=self._partial(x, W))

@@ -70,7 +70,8 @@ def _choose(B, c, f, hw, kernel, stride, pad):
     - direct backward-data is the forward's kernel run on the padded gradient with flipped
       weights, so it needs stride 1 and pad <= kernel - 1; it vectorises over the input
       channels, so with fewer than half a vector of them (a first layer's 1 or 3) im2col's
-      GEMM + col2im wastes less."""
+      GEMM + col2im wastes less;
+    - a padded image too large for a thread's buffer (DIRECT_MAX_IMAGE) goes to im2col."""
     if "direct" not in B.conv_algorithms:
         return Plan("im2col", "im2col", "im2col", f"the {B.name} backend has only im2col")
     padded = (hw[0] + 2 * pad[0] + 2) * (hw[1] + 2 * pad[1] + 2) * (max(c, f) + 16)
@@ -126,7 +127,7 @@ def _check(op, x, W, b, stride, pad):
 
 
 def _winograd_check(op, kernel, stride, pad):
-    if kernel != (3, 3) or stride != (1, 1) or max(pad) > 2:
+    if not _winograd_fits(0, 0, kernel, stride, pad, min_cf=0):
         raise ValueError(f"{op}: algorithm 'winograd' needs a 3x3 kernel, stride 1 and pad <= 2, "
                          f"got kernel {kernel[0]}x{kernel[1]}, stride {stride}, pad {pad}")
 
