@@ -266,3 +266,24 @@ def test_glorot_initialisers_use_fan_in_and_fan_out():
     assert np.std(conv) == pytest.approx(np.sqrt(2 / (32 * 9 + 64 * 9)), rel=0.02)
     with pytest.raises(ValueError, match="expected a Dense"):
         init.get("glorot_uniform")((3, 4, 5), 3, rng)
+
+
+def test_a_layer_class_whose_name_is_taken_is_refused():
+    """Saved models name layer classes by their bare name: a second class of that name would
+    silently replace the first in the registry and load files as the wrong class."""
+    from fastnn.layers.base import Layer, build_layer
+
+    with pytest.raises(TypeError, match=r"has the name of fastnn\.layers\.dense\.Dense"):
+        class Dense(Layer):  # noqa: F811 - the clash under test
+            pass
+    assert type(build_layer(fastnn.layers.Dense(2, 3).get_config())) is fastnn.layers.Dense
+
+    def define():
+        class ReloadedLayer(Layer):
+            pass
+        return ReloadedLayer
+
+    # the same qualified name again (a module reloaded, a cell re-run) replaces the old class
+    first, second = define(), define()
+    assert first is not second
+    assert type(build_layer({"class": "ReloadedLayer", "args": {}})) is second

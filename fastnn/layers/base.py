@@ -12,59 +12,11 @@ import numpy as np
 
 from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
+from fastnn.layers.registry import build_layer, build_value, describe_value, register
 
-_REGISTRY = {}  # class name -> Layer subclass, to rebuild saved models
-
-
-def _describe_value(v):
-    """A layer constructor argument as JSON-able config (None for things that cannot be)."""
-    if isinstance(v, Layer):
-        return {"__layer__": v.get_config()}
-    if isinstance(v, (list, tuple)):
-        if v and all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Layer)
-                     for item in v):
-            return {"__named_layers__": [[n, layer.get_config()] for n, layer in v]}
-        if all(isinstance(item, Layer) for item in v) and v:
-            return {"__layers__": [item.get_config() for item in v]}
-        return [_describe_value(item) for item in v]
-    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
-        return np.dtype(v).name
-    if hasattr(v, "get_config"):
-        return {"__regularizer__": v.get_config()}
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return None  # a callable init, a generator: the loaded weights/state replace what it made
-
-
-def build_value(v):
-    """The inverse of _describe_value."""
-    if isinstance(v, dict):
-        if "__layer__" in v:
-            return build_layer(v["__layer__"])
-        if "__layers__" in v:
-            return [build_layer(c) for c in v["__layers__"]]
-        if "__named_layers__" in v:
-            return [(n, build_layer(c)) for n, c in v["__named_layers__"]]
-        if "__regularizer__" in v:
-            from fastnn import regularizers
-            return regularizers.from_config(v["__regularizer__"])
-    if isinstance(v, list):
-        return [build_value(item) for item in v]
-    return v
-
-
-def build_layer(config):
-    """A layer from Layer.get_config()'s output."""
-    cls = _REGISTRY.get(config["class"])
-    if cls is None:
-        raise ValueError(f"unknown layer class {config['class']!r} in a saved model")
-    kwargs = {k: build_value(v) for k, v in config["args"].items()}
-    kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in ("init", "seed")}
-    return cls(**kwargs)
+# build_layer and build_value moved to fastnn.layers.registry; modules import them from here
+__all__ = ["Layer", "Parameter", "ParameterArena", "build_layer", "build_value",
+           "check_dtype", "check_positive_int", "check_probability", "pack_parameters"]
 
 
 class Layer:
@@ -73,7 +25,7 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        register(cls)
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -186,7 +138,7 @@ class Layer:
 
     def get_config(self):
         return {"class": type(self).__name__,
-                "args": {k: _describe_value(v) for k, v in self._args.items()}}
+                "args": {k: describe_value(v) for k, v in self._args.items()}}
 
     def num_params(self):
         return sum(int(p.size) for _, p, _ in self.named_parameters())
