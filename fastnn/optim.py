@@ -25,23 +25,28 @@ import numbers
 import numpy as np
 
 from fastnn.backend import backend_of
-from fastnn.layers.base import Layer, Parameter
+from fastnn.layers.base import Layer
 from fastnn.layers.container import host_copy
+from fastnn.layers.parameter import Parameter, Watch
 
 
 def _collect(params, owner):
+    """The Parameter objects to update and the names their state is kept under."""
     if isinstance(params, Layer):
         params = params.named_parameters()
     refs = []
     for item in params:
-        if not (isinstance(item, tuple) and len(item) == 3):
+        if isinstance(item, Parameter):
+            refs.append(item)
+        elif isinstance(item, tuple) and len(item) == 3:
+            refs.append(Parameter(*item))  # a bare (name, value, grad) triple
+        else:
             raise TypeError(f"{owner}: expected a model or (name, value, grad) triples "
                             f"(model.named_parameters()), got an item {type(item).__name__}")
-        refs.append(item if isinstance(item, Parameter) else Parameter(*item))
-    names = [r[0] for r in refs]
+    names = [p.name for p in refs]
     if len(set(names)) != len(names):
         raise ValueError(f"{owner}: parameter names repeat: {names}")
-    return refs
+    return refs, names
 
 
 def _check_hyper(owner, name, value, low=0.0, low_open=False, high=None):
@@ -59,55 +64,75 @@ class Optimizer:
 
     def __init__(self, params, lr):
         owner = type(self).__name__
-        self.params = _collect(params, owner)
+        # the Parameter objects, and the names (fixed here) their state is kept under
+        self.params, self.names = _collect(params, owner)
         self.lr = _check_hyper(owner, "lr", lr, low_open=True)
         self.t = 0
+        self._watch = Watch()  # raised when a parameter moves or its trainability changes
+        for p in self.params:
+            p.watch(self._watch)
         self.state = {}
+
+    @property
+    def state(self):
+        """{parameter name: {slot: array}}."""
+        return self._state
+
+    @state.setter
+    def state(self, state):
+        self._state = state
+        self._watch.changed = True  # the next step re-plans over the new arrays
 
     def step(self):
         """One update of every trainable parameter: one fused pass over all of them when they
-        live in one ParameterArena (a model moved with .to(), see fastnn.layers.base), else
-        one per parameter."""
+        live in one ParameterArena (a model moved with .to(), see fastnn.layers.parameter),
+        else one per parameter. What to update is planned once, after any change."""
         self.t += 1
-        if any(ref.layer is not None and ref.layer.params.get(ref.key) is not ref[1]
-               for ref in self.params):
-            # the layers hold new arrays (model.to moved or repacked them): follow them
-            self.to(backend_of(next(ref.layer.params[ref.key] for ref in self.params
-                                    if ref.layer is not None)).name)
-        trainable = [ref for ref in self.params if ref.trainable]
-        arena = getattr(trainable[0].layer, "_arena", None) if trainable else None
-        if arena is not None and arena.holds(trainable):
-            self._update(arena.backend, arena.params, arena.grads, self._flat_state(arena))
+        if self._watch.changed:
+            self._plan = self._make_plan()
+        arena, updates = self._plan
+        if arena is not None:
+            self._update(arena.backend, arena.params, arena.grads, updates)
             return
-        for name, p, g in trainable:
-            state = self.state.get(name)
-            if state is None:
-                B = backend_of(p)
-                state = self.state[name] = {s: self._new_slot(B, p.shape, p.dtype, s)
-                                            for s in self.slots}
-            self._update(backend_of(p, g), p, g, state)
+        for B, p, g, state in updates:
+            self._update(B, p, g, state)
 
-    def _flat_state(self, arena):
-        """The state slots as flat arrays laid out like the arena, self.state's per-parameter
-        entries being views of them; rebuilt (values copied in) when self.state was replaced
-        (load_state_dict, to) or the arena changed."""
-        flat = self.__dict__.get("_flat")
-        if flat is not None and flat[0] is arena and all(
-                self.state.get(name, {}).get(s) is view
-                for name, views in flat[2].items() for s, view in views.items()):
-            return flat[1]
+    def _make_plan(self):
+        """(arena, flat state slots) when the trainable parameters are exactly one arena's,
+        else (None, [(backend, value, grad, state) per trainable parameter])."""
+        self._watch.changed = False
+        named = [(n, p) for n, p in zip(self.names, self.params) if p.trainable]
+        for name, p in named:  # state follows a parameter whose storage moved
+            B = backend_of(p.value)
+            for s, a in self._state.get(name, {}).items():
+                if backend_of(a) is not B:
+                    self._state[name][s] = B.from_host(host_copy(a))
+        arena = named[0][1].arena if named else None
+        if arena is not None and arena.holds([p for _, p in named]):
+            return arena, self._flat_state(arena, [n for n, _ in named])
+        updates = []
+        for name, p in named:
+            state = self._state.get(name)
+            if state is None:
+                B = backend_of(p.value)
+                state = self._state[name] = {s: self._new_slot(B, p.value.shape, p.value.dtype, s)
+                                             for s in self.slots}
+            updates.append((backend_of(p.value, p.grad), p.value, p.grad, state))
+        return None, updates
+
+    def _flat_state(self, arena, names):
+        """The state slots as flat arrays laid out like the arena (values copied in), each
+        parameter's entry in self.state becoming views of them."""
         B = arena.backend
         slots = {s: self._new_slot(B, arena.params.shape, arena.dtype, s) for s in self.slots}
         carved = {s: arena.carve(flat) for s, flat in slots.items()}
-        views = {name: {s: carved[s][i] for s in self.slots}
-                 for i, name in enumerate(arena.names)}
-        for name, slot_views in views.items():
-            for s, view in slot_views.items():
-                old = self.state.get(name, {}).get(s)
+        for i, name in enumerate(names):
+            views = {s: carved[s][i] for s in self.slots}
+            for s, view in views.items():
+                old = self._state.get(name, {}).get(s)
                 if old is not None:
                     B.copy(old, out=view)
-        self.state.update(views)
-        self._flat = (arena, slots, views)
+            self._state[name] = views
         return slots
 
     def _new_slot(self, B, shape, dtype, slot):
@@ -121,8 +146,8 @@ class Optimizer:
         raise NotImplementedError
 
     def zero_grad(self):
-        for _, _, g in self.params:
-            backend_of(g).fill(g, 0)
+        for p in self.params:
+            backend_of(p.grad).fill(p.grad, 0)
 
     def state_dict(self):
         return {"class": type(self).__name__, "lr": self.lr, "t": self.t,
@@ -135,7 +160,7 @@ class Optimizer:
         if d.get("class") != type(self).__name__:
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state is of a "
                              f"{d.get('class')!r}")
-        shapes = {name: p for name, p, _ in self.params}
+        shapes = {name: p.value for name, p in zip(self.names, self.params)}
         for name, slots in d["state"].items():
             if name not in shapes:
                 raise KeyError(f"{type(self).__name__}.load_state_dict: no parameter {name!r} "
@@ -153,21 +178,12 @@ class Optimizer:
                       for name, slots in d["state"].items()}
 
     def to(self, device):
-        """Follow a model moved with model.to(device): re-read each parameter and gradient from
-        its layer and move the optimizer's state arrays to the same device."""
-        refs = []
-        for ref in self.params:
-            name, layer = ref[0], ref.layer
-            if layer is None:
-                raise ValueError(f"{type(self).__name__}.to: parameter {name!r} has no layer to "
-                                 "follow; build the optimizer on the moved model instead")
-            refs.append(Parameter(name, layer.params[ref.key], layer.grads[ref.key], layer))
-        self.params = refs
-        for name, slots in self.state.items():
-            p = next(r[1] for r in refs if r[0] == name)
-            B = backend_of(p)
-            for s, a in slots.items():
-                slots[s] = B.from_host(host_copy(a))
+        """Move the state arrays to where the parameters now are (model.to() calls this;
+        step() would follow a moved parameter by itself too)."""
+        values = dict(zip(self.names, (p.value for p in self.params)))
+        self.state = {name: {s: backend_of(values[name]).from_host(host_copy(a))
+                             for s, a in slots.items()}
+                      for name, slots in self._state.items()}
         return self
 
     def __repr__(self):

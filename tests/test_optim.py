@@ -229,7 +229,7 @@ def test_one_update_over_the_packed_parameters_equals_one_per_parameter(name):
         [(4, 5), (5,), (5, 3), (3,)] * 3
     assert packed_calls == [(43,)] * 2 + [(5, 3), (3,)] + [(43,)] * 3
     layer = model[0]
-    assert layer.params["W"] is layer._arena.views["0.W"][0]
+    assert layer.params["W"] is layer.parameter("W").arena.views["0.W"][0]
 
 
 def test_an_optimizer_follows_a_model_repacked_after_it_was_built():

@@ -12,16 +12,21 @@ import numpy as np
 
 from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
+from fastnn.layers.parameter import (Parameter, ParameterArena, ParameterFields,
+                                     pack_parameters)
 from fastnn.layers.registry import build_layer, build_value, describe_value, register
 
-# build_layer and build_value moved to fastnn.layers.registry; modules import them from here
+# the names other modules have imported from here (Parameter and the arena live in .parameter,
+# the class registry and configs in .registry)
 __all__ = ["Layer", "Parameter", "ParameterArena", "build_layer", "build_value",
            "check_dtype", "check_positive_int", "check_probability", "pack_parameters"]
 
 
 class Layer:
-    """Base of every layer. params / grads: dicts of arrays with the same keys ("W", "b", ...);
-    state: persistent non-trainable arrays (BatchNorm's running statistics)."""
+    """Base of every layer. Its learnable arrays are Parameter objects (layer.parameter("W"),
+    added with add_parameter); params / grads / penalties read them as dicts by key ("W",
+    "b", ...) of values, gradients and regularizers. state: persistent non-trainable arrays
+    (BatchNorm's running statistics)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -44,8 +49,9 @@ class Layer:
 
     def __init__(self, name=None):
         self.name = name
-        self.params, self.grads, self.state = {}, {}, {}
-        self.penalties = {}      # param key -> Regularizer
+        self._parameters = {}    # key -> Parameter
+        self._fields = {f: ParameterFields(self, f) for f in ("value", "grad", "penalty")}
+        self.state = {}
         self.trainable = True
         self.training = True
         self._cache = None       # what backward needs, set by forward
@@ -81,8 +87,9 @@ class Layer:
             raise RuntimeError(f"{self.label}: backward called before forward")
         dx = self._backward(dy, need_dx)
         if self.trainable:
-            for key, reg in self.penalties.items():
-                reg.add_grad(self.params[key], self.grads[key])
+            for p in self._parameters.values():
+                if p.penalty is not None:
+                    p.penalty.add_grad(p.value, p.grad)
         return dx
 
     def _forward(self, x):
@@ -96,10 +103,16 @@ class Layer:
         children); buffers are dropped and rebuilt on the new device at the next forward."""
         from fastnn.backend import backend_for_device
         B = backend_for_device(device)
-        for d in (self.params, self.grads, self.state):
-            for key, value in d.items():
-                if backend_of(value) is not B:
-                    d[key] = B.from_host(backend_of(value).to_host(value))
+
+        def moved(a):
+            return a if a is None or backend_of(a) is B else B.from_host(backend_of(a).to_host(a))
+
+        for p in self._parameters.values():
+            value, grad = moved(p.value), moved(p.grad)
+            if value is not p.value or grad is not p.grad:
+                p.bind(value, grad)  # the same Parameter, on the new device
+        for key, value in self.state.items():
+            self.state[key] = moved(value)
         self._buffers, self._cache, self._ready = {}, None, False
         for _, child in self.children():
             child.to(device)
@@ -118,10 +131,61 @@ class Layer:
         """(name, layer) pairs of the layers inside this one (none for a plain layer)."""
         return []
 
+    # -- parameters ------------------------------------------------------------------------
+    params = property(lambda self: self._fields["value"],
+                      lambda self, d: self._set_field("value", d),
+                      doc="{key: value} of this layer's parameters")
+    grads = property(lambda self: self._fields["grad"],
+                     lambda self, d: self._set_field("grad", d),
+                     doc="{key: gradient}; backward overwrites them")
+    penalties = property(lambda self: self._fields["penalty"],
+                         lambda self, d: self._set_field("penalty", d),
+                         doc="{key: Regularizer} for the parameters that have one")
+
+    def _set_field(self, field, d):
+        # `self.grads = {k: v * 0 ...}`: the way layers were written before Parameters
+        d = dict(d)
+        if field == "value":
+            for key in [k for k in self._parameters if k not in d]:
+                del self._parameters[key]
+        for key in self._parameters:
+            if field == "penalty" and key not in d:
+                self._parameters[key].penalty = None
+        for key, value in d.items():
+            self._fields[field][key] = value
+
+    def add_parameter(self, key, value, penalty=None):
+        """Register a learnable array under `key`; its gradient starts as zeros like it.
+        Returns the Parameter."""
+        p = self._parameters[key] = Parameter(key, value, value * 0, self, penalty)
+        return p
+
+    def parameter(self, key):
+        """The Parameter object under `key` ("W")."""
+        p = self._parameters.get(key)
+        if p is None:
+            raise KeyError(f"{self.label}: no parameter {key!r}; the parameters are "
+                           f"{', '.join(self._parameters) or 'none'}")
+        return p
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        changed = self.__dict__.get("_trainable") != value
+        self._trainable = value
+        if changed:  # optimizers and captured steps follow: see Parameter.changed
+            for p in self.__dict__.get("_parameters", {}).values():
+                p.changed()
+
     def named_parameters(self, prefix=""):
-        """Yield Parameter (name, value, grad) triples, names like "0.W" or "conv1.W"."""
-        for key, value in self.params.items():
-            yield Parameter(prefix + key, value, self.grads[key], self)
+        """Yield the Parameter objects of this layer and its children, each named by its
+        path ("0.W", "conv1.W"); each reads as a (name, value, grad) triple too."""
+        for key, p in self._parameters.items():
+            p.name = prefix + key
+            yield p
         for name, child in self.children():
             yield from child.named_parameters(f"{prefix}{name}.")
 
@@ -133,7 +197,8 @@ class Layer:
 
     def penalty(self):
         """The regularization penalties of this layer and its children, as a float."""
-        total = sum(reg.penalty(self.params[key]) for key, reg in self.penalties.items())
+        total = sum(p.penalty.penalty(p.value) for p in self._parameters.values()
+                    if p.penalty is not None)
         return total + sum(child.penalty() for _, child in self.children())
 
     def get_config(self):
@@ -141,7 +206,7 @@ class Layer:
                 "args": {k: describe_value(v) for k, v in self._args.items()}}
 
     def num_params(self):
-        return sum(int(p.size) for _, p, _ in self.named_parameters())
+        return sum(int(p.value.size) for p in self.named_parameters())
 
     @property
     def label(self):
@@ -204,77 +269,6 @@ def _shape_text(ndim, features):
 def _default_backend():
     from fastnn.backend import cpu
     return cpu
-
-
-class Parameter(tuple):
-    """A (name, value, grad) triple that also knows the layer owning it, so that an optimizer
-    can skip the parameters of frozen layers (trainable=False)."""
-
-    def __new__(cls, name, value, grad, layer=None):
-        self = super().__new__(cls, (name, value, grad))
-        self.layer = layer
-        self.key = name.rsplit(".", 1)[-1]  # its key in layer.params / layer.grads: "W"
-        return self
-
-    @property
-    def name(self):
-        return self[0]
-
-    @property
-    def trainable(self):
-        return self.layer is None or self.layer.trainable
-
-
-class ParameterArena:
-    """Every parameter of a model in one flat array and every gradient in another, each
-    layer's params/grads entries rebound to views of them (values copied in): an optimizer
-    then updates the whole model with one kernel launch (fastnn.optim). Built by
-    pack_parameters; layers keep writing their gradients into the views as before."""
-
-    def __init__(self, refs):
-        first = refs[0][1]
-        self.backend, self.dtype = backend_of(first), first.dtype
-        self.names = [ref.name for ref in refs]
-        self._shapes = [ref[1].shape for ref in refs]
-        size = sum(ref[1].size for ref in refs)
-        self.params, self.grads = (self.backend.empty((size,), self.dtype) for _ in range(2))
-        self.views = dict(zip(self.names, zip(self.carve(self.params), self.carve(self.grads))))
-        for ref in refs:
-            pv, gv = self.views[ref.name]
-            self.backend.copy(ref[1], out=pv)
-            self.backend.copy(ref[2], out=gv)
-            ref.layer.params[ref.key], ref.layer.grads[ref.key] = pv, gv
-            ref.layer._arena = self
-
-    def carve(self, flat):
-        """Views of a flat array laid out like the arena, one per parameter, in its order
-        (the optimizer carves its state arrays the same way)."""
-        views, lo = [], 0
-        for shape in self._shapes:
-            hi = lo + int(np.prod(shape, dtype=np.int64))
-            views.append(flat[lo:hi].reshape(shape))
-            lo = hi
-        return views
-
-    def holds(self, refs):
-        """Whether refs are exactly this arena's parameters, in its order, as its views."""
-        return (len(refs) == len(self.names)
-                and all(r[0] == n and r[1] is self.views[n][0] and r[2] is self.views[n][1]
-                        for r, n in zip(refs, self.names)))
-
-
-def pack_parameters(model):
-    """Put the model's parameters and gradients into one ParameterArena (returned), or leave
-    them as they are (None) when there are fewer than two, or they differ in dtype or
-    device."""
-    refs = list(model.named_parameters())
-    if len(refs) < 2 or any(r.layer is None for r in refs):
-        return None
-    B, dtype = backend_of(refs[0][1]), refs[0][1].dtype
-    if any(backend_of(p, g) is not B or p.dtype != dtype or g.dtype != dtype
-           for _, p, g in refs):
-        return None
-    return ParameterArena(refs)
 
 
 def check_dtype(dtype, owner):

@@ -26,11 +26,9 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         fan_in = self.in_channels * kh * kw  # He: std = sqrt(2 / fan_in), fan_in = C*KH*KW
         shape = (self.out_channels, self.in_channels, kh, kw)
-        self.params["W"] = initializers.make(init, shape, fan_in, dtype)
-        self.params["b"] = initializers.make("zeros", (self.out_channels,), 1, dtype)
-        self.grads = {k: v * 0 for k, v in self.params.items()}
-        if regularizer is not None:
-            self.penalties["W"] = regularizer
+        self.add_parameter("W", initializers.make(init, shape, fan_in, dtype),
+                           penalty=regularizer)
+        self.add_parameter("b", initializers.make("zeros", (self.out_channels,), 1, dtype))
 
     fuses_relu = True
 

@@ -22,12 +22,10 @@ class Dense(Layer):
             raise TypeError(f"{self.label}: expected bias True or False, got {bias!r}")
         dtype = check_dtype(dtype, self.label)
         shape = (self.in_features, self.out_features)
-        self.params["W"] = initializers.make(init, shape, self.in_features, dtype)
+        self.add_parameter("W", initializers.make(init, shape, self.in_features, dtype),
+                           penalty=regularizer)
         if bias:
-            self.params["b"] = initializers.make("zeros", (self.out_features,), 1, dtype)
-        self.grads = {k: v * 0 for k, v in self.params.items()}
-        if regularizer is not None:
-            self.penalties["W"] = regularizer
+            self.add_parameter("b", initializers.make("zeros", (self.out_features,), 1, dtype))
 
     fuses_relu = True
 

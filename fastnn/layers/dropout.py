@@ -70,7 +70,7 @@ class DropConnect(Layer):
         self.layer = layer
         self.p = check_probability(p, self.label)
         self.rng = _new_rng(seed)
-        self.params, self.grads, self.penalties = layer.params, layer.grads, layer.penalties
+        self._parameters = layer._parameters  # the same Parameter objects as the Dense's
 
     def _forward(self, x):
         inner = self.layer

@@ -26,9 +26,8 @@ class BatchNorm(Layer):
         self.momentum, self.eps = float(momentum), float(eps)
         dtype = check_dtype(dtype, self.label)
         c = (self.num_features,)
-        self.params["gamma"] = initializers.make("ones", c, 1, dtype)
-        self.params["beta"] = initializers.make("zeros", c, 1, dtype)
-        self.grads = {k: v * 0 for k, v in self.params.items()}
+        self.add_parameter("gamma", initializers.make("ones", c, 1, dtype))
+        self.add_parameter("beta", initializers.make("zeros", c, 1, dtype))
         self.state["running_mean"] = initializers.make("zeros", c, 1, dtype)
         self.state["running_var"] = initializers.make("ones", c, 1, dtype)
 
