@@ -681,3 +681,23 @@ def test_keras_facade_on_cuda_matches_the_cpu(monkeypatch):
                                    err_msg=name)
     np.testing.assert_allclose(states["cuda"][1], states["cpu"][1], rtol=1e-4)
     np.testing.assert_allclose(states["cuda"][2], states["cpu"][2], rtol=1e-4, atol=1e-6)
+
+
+def test_a_state_dict_loads_into_a_model_on_the_device_in_place():
+    """load_state_dict copies into the device arrays the Parameters hold (the arena's views
+    after model.to), through the backend: the Parameter objects, their storage and an
+    optimizer built on them all stay."""
+    import fastnn
+    fastnn.seed(0)
+    model = fastnn.Sequential([fastnn.layers.Dense(4, 3), fastnn.layers.BatchNorm(3)]).to("cuda")
+    opt = fastnn.optim.SGD(model, lr=0.1)
+    opt.step()  # plans the update over the arena
+    params = [(p, p.value, p.version) for p in model.named_parameters()]
+    saved = {name: _rand(value.shape, seed=i) for i, (name, value) in
+             enumerate(model.state_dict().items())}
+    model.load_state_dict(saved)
+    for (p, value, version), q in zip(params, model.named_parameters()):
+        assert q is p and p.value is value and p.version == version
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, saved[name], err_msg=name)
+    assert not opt._watch.changed  # nothing moved: the optimizer's plan stands

@@ -10,7 +10,8 @@ from fastnn.layers.base import Layer
 
 def host_copy(a):
     """A numpy copy of an array of any backend (state dicts and files are host arrays)."""
-    return a.copy() if isinstance(a, np.ndarray) else backend_of(a).to_host(a)
+    host = backend_of(a).to_host(a)
+    return host.copy() if host is a else host  # to_host hands a host array back as it is
 
 
 class Container(Layer):
@@ -21,7 +22,7 @@ class Container(Layer):
 
     def state_dict(self):
         """Every parameter and state array (BatchNorm running statistics), copied, by name."""
-        d = {name: host_copy(value) for name, value, _ in self.named_parameters()}
+        d = {p.name: host_copy(p.value) for p in self.named_parameters()}
         d.update((name, host_copy(value)) for name, value in self.named_state())
         return d
 
@@ -30,7 +31,7 @@ class Container(Layer):
         built on the model keeps working). strict=False skips names missing on either side
         (a pretrained trunk into a model with a new head) but never a shape mismatch.
         Returns (missing, unexpected) name lists."""
-        targets = {name: value for name, value, _ in self.named_parameters()}
+        targets = {p.name: p.value for p in self.named_parameters()}
         targets.update(self.named_state())
         missing = [n for n in targets if n not in d]
         unexpected = [n for n in d if n not in targets]
@@ -45,12 +46,9 @@ class Container(Layer):
             if tuple(src.shape) != value.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {value.shape} in the "
                                  f"model, got {tuple(src.shape)}")
-            host = np.asarray(src if isinstance(src, np.ndarray) else host_copy(src))
-            host = host.astype(value.dtype, copy=False)
-            if isinstance(value, np.ndarray):
-                np.copyto(value, host)
-            else:
-                value.copy_to_device(np.ascontiguousarray(host))
+            host = np.asarray(backend_of(src).to_host(src)).astype(value.dtype, copy=False)
+            B = backend_of(value)
+            B.copy(B.from_host(host), out=value)  # in place: whoever holds value sees it
         return missing, unexpected
 
     def freeze(self, *names):
