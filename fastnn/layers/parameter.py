@@ -163,6 +163,8 @@ class ParameterFields(MutableMapping):
                 yield key
 
     def __len__(self):
+        if self._field != "penalty":
+            return len(self._parameters())  # Sequential asks this of every layer each step
         return sum(1 for _ in self)
 
     def __repr__(self):
