@@ -71,6 +71,7 @@ class Optimizer:
         self._watch = Watch()  # raised when a parameter moves or its trainability changes
         for p in self.params:
             p.watch(self._watch)
+        self._plan = None      # what step() updates, made by _make_plan after each change
         self.state = {}
 
     @property
