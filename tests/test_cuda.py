@@ -595,7 +595,7 @@ def test_launches_per_training_step(monkeypatch):
     and nothing is copied or allocated. The trainer's loader adds nothing per step (it gathers
     each epoch at its start: tests the device loader)."""
     import fastnn
-    from fastnn import models
+    from fastnn import reference_models as models
     be = cuda_backend.backend
     stubbed = []
 
@@ -631,7 +631,7 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
     if not B.graphs:
         pytest.skip("CUDA graphs need a real GPU with CuPy")
     import fastnn
-    from fastnn import models
+    from fastnn import reference_models as models
     be = cuda_backend.backend
     replays = []
     replay = be._Graph.replay

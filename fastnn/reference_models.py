@@ -1,4 +1,4 @@
-"""Reference models for MNIST (inputs (N, 1, 28, 28), 10 classes).
+"""The reference models for MNIST: inputs (N, 1, 28, 28), 10 classes (also fastnn.models).
 
 - mlp():        784-100-100-10 with ReLU (takes (N, 1, 28, 28) and flattens it itself)
 - simple_cnn(): the course's SimpleConvNet: Conv 30@5x5 -> ReLU -> MaxPool 2 -> Dense 100 ->
