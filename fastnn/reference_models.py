@@ -7,7 +7,7 @@
                 pool, 64, 64, pool, Dense 50, Dropout 0.5, Dense 10, Dropout 0.5; He init
 """
 from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from fastnn.model import Sequential
+from fastnn.sequential import Sequential
 
 
 def mlp(dtype="float32"):

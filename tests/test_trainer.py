@@ -189,7 +189,7 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
     graphs, to the same bits as a run that never tried (the CPU stands in for a GPU here:
     replays themselves are checked on a real one in tests/test_cuda.py)."""
     from fastnn.backend import cpu
-    from fastnn.trainer import _StepGraphs
+    from fastnn.backend.graphs import EAGER, GraphedSteps
     x, y = _blobs(250)
     tries = []
 
@@ -223,24 +223,27 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
         m.setattr(cpu, "graphs", True, raising=False)
         model = _model()
         model.compile("cross_entropy", "adam")
-        assert not _StepGraphs.usable(model.trainer, cpu)
+        assert not model.trainer.step_replayable()
+        assert cpu.step_runner(model.trainer.step_replayable()) is EAGER
         model.trainer.model = fastnn.Sequential([Flatten(), Dense(32, 3)])
-        assert _StepGraphs.usable(model.trainer, cpu)
+        assert model.trainer.step_replayable()
+        assert isinstance(cpu.step_runner(model.trainer.step_replayable()), GraphedSteps)
+    assert cpu.step_runner(True) is EAGER  # without graphs the CPU simply runs the step
 
 
 def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypatch):
     """Whether a step can be a graph is decided once per backend (not a walk over the model
     every step), and trainer.cuda_graphs = False stops replays even after graphs were made."""
     from fastnn.backend import cpu
-    from fastnn.trainer import _StepGraphs
+    from fastnn.backend.graphs import GraphedSteps
     x, y = _blobs(200)
     checks, runs = [], []
-    real_usable = _StepGraphs.usable
+    real_runner = cpu.step_runner
     monkeypatch.setattr(cpu, "graphs", True, raising=False)
-    monkeypatch.setattr(_StepGraphs, "usable",
-                        staticmethod(lambda t, B: checks.append(B) or real_usable(t, B)))
-    monkeypatch.setattr(_StepGraphs, "run",
-                        lambda self, xb, yb, tally: runs.append(1) and False)
+    monkeypatch.setattr(cpu, "step_runner",
+                        lambda replayable=True: checks.append(cpu) or real_runner(replayable))
+    monkeypatch.setattr(GraphedSteps, "run",
+                        lambda self, step, xb, yb: runs.append(1) or step(xb, yb))
     fastnn.seed(0)
     model = fastnn.Sequential([Flatten(), Dense(32, 3)])
     model.compile("cross_entropy", "adam")

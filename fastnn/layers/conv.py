@@ -32,7 +32,7 @@ class Conv2D(Layer):
         if regularizer is not None:
             self.penalties["W"] = regularizer
 
-    fuses_relu = True
+    fuses_relu = True  # _forward takes relu=: fastnn.fusion's conv/dense + ReLU pattern
 
     def _forward(self, x, relu=False):
         self._check_input(x, (4,), self.in_channels)

@@ -29,7 +29,7 @@ class Dense(Layer):
         if regularizer is not None:
             self.penalties["W"] = regularizer
 
-    fuses_relu = True
+    fuses_relu = True  # _forward takes relu=: fastnn.fusion's conv/dense + ReLU pattern
 
     def _forward(self, x, relu=False):
         self._check_input(x, (2,), self.in_features)
