@@ -387,3 +387,87 @@ def test_checkpoint_paths_take_the_epoch_and_the_logs(tmp_path):
     assert names == [f"ckpt-{e + 1:02d}-{a:.2f}.npz"
                      for e, a in enumerate(history.history["val_accuracy"])]
     assert saver.last_saved == (str(tmp_path / names[-1]), 2)
+
+
+def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
+    """fastnn.backend.graphs on a stand-in backend and step (what a GPU does cannot run here):
+    a key's first step runs as written, its second is captured (the step's host side runs
+    once, in the capture) and replayed, later ones are replays with the host side counted;
+    a new key or an array made since the capture starts over; a failed capture puts the host
+    side back, warns once and leaves every later step to run as written."""
+    import warnings
+    from fastnn.backend.graphs import GraphedSteps
+
+    class Backend:
+        def __init__(self):
+            self.made, self.log = 0, []
+
+        def empty(self, shape, dtype):
+            self.made += 1
+            return np.empty(shape, dtype)
+
+        def allocation_count(self):
+            return self.made
+
+        def copy(self, a, out):
+            out[...] = a
+            return out
+
+        def capture(self, fn):
+            self.log.append("capture")
+            fn()
+            return type("Graph", (), {"replay": lambda g: self.log.append("replay")})()
+
+    class Step:
+        def __init__(self, B):
+            self.B, self.ran, self.counted, self.host = B, [], [], 0
+
+        def __call__(self, xb, yb):
+            self.ran.append(xb)
+            self.host += 1
+
+        def key(self, xb, yb):
+            return xb.shape
+
+        def prepare(self, xb, yb):
+            self.B.log.append("prepare")
+
+        def host_state(self):
+            return self.host
+
+        def restore(self, state):
+            self.host = state
+
+        def count(self, n):
+            self.counted.append(n)
+            self.host += 1
+
+    B = Backend()
+    step, runner = Step(B), GraphedSteps(B)
+    xs = [np.full((2, 3), i, np.float32) for i in range(4)]
+    y = np.zeros(2, np.int64)
+    for x in xs[:3]:
+        runner.run(step, x, y)
+    assert step.ran[0] is xs[0] and len(step.ran) == 2  # run as written, then in the capture
+    # the capture read the graph's input buffer, which the replay of step 3 refilled
+    assert step.ran[1] is not xs[1] and (step.ran[1] == 2).all()
+    assert B.log == ["prepare", "capture", "replay", "prepare", "replay"]
+    assert step.counted == [2] and step.host == 3  # one host side per step
+    runner.run(step, np.zeros((5, 3), np.float32), y)  # a new key: runs as written
+    assert len(step.ran) == 3 and B.log[-1] == "replay"
+    B.made += 1  # an array made since: the graph is dropped, not replayed
+    runner.run(step, xs[3], y)
+    assert len(step.ran) == 4 and step.ran[-1] is xs[3]
+
+    def fail(fn):
+        fn()
+        raise RuntimeError("operation not permitted when stream is capturing")
+    B.capture = fail
+    host = step.host
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        runner.run(step, xs[3], y)  # the capture fails: host side put back, then run as written
+    assert runner.failed and step.host == host + 1 and step.ran[-1] is xs[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.run(step, xs[3], y)
+    assert step.host == host + 2 and step.ran[-1] is xs[3]
