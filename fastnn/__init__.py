@@ -21,5 +21,6 @@ from fastnn.trainer import Trainer
 
 __version__ = "0.1.0"
 __all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of",
-           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers", "load", "losses", "naive", "ops",
-           "optim", "regularizers", "save", "seed", "set_num_threads", "__version__"]
+           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers",
+           "load", "losses", "naive", "ops", "optim", "regularizers", "save", "seed",
+           "set_num_threads", "__version__"]

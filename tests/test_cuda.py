@@ -681,3 +681,23 @@ def test_keras_facade_on_cuda_matches_the_cpu(monkeypatch):
                                    err_msg=name)
     np.testing.assert_allclose(states["cuda"][1], states["cpu"][1], rtol=1e-4)
     np.testing.assert_allclose(states["cuda"][2], states["cpu"][2], rtol=1e-4, atol=1e-6)
+
+
+def test_device_questions_the_trainer_and_losses_ask_the_backend():
+    """The device-neutral modules ask the backend: whether an array is a host array (losses
+    convert those with numpy, and refuse device arrays that would need a round trip per
+    step), how often fit reads the loss back, and what runs a step (without CuPy: eagerly)."""
+    from fastnn import losses
+    from fastnn.backend.graphs import EAGER
+    labels = np.array([0, 2, 1], np.int32)
+    assert cpu.host_array(labels) is labels and B.host_array(D(labels)) is None
+    assert (cpu.default_sync_every(), B.default_sync_every()) == (1, 50)
+    if not B.graphs:
+        assert B.step_runner(True) is EAGER
+    logits = D(_rand((3, 4)))
+    with pytest.raises(TypeError, match="expected device labels as a contiguous int64"):
+        losses.SoftmaxCrossEntropy().forward(logits, D(labels))
+    with pytest.raises(TypeError, match="one-hot labels must be a numpy array"):
+        losses.SoftmaxCrossEntropy().forward(logits, D(np.eye(4, dtype=F32)[[0, 2, 1]]))
+    with pytest.raises(TypeError, match="expected float32 targets"):
+        losses.MeanSquaredError().forward(logits, D(np.zeros((3, 4), np.float64)))
