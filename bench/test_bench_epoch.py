@@ -13,7 +13,7 @@ import pytest
 from conftest import torch
 
 import fastnn
-from fastnn import models
+from fastnn import reference_models as models
 from fastnn.datasets import load_mnist
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

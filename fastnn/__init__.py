@@ -14,10 +14,13 @@ from fastnn.backend import (HAVE_EXT, HAVE_OPENMP, backend_of, cpu_info, get_num
                             set_num_threads)
 from fastnn.gradcheck import gradcheck, gradcheck_loss
 from fastnn.init import seed
-from fastnn.model import Sequential, load
-from fastnn.trainer import History, Trainer
+from fastnn.history import History
+from fastnn.io import load, save
+from fastnn.sequential import Sequential
+from fastnn.trainer import Trainer
 
 __version__ = "0.1.0"
 __all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of",
-           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers", "load", "losses", "naive", "ops",
-           "optim", "regularizers", "seed", "set_num_threads", "__version__"]
+           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers",
+           "load", "losses", "naive", "ops", "optim", "regularizers", "save", "seed",
+           "set_num_threads", "__version__"]

@@ -98,7 +98,7 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         if self.weights_only:
-            from fastnn import model as model_io
+            from fastnn import io as model_io
             model_io.save(self.trainer.model, path)
         else:
             self.trainer.save_checkpoint(path)

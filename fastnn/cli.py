@@ -78,7 +78,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    from fastnn.models import MODELS
+    from fastnn.reference_models import MODELS
     parser = argparse.ArgumentParser(prog="fastnn", description="fastnn: train networks on MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model on MNIST and report its test accuracy",
@@ -130,7 +130,7 @@ def cores():
 def train(args, stream=None):
     """Run `fastnn train` with parsed arguments; returns a dict of the results."""
     import fastnn
-    from fastnn import callbacks, models, optim
+    from fastnn import callbacks, optim, reference_models
     from fastnn.datasets import Compose, RandomRotation, RandomShift, load_mnist
     from fastnn.fit_inputs import split_validation
     out = stream or sys.stdout
@@ -161,7 +161,7 @@ def train(args, stream=None):
                                                             args.validation_split)
         except ValueError as exc:
             raise UsageError(f"argument --validation-split: {exc}") from None
-    model = models.get(args.model)
+    model = reference_models.get(args.model)
     opt = optim.get(args.optimizer, model, lr=args.lr)
     model.compile(loss="cross_entropy", optimizer=opt, seed=args.seed)
     model.to(args.device)

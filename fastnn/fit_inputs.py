@@ -9,7 +9,7 @@ import numpy as np
 from fastnn import losses as losses_mod
 from fastnn.datasets.loader import class_labels
 from fastnn.layers.activation import Softmax
-from fastnn.model import Sequential
+from fastnn.layers.container import Container
 
 
 def cast_input(model, x):
@@ -41,7 +41,7 @@ def logits_net(model, loss):
     if not isinstance(loss, losses_mod.SoftmaxCrossEntropy):
         return model
     last, depth = model, 0
-    while isinstance(last, Sequential) and len(last):
+    while _in_order(last) and len(last):
         last, depth = last[-1], depth + 1
     if not isinstance(last, Softmax):
         return model
@@ -53,6 +53,13 @@ def logits_net(model, loss):
     net = model[:-1]  # the same layers (a slice shares them) ...
     net.train(model.training)  # ... in the model's mode, which slicing reset
     return net
+
+
+def _in_order(layer):
+    """Whether layer is a container of layers run in order, indexed and sliced like a list (a
+    Sequential; this module imports no model class: fastnn.sequential sits above the trainer)."""
+    return isinstance(layer, Container) and hasattr(layer, "__len__") and \
+        hasattr(layer, "__getitem__")
 
 
 def split_validation(x, y, fraction, owner="fit"):

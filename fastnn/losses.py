@@ -117,7 +117,7 @@ class SoftmaxCrossEntropy(Loss):
         if not hasattr(labels, "shape"):
             labels = np.asarray(labels)
         if labels.ndim == 2:  # one-hot rows -> class indices
-            if not isinstance(labels, np.ndarray):
+            if backend_of(labels).host_array(labels) is None:
                 raise TypeError(f"{owner}: one-hot labels must be a numpy array; on a device "
                                 "pass int64 class indices")
             if tuple(labels.shape) != (n, c):
@@ -130,7 +130,7 @@ class SoftmaxCrossEntropy(Loss):
         if labels.dtype.kind not in "iu":
             raise TypeError(f"{owner}: expected integer class labels, got dtype {labels.dtype}")
         if labels.dtype != np.int64 or not is_c_contiguous(labels):
-            if not isinstance(labels, np.ndarray):
+            if backend_of(labels).host_array(labels) is None:  # no per-step round trip
                 raise TypeError(f"{owner}: expected device labels as a contiguous int64 array, "
                                 f"got {labels.dtype}")
             labels = np.ascontiguousarray(labels, dtype=np.int64)
@@ -160,7 +160,7 @@ class MeanSquaredError(Loss):
             else:
                 raise ValueError(f"{owner}: expected targets of shape {y.shape}, got {t.shape}")
         if t.dtype != y.dtype:
-            if not isinstance(t, np.ndarray):
+            if backend_of(t).host_array(t) is None:
                 raise TypeError(f"{owner}: expected {y.dtype} targets, got {t.dtype}")
             t = t.astype(y.dtype)
         diff = self._buffer("diff", y.shape, y.dtype, y)

@@ -1,4 +1,5 @@
-"""The training loop: Trainer (and model.compile / fit / evaluate / predict built on it).
+"""The training loop: Trainer (model.compile / fit / evaluate / predict hand over to it:
+fastnn.fit_methods). It trains any model and imports no model class.
 
     model.compile(loss="cross_entropy", optimizer=fastnn.optim.Adam(model, lr=1e-3))
     history = model.fit(x, y, epochs=3, batch_size=100, validation_split=0.1,
@@ -11,31 +12,20 @@ Dropout/DropConnect layer's, the data loader's): fit(..., resume_from=path) cont
 where the run stopped, bit for bit like a run that never stopped.
 """
 import time
-import warnings
 
 import numpy as np
 
-from fastnn import fit_inputs, init as initializers, losses as losses_mod, model as model_io
+from fastnn import fit_inputs, init as initializers, io as model_io, losses as losses_mod, optim
+from fastnn.backend import backend_of, cpu
 from fastnn.datasets.loader import DataLoader
 from fastnn.fit_inputs import cast_input
+from fastnn.history import METRICS, History, Tally, accuracy
 from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
 
 
-def accuracy(pred, y):
-    """The fraction of rows whose largest output is the label (or the one-hot's 1)."""
-    labels = y if y.ndim == 1 else np.argmax(y, axis=1)
-    return float(np.mean(np.argmax(pred, axis=1) == labels))
-
-
-# the names Keras users write for it too (the log key is the name given)
-METRICS = {"accuracy": accuracy, "acc": accuracy, "categorical_accuracy": accuracy,
-           "sparse_categorical_accuracy": accuracy}
-
-
 def model_backend(model):
     """The backend holding the model's parameters (the CPU for a model without any)."""
-    from fastnn.backend import backend_of, cpu
     params = list(model.named_parameters())
     return backend_of(params[0][1]) if params else cpu
 
@@ -57,113 +47,8 @@ def predict(model, x, batch_size=256):
     return np.concatenate(outs)
 
 
-class History:
-    """Per-epoch logs: history.history["loss"], ["val_accuracy"], ... and history.epoch."""
-
-    def __init__(self):
-        self.history, self.epoch = {}, []
-
-    def append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
-
-    def to_dict(self):
-        return {"epoch": list(self.epoch), **{k: list(v) for k, v in self.history.items()}}
-
-    @classmethod
-    def from_dict(cls, d):
-        h = cls()
-        h.epoch = list(d.get("epoch", []))
-        h.history = {k: list(v) for k, v in d.items() if k != "epoch"}
-        return h
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
-class _StepGraphs:
-    """A training step's forward, loss and backward, captured once per batch shape as a CUDA
-    graph and replayed for every later batch of that shape: one launch instead of one per
-    kernel (each costs tens of microseconds of Python and driver time, which is most of a
-    small step on a GPU). The optimizer's update stays outside (one launch; its scalars,
-    Adam's bias corrections, change every step).
-
-    A shape's first step runs as usual (it compiles the kernels and allocates every buffer);
-    the second is captured, reading its batch from input buffers of the graph's own that each
-    replay first copies the batch into. The capture is keyed on what the recorded kernels
-    bake in: the batch's shape and dtype, train/eval mode, and each parameter's arrays,
-    trainability and regularization strength; and it is dropped once the backend has made
-    any array since (the buffers it uses might have been replaced). Models
-    that draw random numbers on the host each step (Dropout, DropConnect) and losses that
-    return a value per step are not captured. A capture that fails (an op that cannot be
-    captured) warns once and the trainer goes on without graphs."""
-
-    def __init__(self, trainer, B):
-        self.trainer, self.B = trainer, B
-        self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
-        self.staging = {}  # (shape, dtype) -> the input buffer graphs of that shape read
-
-    def _input(self, a):
-        """The graphs' input buffer for arrays like a, made once (a recapture reuses it)."""
-        key = (tuple(a.shape), str(a.dtype))
-        buf = self.staging.get(key)
-        if buf is None:
-            buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
-        return buf
-
-    @staticmethod
-    def usable(trainer, B):
-        return bool(getattr(B, "graphs", False)) and trainer.loss.accumulates and \
-            not _stochastic_layers(trainer.model)
-
-    def _key(self, xb, yb):
-        t = self.trainer
-        params = tuple((id(ref[1]), id(ref[2]), ref.trainable,
-                        getattr(ref.layer.penalties.get(ref.key) if ref.layer is not None
-                                else None, "lam", None))
-                       for ref in t.optimizer.params)
-        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
-                t.model.training, params)
-
-    def run(self, xb, yb, tally):
-        """Run the step's forward, loss and backward as a graph; False where the caller must
-        run them itself (a shape's first step, or graphs turned off by a failed capture)."""
-        B, t = self.B, self.trainer
-        key, entry = self._key(xb, yb), self.entry
-        if entry is None or entry["key"] != key or (
-                entry["graph"] is not None and B.allocation_count() != entry["allocations"]):
-            # a new shape, or arrays made since the capture: a layer may have replaced a
-            # buffer the graph writes (another batch size, an evaluation ran between). This
-            # step runs as usual and (re)makes the buffers; the next one is captured.
-            self.entry = {"key": key, "graph": None}
-            return False
-        tally.ensure_totals(xb.dtype)  # outside the graph: zeroing it must not be replayed
-        x_in, y_in = entry.get("inputs") or (self._input(xb), self._input(yb))
-        B.copy(xb, x_in)
-        B.copy(yb, y_in)
-        if entry["graph"] is None:
-            saved = (tally.pending, tally.steps, t.loss.steps)
-            try:
-                graph = B.capture(lambda: t._forward_backward(x_in, y_in, tally))
-            except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
-                tally.pending, tally.steps, t.loss.steps = saved
-                t.cuda_graphs = False
-                t._graphs = None
-                warnings.warn(f"fastnn: the training step could not be captured as a CUDA "
-                              f"graph ({type(exc).__name__}: {exc}); training goes on one "
-                              "kernel launch at a time", RuntimeWarning, stacklevel=3)
-                return False
-            entry.update(graph=graph, inputs=(x_in, y_in), allocations=B.allocation_count())
-            graph.replay()  # the captured step has not run yet
-            return True
-        t.loss.count_step()  # the host side of the step: the loss's and the tally's counts
-        tally.count(xb.shape[0])
-        entry["graph"].replay()
-        return True
-
-
 def _stochastic_layers(model):
+    """The layers that draw random numbers on the host (Dropout, DropConnect: an `rng`)."""
     out = []
     if hasattr(model, "rng"):
         out.append(model)
@@ -172,82 +57,45 @@ def _stochastic_layers(model):
     return out
 
 
-class _Tally:
-    """The running loss and accuracy of an epoch (or an evaluation).
+class _TrainStep:
+    """One training step's forward, loss and backward (not the optimizer's update), in the
+    form a backend's step runner takes (fastnn.backend.graphs): the trainer never sees a
+    graph, and a backend without graphs simply calls the step."""
 
-    Losses that can (SoftmaxCrossEntropy) add each batch's summed loss and correct count to a
-    2-element array on the model's device: a step then reads nothing back, and read() brings
-    the sums over (every sync_every steps). Other losses give a float per step, and the
-    accuracy is counted on the host. read() checks for NaN/Inf over the steps since the last
-    read and returns the logs: the mean loss so far, regularization penalty included (each
-    step's for a float-per-step loss; for summing ones, the penalty of the parameters as
-    they are at the read, computed once per read), and the metrics."""
+    def __init__(self, trainer, tally):
+        self.trainer, self.tally = trainer, tally
 
-    def __init__(self, trainer, B, loss=None):
-        self.trainer, self.B = trainer, B
-        self.loss = loss or trainer.loss
-        self.metrics = trainer.metrics
-        self.fused = self.loss.accumulates
-        self.totals = None
-        self.loss_sum = self.correct = 0.0
-        self.seen = self.pending = self.steps = 0
+    def __call__(self, xb, yb):
+        net = self.trainer.net
+        self.tally.add(net.forward(xb), yb)
+        net.backward(self.trainer.loss.backward(), need_dx=False)
 
-    def ensure_totals(self, dtype):
-        if self.totals is None:
-            self.totals = self.trainer._totals(self.B, dtype)
-        return self.totals
+    def key(self, xb, yb):
+        """What a captured step bakes in: the batch's shape and dtype, train/eval mode, and
+        each parameter's binding (its version: arrays, trainability, penalty) and its
+        penalty's strength (a regularizer's lam may change in place)."""
+        t = self.trainer
+        params = tuple((p.version, getattr(p.penalty, "lam", None))
+                       for p in t.optimizer.params)
+        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
+                t.model.training, params)
 
-    def add(self, out, yb):
-        n = out.shape[0]
-        if self.fused:
-            self.loss.forward(out, yb, totals=self.ensure_totals(out.dtype))
-        else:
-            try:
-                value = self.loss.forward(out, yb)  # the step's penalty included
-            except FloatingPointError as exc:
-                raise FloatingPointError(f"{exc} (training step {self.trainer.step}, epoch "
-                                         f"{self.trainer.epoch + 1})") from None
-            self.loss_sum += value * n
-            if self.metrics:
-                self.correct += accuracy(self.B.to_host(out), self.B.to_host(yb)) * n
-        self.count(n)
+    def prepare(self, xb, yb):
+        self.tally.ensure_totals(xb.dtype)
+
+    def host_state(self):
+        return self.tally.pending, self.tally.steps, self.trainer.loss.steps
+
+    def restore(self, state):
+        self.tally.pending, self.tally.steps, self.trainer.loss.steps = state
 
     def count(self, n):
-        """Host bookkeeping of a step of n samples (all that a replayed graph step needs)."""
-        self.pending += n
-        self.steps += 1
-
-    def read(self):
-        if self.fused and self.pending:
-            loss_sum, correct = (float(v) for v in self.B.to_host(self.totals))
-            self.B.fill(self.totals, 0)
-            if not np.isfinite(loss_sum):
-                self._diverged(loss_sum)
-            self.loss_sum += loss_sum
-            self.correct += correct
-        self.seen += self.pending
-        self.pending = self.steps = 0
-        mean = self.loss_sum / max(self.seen, 1)
-        if self.fused and self.loss.regularization is not None:
-            mean += self.loss.regularization.penalty()  # once per read, not per step
-        logs = {"loss": mean}
-        logs.update({m: self.correct / max(self.seen, 1) for m in self.metrics})
-        return logs
-
-    def _diverged(self, value):
-        def steps(last):  # the steps since the last read, as the loss or the trainer counts
-            first = last - self.steps + 1
-            return f"step {last}" if first == last else f"one of steps {first}-{last}"
-        raise FloatingPointError(
-            f"{type(self.loss).__name__}: the loss is {'nan' if np.isnan(value) else 'inf'} at "
-            f"{steps(self.loss.steps)}; lower the learning rate, check the inputs for NaN/Inf, "
-            f"or add gradient-friendly normalisation (BatchNorm) (training "
-            f"{steps(self.trainer.step)}, epoch {self.trainer.epoch + 1})")
+        self.trainer.loss.count_step()
+        self.tally.count(n)
 
 
 class Trainer:
     def __init__(self, model, loss, optimizer, metrics=("accuracy",), seed=None):
-        from fastnn import optim
         self.model = model
         self.loss = losses_mod.get(loss)
         if self.loss.regularization is None and model.penalty() != 0:
@@ -270,12 +118,11 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.loader = None
-        self._totals_arrays = {}  # (backend, dtype) -> the device array _Tally sums into
-        # On a GPU, replay each step's forward and backward from a captured CUDA graph (see
-        # _StepGraphs); False runs every kernel from Python (the results are the same bits).
+        self._totals_arrays = {}  # (backend, dtype) -> the device array Tally sums into
+        # On a GPU, replay each step's forward and backward from a captured CUDA graph (the
+        # backend's step runner); False runs every kernel from Python (the same bits).
         self.cuda_graphs = True
-        self._graphs = None          # the _StepGraphs of _graphs_backend (None: not usable)
-        self._graphs_backend = None
+        self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
 
     def _totals(self, B, dtype):
         """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
@@ -290,29 +137,35 @@ class Trainer:
         """Forward, loss, backward and one optimizer update on a batch that lives where the
         model does; returns the loss value (read back from the device: the fit loop reads
         only every sync_every steps)."""
-        tally = _Tally(self, model_backend(self.model))
+        tally = Tally(self, model_backend(self.model))
         self._step(xb, yb, tally)
         return tally.read()["loss"]
 
     def _step(self, xb, yb, tally):
         self.step += 1
-        graphs = self._step_graphs(tally.B) if self.cuda_graphs else None
-        if graphs is None or not graphs.run(xb, yb, tally):
-            self._forward_backward(xb, yb, tally)
+        step = _TrainStep(self, tally)
+        if not self.cuda_graphs:
+            step(xb, yb)
+        else:
+            runner = self._step_runner(tally.B)
+            runner.run(step, xb, yb)
+            if runner.failed:  # a capture failed (the runner warned): launches from now on
+                self.cuda_graphs = False
         self.optimizer.step()
 
-    def _step_graphs(self, B):
-        """The step graphs on backend B, None where B, the loss or the model cannot use them:
-        decided once per backend, not every step (it walks the model's layers)."""
-        if self._graphs_backend is not B:
-            self._graphs_backend = B
-            self._graphs = _StepGraphs(self, B) if _StepGraphs.usable(self, B) else None
-        return self._graphs
+    def step_replayable(self):
+        """Whether a step could be replayed from a recording: its loss sums on the device
+        (no value per step) and no layer draws random numbers on the host each step."""
+        return self.loss.accumulates and not _stochastic_layers(self.model)
 
-    def _forward_backward(self, xb, yb, tally):
-        net = self.net
-        tally.add(net.forward(xb), yb)
-        net.backward(self.loss.backward(), need_dx=False)
+    def _step_runner(self, B):
+        """What runs steps on backend B (Backend.step_runner: eagerly on the CPU, captured and
+        replayed where B has graphs): asked once per backend, not every step (whether the
+        step is replayable walks the model's layers)."""
+        if self._runner_backend is not B:
+            self._runner = B.step_runner(replayable=self.step_replayable())
+            self._runner_backend = B
+        return self._runner
 
     @property
     def net(self):
@@ -363,7 +216,7 @@ class Trainer:
                                  transform=transform, reuse_buffers=True,
                                  device=B.name if transform is None else None)
         if sync_every is None:
-            sync_every = 1 if B.name == "cpu" else 50
+            sync_every = B.default_sync_every()
         if not isinstance(sync_every, int) or sync_every < 1:
             raise ValueError(f"fit: expected sync_every as a positive int, got {sync_every!r}")
         self.sync_every = sync_every
@@ -395,10 +248,10 @@ class Trainer:
         progress = Progress(self.epoch + 1, epochs, len(self.loader.x), verbose, stream)
         start = time.perf_counter()
         B = model_backend(self.model)
-        tally = _Tally(self, B)
+        tally = Tally(self, B)
         last = len(self.loader) - 1
         for i, (xb, yb) in enumerate(self.loader):
-            if self.loader.device is None:  # a host batch (augmented, or a CPU model)
+            if B.host_array(xb) is not None:  # a host batch (augmented, or a CPU model)
                 xb, yb = B.from_host(xb), B.from_host(yb)
             self._step(xb, yb, tally)
             if tally.steps >= self.sync_every or i == last:
@@ -429,13 +282,13 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         B = model_backend(self.model)
-        tally = _Tally(self, B, type(self.loss)())  # no regularization term: the data loss
+        tally = Tally(self, B, type(self.loss)())  # no regularization term: the data loss
         # on a GPU the data goes over once and the batches are views of it
         loader = DataLoader(x, y, batch_size, shuffle=False, seed=self.rng, reuse_buffers=True,
                             device=B.name)  # in order: it draws nothing from self.rng
         try:
             for xb, yb in loader:
-                if loader.device is None:
+                if B.host_array(xb) is not None:
                     xb, yb = B.from_host(xb), B.from_host(yb)
                 tally.add(self.net.forward(xb), yb)
         finally:
@@ -478,4 +331,4 @@ class Trainer:
         return self
 
 
-__all__ = ["History", "Trainer", "accuracy"]
+__all__ = ["History", "METRICS", "Trainer", "accuracy", "predict"]

@@ -59,7 +59,7 @@ def test_bad_out_and_resume_files_are_one_argparse_line(capsys, tmp_path, mnist_
         f"argument --out: '{a_file}' is a file; expected a folder for the run's history, "
         "checkpoint, model and plots")
     # a checkpoint of another architecture
-    mlp = fastnn.models.get("mlp").compile("cross_entropy", "adam")
+    mlp = fastnn.reference_models.get("mlp").compile("cross_entropy", "adam")
     ckpt = tmp_path / "mlp.npz"
     mlp.trainer.save_checkpoint(ckpt)
     message = _usage_error(capsys, ["--model", "simple-cnn", "--resume", str(ckpt),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import runnable_variants, using
 from test_conv_direct import _close, _operands
 
-from fastnn import _cpu_conv, convolution, models, naive, ops
+from fastnn import _cpu_conv, convolution, naive, ops, reference_models as models
 from fastnn.backend import cpu
 from fastnn.gradcheck import numerical_gradient
 

@@ -595,7 +595,7 @@ def test_launches_per_training_step(monkeypatch):
     and nothing is copied or allocated. The trainer's loader adds nothing per step (it gathers
     each epoch at its start: tests the device loader)."""
     import fastnn
-    from fastnn import models
+    from fastnn import reference_models as models
     be = cuda_backend.backend
     stubbed = []
 
@@ -631,7 +631,7 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
     if not B.graphs:
         pytest.skip("CUDA graphs need a real GPU with CuPy")
     import fastnn
-    from fastnn import models
+    from fastnn import reference_models as models
     be = cuda_backend.backend
     replays = []
     replay = be._Graph.replay
@@ -701,3 +701,23 @@ def test_a_state_dict_loads_into_a_model_on_the_device_in_place():
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, saved[name], err_msg=name)
     assert not opt._watch.changed  # nothing moved: the optimizer's plan stands
+
+
+def test_device_questions_the_trainer_and_losses_ask_the_backend():
+    """The device-neutral modules ask the backend: whether an array is a host array (losses
+    convert those with numpy, and refuse device arrays that would need a round trip per
+    step), how often fit reads the loss back, and what runs a step (without CuPy: eagerly)."""
+    from fastnn import losses
+    from fastnn.backend.graphs import EAGER
+    labels = np.array([0, 2, 1], np.int32)
+    assert cpu.host_array(labels) is labels and B.host_array(D(labels)) is None
+    assert (cpu.default_sync_every(), B.default_sync_every()) == (1, 50)
+    if not B.graphs:
+        assert B.step_runner(True) is EAGER
+    logits = D(_rand((3, 4)))
+    with pytest.raises(TypeError, match="expected device labels as a contiguous int64"):
+        losses.SoftmaxCrossEntropy().forward(logits, D(labels))
+    with pytest.raises(TypeError, match="one-hot labels must be a numpy array"):
+        losses.SoftmaxCrossEntropy().forward(logits, D(np.eye(4, dtype=F32)[[0, 2, 1]]))
+    with pytest.raises(TypeError, match="expected float32 targets"):
+        losses.MeanSquaredError().forward(logits, D(np.zeros((3, 4), np.float64)))

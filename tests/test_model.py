@@ -334,3 +334,55 @@ def test_a_writer_killed_during_save_leaves_no_temporary_file_for_good(tmp_path)
     _cnn().save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", live.name, other.name])
     fastnn.load(path)
+
+
+def test_fusion_patterns_live_in_one_table_and_a_changed_subclass_runs_on_its_own():
+    """fastnn.fusion's table is matched once, as the model is built; a subclass that keeps
+    the methods a fused pass stands in for is fused like its class, one that changes its
+    forward (or backward) runs on its own and computes what it says."""
+    from fastnn import fusion
+
+    class PlainReLU(ReLU):
+        pass
+
+    class ShiftedReLU(ReLU):  # max(x, 0) + 1: a fused max(., 0) would drop the + 1
+        def _compute(self, B, x, y):
+            super()._compute(B, x, y)
+            y += 1
+
+    class NoisyDense(Dense):
+        def _forward(self, x, relu=False):
+            return super()._forward(x, relu=False) * 2
+
+    class PlainPool(MaxPool2D):
+        pass
+
+    def build(relu, dense=Dense, pool=MaxPool2D):
+        fastnn.seed(4)
+        return fastnn.Sequential([Conv2D(2, 3, 3, pad=1), relu(), pool(2), Flatten(),
+                                  dense(3 * 4 * 4, 5), relu()])
+    model = build(ReLU)
+    conv_relu, relu_pool = fusion.FORWARD[0], fusion.BACKWARD[0]
+    assert model._fusion.forward == {0: conv_relu, 4: conv_relu}
+    assert model._fusion.backward == {1: relu_pool}
+    assert build(PlainReLU, pool=PlainPool)._fusion == model._fusion
+    assert build(ShiftedReLU)._fusion == ({}, {})
+    assert build(ReLU, dense=NoisyDense)._fusion.forward == {0: conv_relu}
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 8)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    for relu, dense in ((ShiftedReLU, Dense), (ReLU, NoisyDense), (PlainReLU, Dense)):
+        fused, apart = build(relu, dense), build(relu, dense)
+        y = fused.forward(x).copy()
+        dx = fused.backward(dy).copy()
+        h = x
+        for layer in apart:
+            h = layer.forward(h)
+        g = dy
+        for layer in reversed(list(apart)):
+            g = layer.backward(g)
+        np.testing.assert_array_equal(y, h)
+        np.testing.assert_array_equal(dx, g)
+    assert (build(ShiftedReLU).forward(x) >= 1).all()  # its own forward ran
+    # the plan follows add(), and a slice makes its own
+    model.add(ReLU())
+    assert 5 not in model._fusion.forward and model[:3]._fusion.backward == {1: relu_pool}

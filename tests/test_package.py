@@ -165,3 +165,111 @@ def test_every_subpackage_is_listed_for_the_wheel():
     found = {".".join(p.parent.relative_to(root).parts)
              for p in (root / "fastnn").rglob("__init__.py")}
     assert found == listed
+
+
+def _module_imports():
+    """{module: the fastnn modules it imports} for every module under fastnn/, read from its
+    source (ast), with the imports inside functions (lazy ones) counted too. `from pkg import
+    name` is an import of pkg.name where that is a module, else of pkg; a name a package does
+    not define in Python (a compiled extension: fastnn._cpu_conv) is a leaf."""
+    import ast
+    import pathlib
+    root = pathlib.Path(fastnn.__file__).parent
+    files = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        files[".".join(parts)] = path
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in files.items()}
+
+    def defined(package):  # the names a package's __init__ binds at its top level
+        names = set()
+        for node in ast.walk(trees[package]):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        return names
+
+    def enclosing(name):  # the longest prefix of a dotted name that is one of our modules
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, tree in trees.items():
+        package = name if files[name].name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(enclosing(a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from . import x, from ..layers import y
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                for a in node.names:
+                    if f"{base}.{a.name}" in files:
+                        found.add(f"{base}.{a.name}")
+                    elif base in files and not (files[base].name == "__init__.py"
+                                                and a.name not in defined(base)):
+                        found.add(base)
+        found.discard(None)
+        found.discard(name)
+        graph[name] = found
+    return graph
+
+
+def _cycle(graph):
+    """One import cycle of graph as a list [a, b, ..., a], or None (a depth-first search)."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = "done"
+        stack.pop()
+        return None
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_two_modules_import_each_other():
+    """The modules under fastnn/ import one another one way only, lazy imports included:
+    no module reaches itself through the imports it makes."""
+    graph = _module_imports()
+    assert "fastnn.sequential" in graph and "fastnn.layers.conv" in graph  # it read them
+    assert graph["fastnn.fit_methods"] >= {"fastnn.trainer"}  # lazy and top-level alike
+    cycle = _cycle(graph)
+    assert cycle is None, "an import cycle: " + " -> ".join(cycle)
+    # the check finds a cycle where there is one, lazy or not
+    assert _cycle({**graph, "fastnn.trainer": graph["fastnn.trainer"] | {"fastnn.sequential"}})
+    # the model classes sit above the trainer: it imports none of them
+    assert not graph["fastnn.trainer"] & {"fastnn.sequential", "fastnn.fit_methods",
+                                          "fastnn.model", "fastnn.models"}
+
+
+def test_old_module_names_still_import():
+    """fastnn.model (Sequential and the file format, now fastnn.sequential and fastnn.io) and
+    fastnn.models (now fastnn.reference_models) stay importable for code written before."""
+    from fastnn import io, model, models, reference_models, sequential
+    assert model.Sequential is sequential.Sequential is fastnn.Sequential
+    assert model.load is io.load is fastnn.load and model.save is io.save is fastnn.save
+    assert (model.pack, model.read, model.unpack) == (io.pack, io.read, io.unpack)
+    assert models.get is reference_models.get and models.MODELS is reference_models.MODELS
+    from fastnn import trainer
+    assert trainer.History is fastnn.History and "accuracy" in trainer.METRICS

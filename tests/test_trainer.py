@@ -189,7 +189,7 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
     graphs, to the same bits as a run that never tried (the CPU stands in for a GPU here:
     replays themselves are checked on a real one in tests/test_cuda.py)."""
     from fastnn.backend import cpu
-    from fastnn.trainer import _StepGraphs
+    from fastnn.backend.graphs import EAGER, GraphedSteps
     x, y = _blobs(250)
     tries = []
 
@@ -223,24 +223,27 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
         m.setattr(cpu, "graphs", True, raising=False)
         model = _model()
         model.compile("cross_entropy", "adam")
-        assert not _StepGraphs.usable(model.trainer, cpu)
+        assert not model.trainer.step_replayable()
+        assert cpu.step_runner(model.trainer.step_replayable()) is EAGER
         model.trainer.model = fastnn.Sequential([Flatten(), Dense(32, 3)])
-        assert _StepGraphs.usable(model.trainer, cpu)
+        assert model.trainer.step_replayable()
+        assert isinstance(cpu.step_runner(model.trainer.step_replayable()), GraphedSteps)
+    assert cpu.step_runner(True) is EAGER  # without graphs the CPU simply runs the step
 
 
 def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypatch):
     """Whether a step can be a graph is decided once per backend (not a walk over the model
     every step), and trainer.cuda_graphs = False stops replays even after graphs were made."""
     from fastnn.backend import cpu
-    from fastnn.trainer import _StepGraphs
+    from fastnn.backend.graphs import GraphedSteps
     x, y = _blobs(200)
     checks, runs = [], []
-    real_usable = _StepGraphs.usable
+    real_runner = cpu.step_runner
     monkeypatch.setattr(cpu, "graphs", True, raising=False)
-    monkeypatch.setattr(_StepGraphs, "usable",
-                        staticmethod(lambda t, B: checks.append(B) or real_usable(t, B)))
-    monkeypatch.setattr(_StepGraphs, "run",
-                        lambda self, xb, yb, tally: runs.append(1) and False)
+    monkeypatch.setattr(cpu, "step_runner",
+                        lambda replayable=True: checks.append(cpu) or real_runner(replayable))
+    monkeypatch.setattr(GraphedSteps, "run",
+                        lambda self, step, xb, yb: runs.append(1) or step(xb, yb))
     fastnn.seed(0)
     model = fastnn.Sequential([Flatten(), Dense(32, 3)])
     model.compile("cross_entropy", "adam")
@@ -384,3 +387,87 @@ def test_checkpoint_paths_take_the_epoch_and_the_logs(tmp_path):
     assert names == [f"ckpt-{e + 1:02d}-{a:.2f}.npz"
                      for e, a in enumerate(history.history["val_accuracy"])]
     assert saver.last_saved == (str(tmp_path / names[-1]), 2)
+
+
+def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
+    """fastnn.backend.graphs on a stand-in backend and step (what a GPU does cannot run here):
+    a key's first step runs as written, its second is captured (the step's host side runs
+    once, in the capture) and replayed, later ones are replays with the host side counted;
+    a new key or an array made since the capture starts over; a failed capture puts the host
+    side back, warns once and leaves every later step to run as written."""
+    import warnings
+    from fastnn.backend.graphs import GraphedSteps
+
+    class Backend:
+        def __init__(self):
+            self.made, self.log = 0, []
+
+        def empty(self, shape, dtype):
+            self.made += 1
+            return np.empty(shape, dtype)
+
+        def allocation_count(self):
+            return self.made
+
+        def copy(self, a, out):
+            out[...] = a
+            return out
+
+        def capture(self, fn):
+            self.log.append("capture")
+            fn()
+            return type("Graph", (), {"replay": lambda g: self.log.append("replay")})()
+
+    class Step:
+        def __init__(self, B):
+            self.B, self.ran, self.counted, self.host = B, [], [], 0
+
+        def __call__(self, xb, yb):
+            self.ran.append(xb)
+            self.host += 1
+
+        def key(self, xb, yb):
+            return xb.shape
+
+        def prepare(self, xb, yb):
+            self.B.log.append("prepare")
+
+        def host_state(self):
+            return self.host
+
+        def restore(self, state):
+            self.host = state
+
+        def count(self, n):
+            self.counted.append(n)
+            self.host += 1
+
+    B = Backend()
+    step, runner = Step(B), GraphedSteps(B)
+    xs = [np.full((2, 3), i, np.float32) for i in range(4)]
+    y = np.zeros(2, np.int64)
+    for x in xs[:3]:
+        runner.run(step, x, y)
+    assert step.ran[0] is xs[0] and len(step.ran) == 2  # run as written, then in the capture
+    # the capture read the graph's input buffer, which the replay of step 3 refilled
+    assert step.ran[1] is not xs[1] and (step.ran[1] == 2).all()
+    assert B.log == ["prepare", "capture", "replay", "prepare", "replay"]
+    assert step.counted == [2] and step.host == 3  # one host side per step
+    runner.run(step, np.zeros((5, 3), np.float32), y)  # a new key: runs as written
+    assert len(step.ran) == 3 and B.log[-1] == "replay"
+    B.made += 1  # an array made since: the graph is dropped, not replayed
+    runner.run(step, xs[3], y)
+    assert len(step.ran) == 4 and step.ran[-1] is xs[3]
+
+    def fail(fn):
+        fn()
+        raise RuntimeError("operation not permitted when stream is capturing")
+    B.capture = fail
+    host = step.host
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        runner.run(step, xs[3], y)  # the capture fails: host side put back, then run as written
+    assert runner.failed and step.host == host + 1 and step.ran[-1] is xs[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.run(step, xs[3], y)
+    assert step.host == host + 2 and step.ran[-1] is xs[3]

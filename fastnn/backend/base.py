@@ -246,3 +246,24 @@ class Backend:
     def add_penalty_grad(self, kind, p, g, lam):
         """g += lam * p (kind "l2") or lam * sign(p) (kind "l1"), in place."""
         raise NotImplementedError
+
+    # -- What the device-neutral modules ask a backend (trainer, losses): appended for issue
+    # 15 by the house-layout change; capture and replay live in fastnn/backend/graphs.py ------
+    def step_runner(self, replayable=True):
+        """What runs a training step on this backend: an object with run(step, xb, yb) and
+        `failed` (fastnn.backend.graphs). Where this backend can capture graphs (graphs is
+        true: CUDA with CuPy) and the step is replayable, it captures the step once per batch
+        shape and replays it; elsewhere (the CPU) each step simply runs."""
+        from fastnn.backend import graphs
+        return graphs.GraphedSteps(self) if self.graphs and replayable else graphs.EAGER
+
+    def host_array(self, a):
+        """a itself where it is a host (numpy) array, which code may convert with numpy; None
+        where it lives on a device (a conversion there would cost a host round trip)."""
+        import numpy as np
+        return a if isinstance(a, np.ndarray) else None
+
+    def default_sync_every(self):
+        """How many training steps the trainer runs between reads of the loss it sums on the
+        backend (Trainer.fit's sync_every): every step where a read costs nothing (the host)."""
+        return 1

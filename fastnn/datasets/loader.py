@@ -68,9 +68,9 @@ class DataLoader:
         self._data = (B.from_host(x), B.from_host(class_labels(y) if B.name != "cpu" else y))
 
     @property
-    def device(self):
-        """The backend holding the data set (batches are cut there), or None: on the host."""
-        return None if self._backend.name == "cpu" else self._backend
+    def backend(self):
+        """The backend holding the data set, where the batches are cut (the CPU: on the host)."""
+        return self._backend
 
     def __len__(self):
         n = len(self.x)
@@ -79,7 +79,7 @@ class DataLoader:
     def __iter__(self):
         B, bs, n = self._backend, self.batch_size, len(self.x)
         epoch = None  # the epoch's samples in order, when the batches are views of them
-        gather_epoch = self.reuse_buffers and self.device is not None
+        gather_epoch = self.reuse_buffers and B.name != "cpu"
         if gather_epoch and not self.shuffle:
             epoch = self._data  # in order, the data set is the epoch
         else:

@@ -24,7 +24,7 @@ import fastnn
 from fastnn import layers as core
 from fastnn.keras import callbacks as callbacks_mod, losses, optimizers
 from fastnn.keras.layers import InputLayer, Layer, display_shape
-from fastnn.model import summary_table
+from fastnn.sequential import summary_table
 from fastnn.progress import format_logs
 from fastnn.trainer import predict as core_predict
 

@@ -30,7 +30,7 @@ class Conv2D(Layer):
                            penalty=regularizer)
         self.add_parameter("b", initializers.make("zeros", (self.out_channels,), 1, dtype))
 
-    fuses_relu = True
+    fuses_relu = True  # _forward takes relu=: fastnn.fusion's conv/dense + ReLU pattern
 
     def _forward(self, x, relu=False):
         self._check_input(x, (4,), self.in_channels)

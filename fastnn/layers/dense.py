@@ -27,7 +27,7 @@ class Dense(Layer):
         if bias:
             self.add_parameter("b", initializers.make("zeros", (self.out_features,), 1, dtype))
 
-    fuses_relu = True
+    fuses_relu = True  # _forward takes relu=: fastnn.fusion's conv/dense + ReLU pattern
 
     def _forward(self, x, relu=False):
         self._check_input(x, (2,), self.in_features)

@@ -57,7 +57,7 @@ class MaxPool2D(_Pool2D):
 
     def backward_through(self, relu, dy):
         """relu.backward(self.backward(dy)) in one pass, when this pool's last input was the
-        ReLU's last output (Sequential calls it for ReLU -> MaxPool2D): a window's gradient
+        ReLU's last output (fastnn.fusion's ReLU + max pool pattern): a window's gradient
         is kept only where its maximum, the winning pixel's ReLU output, is > 0."""
         if not (self.__dict__.get("_ready") and self._cache[0] is relu._cache):
             return relu.backward(self.backward(dy))

@@ -628,3 +628,6 @@ class CUDABackend(Backend):
             _launch(K.add_l1, p.size, pf, gf, self._c(p, lam), self._c(p, 0))
         else:
             raise ValueError(f"add_penalty_grad: expected kind 'l1' or 'l2', got {kind!r}")
+
+    def default_sync_every(self):  # appended (issue 15, see Backend.default_sync_every)
+        return 50  # a read waits for the GPU to finish the queued steps: not every step
