@@ -25,16 +25,21 @@ def _qualified(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _is_layer(v):
+    """Whether v is a layer: every Layer subclass registers itself here (layers/base.py
+    imports this module, so it cannot import Layer back)."""
+    return _REGISTRY.get(type(v).__name__) is type(v)
+
+
 def describe_value(v):
     """A layer constructor argument as JSON-able config (None for things that cannot be)."""
-    from fastnn.layers.base import Layer  # base imports this module: no circle at import
-    if isinstance(v, Layer):
+    if _is_layer(v):
         return {"__layer__": v.get_config()}
     if isinstance(v, (list, tuple)):
-        if v and all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Layer)
+        if v and all(isinstance(item, tuple) and len(item) == 2 and _is_layer(item[1])
                      for item in v):
             return {"__named_layers__": [[n, layer.get_config()] for n, layer in v]}
-        if all(isinstance(item, Layer) for item in v) and v:
+        if all(_is_layer(item) for item in v) and v:
             return {"__layers__": [item.get_config() for item in v]}
         return [describe_value(item) for item in v]
     if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
