@@ -16,6 +16,8 @@ _MAX_PLANE = 2**31 - 1  # so that an int32 index can address every pixel of a pl
 
 def pair(value, what, op):
     """An int or an (h, w) pair of ints -> (h, w)."""
+    if type(value) is int:  # the common case, without the ABC check below (every op pays it)
+        return value, value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
@@ -101,7 +103,7 @@ def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None, device=None):
         if device:
             raise _kind_error(op, name, a, True)
         contiguous = a.flags.c_contiguous
-    elif is_device_array(a) and device is not False:
+    elif (_DEVICE_TYPES.get(type(a)) or is_device_array(a)) and device is not False:
         contiguous = None  # asked below, after the cheaper checks
     else:
         raise _kind_error(op, name, a, device)
@@ -136,14 +138,16 @@ def channels(op, name, a, device=None):
 
 def vector(op, name, b, length, dtype, device=None):
     """A contiguous (length,) array of dtype (a bias, a per-channel parameter)."""
-    array(op, name, b, 1, dtypes=(dtype,), device=device)
-    same_shape(op, name, b, (length,))
+    array(op, name, b, 1, (dtype,), None, device)
+    if b.shape[0] != length:
+        raise ValueError(f"{op}: expected {name} of shape {(length,)}, got {b.shape}")
 
 
 def like(op, name, a, ref, device=None):
     """An operand of ref's shape and dtype (the second input of an elementwise op)."""
-    array(op, name, a, ref.ndim, dtypes=(ref.dtype,), device=device)
-    same_shape(op, name, a, ref.shape)
+    array(op, name, a, ref.ndim, (ref.dtype,), None, device)
+    if a.shape != ref.shape:
+        raise ValueError(f"{op}: expected {name} of shape {tuple(ref.shape)}, got {a.shape}")
 
 
 def image(op, name, x, device=None):
@@ -159,10 +163,14 @@ def image(op, name, x, device=None):
 
 def shape4(op, name, shape):
     """An (N, C, H, W) tuple of ints given as a shape argument."""
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
+    if type(shape) is tuple and len(shape) == 4 and type(shape[0]) is type(shape[1]) is \
+            type(shape[2]) is type(shape[3]) is int:  # a shape as numpy gives it: fast path
+        n, c, h, w = shape
+    elif not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
             isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)):
         raise TypeError(f"{op}: expected {name} as an (N, C, H, W) tuple of ints, got {shape!r}")
-    n, c, h, w = (int(s) for s in shape)
+    else:
+        n, c, h, w = (int(s) for s in shape)
     if n < 0 or c < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: expected {name} with N >= 0 and C, H, W >= 1, got {shape!r}")
     if h * w > _MAX_PLANE:
@@ -185,8 +193,9 @@ def out_array(op, out, shape, dtype, name="out", empty=None, device=None):
     caller-given `out` and return it."""
     if out is None:
         return np.empty(shape, dtype=dtype) if empty is None else empty(shape, dtype)
-    array(op, name, out, len(shape), dtypes=(np.dtype(dtype),), device=device)
-    same_shape(op, name, out, shape)
+    array(op, name, out, len(shape), (np.dtype(dtype),), None, device)
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {out.shape}")
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError(f"{op}: expected {name} writeable, got a read-only array")
     return out

@@ -74,7 +74,8 @@ class ElementwiseOps:
         op, dev = "bias_add", self.device_arrays
         n, c, p = _checks.channels(op, "y", y, device=dev)
         _checks.vector(op, "b", b, c, y.dtype, device=dev)
-        _checks.writeable(op, "y", y, " (the bias is added in place)")
+        if not dev:  # (device arrays are always writeable)
+            _checks.writeable(op, "y", y, " (the bias is added in place)")
         if n * c * p:
             self.kernels.bias_add(y.reshape(n, c, p), b, bool(relu))
         return y

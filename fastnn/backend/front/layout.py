@@ -14,7 +14,7 @@ class LayoutOps:
             raise ValueError(f"{op}: inner sizes differ: op(a) is {(m, k)}, "
                              f"op(b) is {(k2, n)}")
         out = _checks.out_array(op, out, (m, n), a.dtype, empty=self.empty, device=dev)
-        return self.kernels.gemm(a, b, bool(trans_a), bool(trans_b), out)
+        return self.kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k)
 
     def im2col(self, x, kernel, stride, pad, out=None):
         """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow)."""

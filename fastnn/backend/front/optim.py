@@ -8,11 +8,13 @@ class OptimOps:
         """p (writeable) and its same-shaped companions -> flat views of them all."""
         dev = self.device_arrays
         _checks.array(op, "p", p, None, device=dev)
-        _checks.writeable(op, "the parameter p", p)
-        flat = [p.reshape(p.size)]
+        if not dev:  # (device arrays are always writeable)
+            _checks.writeable(op, "the parameter p", p)
+        one_d = p.ndim == 1  # the packed parameters of a model are: no views to make
+        flat = [p if one_d else p.reshape(p.size)]
         for name, a in others:
             _checks.like(op, name, a, p, device=dev)
-            flat.append(a.reshape(a.size))
+            flat.append(a if one_d else a.reshape(a.size))
         return flat
 
     def sgd_update(self, p, g, lr):

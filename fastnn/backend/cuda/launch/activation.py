@@ -6,7 +6,8 @@ from fastnn.backend.cuda.launch._base import const, flat, per_channel
 
 class ActivationLaunches:
     def relu_forward(self, x, y):
-        self.ctx.launch(K.relu_forward, x.size, flat(x), flat(y), const(x, 0))
+        self.ctx.launch(K.relu_forward, x.size, x.reshape(x.size), y.reshape(y.size),
+                        const(x, 0))
         return y
 
     def relu_backward(self, dy, y, dx):

@@ -13,7 +13,8 @@ class ElementwiseLaunches:
         self.ctx.launch(K.fill, a.size, flat(a), np.dtype(a.dtype).type(value))
 
     def _binary(self, kernel, a, b, out, *extra):
-        self.ctx.launch(kernel, a.size, flat(a), flat(b), flat(out), *extra)
+        n = a.size
+        self.ctx.launch(kernel, n, a.reshape(n), b.reshape(n), out.reshape(n), *extra)
         return out
 
     def add(self, a, b, out):

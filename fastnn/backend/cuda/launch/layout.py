@@ -8,9 +8,7 @@ from fastnn.backend.cuda.launch._base import const, flat
 
 
 class LayoutLaunches:
-    def gemm(self, a, b, trans_a, trans_b, out):
-        m, n = out.shape
-        k = a.shape[0] if trans_a else a.shape[1]
+    def gemm(self, a, b, trans_a, trans_b, out, m, n, k):
         if m == 0 or n == 0:
             return out
         if k == 0:
