@@ -8,6 +8,20 @@ here. Value checks that need the data (an index in range, an argmax inside its p
 with the device: free on the host, a round trip on the GPU.
 
 A new op touches its family's front module and that family's kernel table of each device.
+
+The primitives: empty/fill/copy/take_rows, add, subtract, multiply, scale, sqrt, safe_divide,
+sum_squares, sum_abs, gemm, im2col/col2im, the pools, the activations one by one, softmax.
+The fused kernels, each with its oracle in fastnn.naive and tests against it (tests/
+test_elementwise.py, test_pool.py, test_optim.py, test_cuda.py):
+- layout: rows_to_nchw (+ bias, + ReLU: naive.rows_to_nchw), nchw_to_rows_and_bias_grad
+  (naive.nchw_to_rows);
+- elementwise: bias_add (+ ReLU: naive.bias_add);
+- pool: max_pool2d_backward with relu_gate (a ReLU's backward: naive.max_pool2d_backward);
+- loss: softmax_cross_entropy_forward with grad_out (naive.softmax_cross_entropy_forward and
+  _backward);
+- optim: sgd/momentum/adagrad/rmsprop/adam updates (naive.*_update), add_l2_grad/add_l1_grad
+  (tests/test_backend_front.py, against the formula);
+- norm: batchnorm_forward/backward (the layer's gradcheck, tests/test_layers.py).
 """
 from fastnn.backend.front.activation import ActivationOps
 from fastnn.backend.front.elementwise import ElementwiseOps
