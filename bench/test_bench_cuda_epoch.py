@@ -41,7 +41,8 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
     benchmark.group = f"GPU MNIST epoch {model_name} batch {batch}"
     x, y = mnist
     if impl == "fastnn":
-        from fastnn.backend.cuda.backend import counters
+        from fastnn.backend import cuda as cuda_backend
+        counters = cuda_backend.get().counters
         model = fastnn_model(model_name).to("cuda")
         cuda = fastnn.cuda.require()
 

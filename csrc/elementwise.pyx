@@ -9,28 +9,15 @@
                  (then max(., 0) with relu=True: a following ReLU fused into the same pass)
 - nchw_to_rows:  the reverse, and the per-channel sums (the bias gradient) in the same pass
 Oracles: fastnn.naive; tests: tests/test_elementwise.py.
+
+The def entry points are raw: the backend front (fastnn/backend/front/) has checked and
+allocated; the typed memoryviews still refuse (raise on) a wrong dtype or layout.
 """
 from cython.parallel cimport prange
 
 import numpy as np
 
 from common cimport real, team
-from fastnn import _checks
-
-
-def _channels(op, name, a):
-    """(N, C) or (N, C, H, W) float array -> (N, C, H*W)."""
-    if not (hasattr(a, "ndim") and a.ndim in (2, 4)):
-        shape = getattr(a, "shape", type(a).__name__)
-        raise ValueError(f"{op}: expected {name} as an (N, C) or (N, C, H, W) array, got {shape}")
-    _checks.array(op, name, a, a.ndim)
-    n, c = a.shape[:2]
-    return n, c, (a.shape[2] * a.shape[3] if a.ndim == 4 else 1)
-
-
-def _vector(op, name, b, length, dtype):
-    _checks.array(op, name, b, 1, dtypes=(dtype,))
-    _checks.same_shape(op, name, b, (length,))
 
 
 cdef void _bias_add(real[:, :, ::1] y, const real[::1] b, bint relu) noexcept:
@@ -60,20 +47,12 @@ cdef void _bias_add(real[:, :, ::1] y, const real[::1] b, bint relu) noexcept:
                             yn[c * P + i] += v
 
 
-def bias_add(y, b, relu=False):
-    """y (N, C) or (N, C, H, W) += b (C,) over the channel axis, in place; returns y.
-    relu=True then applies max(., 0) (NaN passes through) in the same pass."""
-    op = "bias_add"
-    N, C, P = _channels(op, "y", y)
-    _vector(op, "b", b, C, y.dtype)
-    if not y.flags.writeable:
-        raise ValueError(f"{op}: expected y writeable (the bias is added in place)")
-    if y.size:
-        if y.dtype == np.float32:
-            _bias_add[float](y.reshape(N, C, P), b, relu)
-        else:
-            _bias_add[double](y.reshape(N, C, P), b, relu)
-    return y
+def bias_add(y3, b, bint relu):
+    """y3 (N, C, P) += b (C,), in place (then max(., 0) with relu, NaN passing through)."""
+    if y3.dtype == np.float32:
+        _bias_add[float](y3, b, relu)
+    else:
+        _bias_add[double](y3, b, relu)
 
 
 cdef void _bias_grad(const real[:, :, ::1] dy, real[::1] db) noexcept:
@@ -88,16 +67,12 @@ cdef void _bias_grad(const real[:, :, ::1] dy, real[::1] db) noexcept:
             db[c] = <real>s
 
 
-def bias_grad(dy, out=None):
-    """dy (N, C) or (N, C, H, W) -> db (C,): the sum over every axis but the channels."""
-    op = "bias_grad"
-    N, C, P = _channels(op, "dy", dy)
-    db = _checks.out_array(op, out, (C,), dy.dtype)
-    if dy.dtype == np.float32:
-        _bias_grad[float](dy.reshape(N, C, P), db)
+def bias_grad(dy3, db):
+    """dy3 (N, C, P) -> db (C,): the sum over N and P (accumulated in float64)."""
+    if dy3.dtype == np.float32:
+        _bias_grad[float](dy3, db)
     else:
-        _bias_grad[double](dy.reshape(N, C, P), db)
-    return db
+        _bias_grad[double](dy3, db)
 
 
 # The elementwise loops read every operand before selecting, through raw pointers, so the C
@@ -127,40 +102,24 @@ cdef void _relu_bwd(const real[::1] dy, const real[::1] y, real[::1] dx) noexcep
             dxp[i] = g if yp[i] > 0 else 0
 
 
-def _flat(op, name, a):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
-    return _checks.array(op, name, a, a.ndim).reshape(-1)
-
-
-def relu_forward(x, out=None):
-    """max(x, 0) elementwise; pass out=x to work in place."""
-    op = "relu_forward"
-    xf = _flat(op, "x", x)
-    out = _checks.out_array(op, out, x.shape, x.dtype)
-    if x.size == 0:
-        return out
-    if x.dtype == np.float32:
-        _relu_fwd[float](xf, out.reshape(-1))
+def relu_forward(xf, yf):
+    """yf = max(xf, 0) over flat arrays (yf may be xf)."""
+    if xf.shape[0] == 0:
+        return
+    if xf.dtype == np.float32:
+        _relu_fwd[float](xf, yf)
     else:
-        _relu_fwd[double](xf, out.reshape(-1))
-    return out
+        _relu_fwd[double](xf, yf)
 
 
-def relu_backward(dy, y, out=None):
-    """dx = dy where y > 0, else 0 (y: the forward's output or input); out=dy works in place."""
-    op = "relu_backward"
-    dyf = _flat(op, "dy", dy)
-    _checks.array(op, "y", y, dy.ndim, dtypes=(dy.dtype,))
-    _checks.same_shape(op, "y", y, dy.shape)
-    out = _checks.out_array(op, out, dy.shape, dy.dtype)
-    if dy.size == 0:
-        return out
-    if dy.dtype == np.float32:
-        _relu_bwd[float](dyf, y.reshape(-1), out.reshape(-1))
+def relu_backward(dyf, yf, dxf):
+    """dxf = dyf where yf > 0, else 0, over flat arrays (dxf may be dyf)."""
+    if dyf.shape[0] == 0:
+        return
+    if dyf.dtype == np.float32:
+        _relu_bwd[float](dyf, yf, dxf)
     else:
-        _relu_bwd[double](dyf, y.reshape(-1), out.reshape(-1))
-    return out
+        _relu_bwd[double](dyf, yf, dxf)
 
 
 cdef void _rows_to_nchw(const real[:, :, ::1] rows, const real[::1] b, bint has_bias,
@@ -185,26 +144,12 @@ cdef void _rows_to_nchw(const real[:, :, ::1] rows, const real[::1] b, bint has_
                             y[n, f, p] = rows[n, p, f] + v
 
 
-def rows_to_nchw(rows, shape, b=None, out=None, relu=False):
-    """Convolution GEMM output rows (N*OH*OW, F) -> y of shape = (N, F, OH, OW), + b (F,);
-    relu=True then applies max(., 0) (NaN passes through) as y is written."""
-    op = "rows_to_nchw"
-    N, F, OH, OW = _checks.shape4(op, "shape", shape)
-    _checks.array(op, "rows", rows, 2)
-    _checks.same_shape(op, "rows", rows, (N * OH * OW, F))
-    has_bias = b is not None
-    if has_bias:
-        _vector(op, "b", b, F, rows.dtype)
+def rows_to_nchw(r3, b, bint has_bias, bint relu, y3):
+    """r3 (N, P, F) -> y3 (N, F, P), + b (F,) where has_bias (then max(., 0) with relu)."""
+    if r3.dtype == np.float32:
+        _rows_to_nchw[float](r3, b, has_bias, relu, y3)
     else:
-        b = np.zeros(F, dtype=rows.dtype)
-    y = _checks.out_array(op, out, (N, F, OH, OW), rows.dtype)
-    if N:
-        r3, y3 = rows.reshape(N, OH * OW, F), y.reshape(N, F, OH * OW)
-        if rows.dtype == np.float32:
-            _rows_to_nchw[float](r3, b, has_bias, relu, y3)
-        else:
-            _rows_to_nchw[double](r3, b, has_bias, relu, y3)
-    return y
+        _rows_to_nchw[double](r3, b, has_bias, relu, y3)
 
 
 cdef void _nchw_to_rows(const real[:, :, ::1] y, real[:, :, ::1] rows, double[:, ::1] part) noexcept:
@@ -234,24 +179,15 @@ cdef void _column_sums(const double[:, ::1] part, real[::1] sums) noexcept:
         sums[f] = <real>s
 
 
-def nchw_to_rows(y, out=None, sums_out=None, partial=None):
-    """y (N, F, OH, OW) -> (rows (N*OH*OW, F), sums (F,)): the layout the convolution's
-    backward GEMMs take, and the bias gradient (sum over N, OH, OW), read in one pass.
-    partial: an optional float64 (N, F) work array for the per-image sums."""
-    op = "nchw_to_rows"
-    N, F, OH, OW = _checks.image(op, "y", y)
-    rows = _checks.out_array(op, out, (N * OH * OW, F), y.dtype)
-    sums = _checks.out_array(op, sums_out, (F,), y.dtype, name="sums_out")
-    part = _checks.out_array(op, partial, (N, F), np.float64, name="partial")
-    if N:
-        if y.dtype == np.float32:
-            _nchw_to_rows[float](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
-        else:
-            _nchw_to_rows[double](y.reshape(N, F, OH * OW), rows.reshape(N, OH * OW, F), part)
-        if y.dtype == np.float32:
-            _column_sums[float](part, sums)
-        else:
-            _column_sums[double](part, sums)
-    else:
+def nchw_to_rows(y3, r3, sums, part):
+    """y3 (N, F, P) -> r3 (N, P, F) and sums (F,) = the sums over N and P (the bias
+    gradient), read in one pass; part: a float64 (N, F) work array for the per-image sums."""
+    if y3.shape[0] == 0:
         sums[:] = 0
-    return rows, sums
+        return
+    if y3.dtype == np.float32:
+        _nchw_to_rows[float](y3, r3, part)
+        _column_sums[float](part, sums)
+    else:
+        _nchw_to_rows[double](y3, r3, part)
+        _column_sums[double](part, sums)

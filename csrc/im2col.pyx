@@ -11,7 +11,6 @@ from libc.string cimport memset
 import numpy as np
 
 from common cimport real, team
-from fastnn import _checks
 
 
 cdef inline Py_ssize_t _count_below(Py_ssize_t limit, Py_ssize_t step) noexcept nogil:
@@ -109,37 +108,23 @@ cdef void _col2im(const real[:, ::1] cols, real[:, :, :, ::1] x,
                           C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
 
 
-def im2col(x, kernel, stride, pad, out=None):
-    """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW). kernel, stride, pad: (h, w) pairs."""
-    op = "im2col"
-    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
-    N, C, H, W = _checks.image(op, "x", x)
-    OH, OW = _checks.window(op, (H, W), kernel, stride, pad)
-    (KH, KW), (SH, SW), (PH, PW) = kernel, stride, pad
-    cols = _checks.out_array(op, out, (N * OH * OW, C * KH * KW), x.dtype)
-    if N == 0:
-        return cols
+# The entry points below are raw: the backend front (fastnn/backend/front/layout.py) has
+# checked the window, the shapes, dtypes and contiguity once, and allocated the outputs; the
+# typed memoryviews still refuse (raise, never crash on) a wrong dtype or layout.
+
+def im2col(x, cols, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+           Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW):
+    """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), written into cols."""
     if x.dtype == np.float32:
         _im2col[float](x, cols, KH, KW, SH, SW, PH, PW, OH, OW)
     else:
         _im2col[double](x, cols, KH, KW, SH, SW, PH, PW, OH, OW)
-    return cols
 
 
-def col2im(cols, x_shape, kernel, stride, pad, out=None):
+def col2im(cols, x, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+           Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW):
     """cols (N*OH*OW, C*KH*KW) -> x (N, C, H, W), summing where windows overlap."""
-    op = "col2im"
-    kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
-    N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
-    OH, OW = _checks.window(op, (H, W), kernel, stride, pad)
-    (KH, KW), (SH, SW), (PH, PW) = kernel, stride, pad
-    _checks.array(op, "cols", cols, 2)
-    _checks.same_shape(op, "cols", cols, (N * OH * OW, C * KH * KW))
-    x = _checks.out_array(op, out, (N, C, H, W), cols.dtype)
-    if N == 0:
-        return x
     if cols.dtype == np.float32:
         _col2im[float](cols, x, KH, KW, SH, SW, PH, PW, OH, OW)
     else:
         _col2im[double](cols, x, KH, KW, SH, SW, PH, PW, OH, OW)
-    return x

@@ -15,7 +15,6 @@ from libc.math cimport exp, log
 import numpy as np
 
 from common cimport real, team
-from fastnn import _checks
 
 
 cdef double _forward(const real[:, ::1] x, const long long[::1] labels, real[:, ::1] probs,
@@ -60,60 +59,31 @@ cdef void _backward(const real[:, ::1] probs, const long long[::1] labels, real[
             dx[n, labels[n]] -= inv_n
 
 
-def _labels(op, logits, labels):
-    _checks.array(op, "logits", logits, 2, layout="2-D (N, classes)")
-    n, c = logits.shape
-    _checks.array(op, "labels", labels, 1, dtypes=(np.dtype(np.int64),))
-    _checks.same_shape(op, "labels", labels, (n,))
-    if n and c < 1:
-        raise ValueError(f"{op}: expected at least one class, got logits of shape {logits.shape}")
-    if n and (labels.min() < 0 or labels.max() >= c):
-        raise ValueError(f"{op}: expected labels in [0, {c}), got values from "
-                         f"{labels.min()} to {labels.max()}")
-    return n, c
+# The entry points below are raw: the backend front (fastnn/backend/front/loss.py) has checked
+# shapes, dtypes and contiguity and allocated the outputs, and the CPU's kernel table the
+# labels' range; the typed memoryviews still refuse (raise on) a wrong dtype or layout.
 
-
-def softmax_cross_entropy_forward(logits, labels, probs_out=None, totals=None, grad_out=None):
-    """logits (N, C), labels int64 (N,) -> (mean loss as a float, probs (N, C)).
-    totals: a float array of 2 to add [the summed row losses, the count of rows whose largest
-    logit is the label's] to instead; the mean is then not formed and None comes back.
-    grad_out: an (N, C) array to write the backward's dlogits into as well."""
-    op = "softmax_cross_entropy_forward"
-    n, c = _labels(op, logits, labels)
-    probs = _checks.out_array(op, probs_out, (n, c), logits.dtype, name="probs_out")
-    with_grad = grad_out is not None
-    if with_grad:
-        _checks.out_array(op, grad_out, (n, c), logits.dtype, name="grad_out")
-        if grad_out is probs or grad_out is logits:
-            raise ValueError(f"{op}: grad_out must be an array of its own, not the probs or "
-                             "the logits")
-    if totals is not None:
-        _checks.array(op, "totals", totals, 1)
-        _checks.same_shape(op, "totals", totals, (2,))
+def softmax_cross_entropy_forward(logits, labels, probs, grad_out):
+    """logits (N, C), labels int64 (N,) -> (the summed row losses, the count of rows whose
+    first largest logit is the label's), probs written; grad_out (or None): the backward's
+    dlogits written too, in the same pass."""
     cdef Py_ssize_t correct = 0
+    with_grad = grad_out is not None
     total = 0.0
-    if n:
+    if logits.shape[0]:
         if logits.dtype == np.float32:
             total = _forward[float](logits, labels, probs, with_grad,
                                     grad_out if with_grad else probs, &correct)
         else:
             total = _forward[double](logits, labels, probs, with_grad,
                                      grad_out if with_grad else probs, &correct)
-    if totals is not None:
-        totals[0] += total
-        totals[1] += correct
-        return None, probs
-    return (total / n if n else float("nan")), probs
+    return total, correct
 
 
-def softmax_cross_entropy_backward(probs, labels, out=None):
-    """probs (N, C) from the forward, labels int64 (N,) -> dlogits (N, C) = (probs - onehot) / N."""
-    op = "softmax_cross_entropy_backward"
-    n, c = _labels(op, probs, labels)
-    dx = _checks.out_array(op, out, (n, c), probs.dtype)
-    if n:
+def softmax_cross_entropy_backward(probs, labels, dx):
+    """probs (N, C) from the forward, labels int64 (N,) -> dx = (probs - onehot) / N."""
+    if probs.shape[0]:
         if probs.dtype == np.float32:
             _backward[float](probs, labels, dx)
         else:
             _backward[double](probs, labels, dx)
-    return dx

@@ -19,7 +19,6 @@ from libc.math cimport sqrt, sqrtf
 import numpy as np
 
 from common cimport real, team
-from fastnn import _checks
 
 
 cdef inline real _sqrt(real v) noexcept nogil:
@@ -29,17 +28,9 @@ cdef inline real _sqrt(real v) noexcept nogil:
         return sqrt(v)
 
 
-def _operands(op, p, *others):
-    """Check p and its same-shaped companions; return them all flattened (views)."""
-    _checks.array(op, "p", p, p.ndim if isinstance(p, np.ndarray) else 1)
-    if not p.flags.writeable:
-        raise ValueError(f"{op}: expected the parameter p writeable")
-    flat = [p.reshape(-1)]
-    for name, a in others:
-        _checks.array(op, name, a, p.ndim, dtypes=(p.dtype,))
-        _checks.same_shape(op, name, a, p.shape)
-        flat.append(a.reshape(-1))
-    return flat
+# The def entry points are raw: the backend front (fastnn/backend/front/optim.py) has checked
+# that p is writeable and its companions match it, and passes flat views of them all; the
+# typed memoryviews still refuse (raise on) a wrong dtype or layout.
 
 
 cdef void _sgd(real[::1] p, const real[::1] g, real lr) noexcept:
@@ -50,12 +41,11 @@ cdef void _sgd(real[::1] p, const real[::1] g, real lr) noexcept:
 
 
 def sgd(p, g, double lr):
-    pf, gf = _operands("sgd", p, ("g", g))
-    if pf.shape[0]:
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _sgd[float](pf, gf, lr)
+            _sgd[float](p, g, lr)
         else:
-            _sgd[double](pf, gf, lr)
+            _sgd[double](p, g, lr)
 
 
 cdef void _momentum(real[::1] p, const real[::1] g, real[::1] v, real lr, real mu,
@@ -73,12 +63,11 @@ cdef void _momentum(real[::1] p, const real[::1] g, real[::1] v, real lr, real m
 
 
 def momentum(p, g, v, double lr, double mu, bint nesterov=False):
-    pf, gf, vf = _operands("momentum", p, ("g", g), ("v", v))
-    if pf.shape[0]:
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _momentum[float](pf, gf, vf, lr, mu, nesterov)
+            _momentum[float](p, g, v, lr, mu, nesterov)
         else:
-            _momentum[double](pf, gf, vf, lr, mu, nesterov)
+            _momentum[double](p, g, v, lr, mu, nesterov)
 
 
 cdef void _scaled_step(real[::1] p, const real[::1] g, real[::1] h, real lr, real keep,
@@ -94,21 +83,20 @@ cdef void _scaled_step(real[::1] p, const real[::1] g, real[::1] h, real lr, rea
             p[i] = p[i] - lr * gi / (_sqrt(hi) + eps)
 
 
-def _scaled(op, p, g, h, double lr, double keep, double add, double eps):
-    pf, gf, hf = _operands(op, p, ("g", g), ("h", h))
-    if pf.shape[0]:
+def _scaled(p, g, h, double lr, double keep, double add, double eps):
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _scaled_step[float](pf, gf, hf, lr, keep, add, eps)
+            _scaled_step[float](p, g, h, lr, keep, add, eps)
         else:
-            _scaled_step[double](pf, gf, hf, lr, keep, add, eps)
+            _scaled_step[double](p, g, h, lr, keep, add, eps)
 
 
 def adagrad(p, g, h, double lr, double eps):
-    _scaled("adagrad", p, g, h, lr, 1.0, 1.0, eps)  # h += g*g
+    _scaled(p, g, h, lr, 1.0, 1.0, eps)  # h += g*g
 
 
 def rmsprop(p, g, h, double lr, double rho, double eps):
-    _scaled("rmsprop", p, g, h, lr, rho, 1.0 - rho, eps)  # h = rho*h + (1-rho)*g*g
+    _scaled(p, g, h, lr, rho, 1.0 - rho, eps)  # h = rho*h + (1-rho)*g*g
 
 
 cdef void _adam(real[::1] p, const real[::1] g, real[::1] m, real[::1] v, real step_size,
@@ -130,12 +118,11 @@ def adam(p, g, m, v, double step_size, double beta1, double beta2, double inv_sq
          double eps, double decay=0.0):
     """step_size = lr / (1 - beta1**t), inv_sqrt_bc2 = 1 / sqrt(1 - beta2**t) (bias corrections);
     decay = lr * weight_decay for AdamW's decoupled decay, 0 for Adam."""
-    pf, gf, mf, vf = _operands("adam", p, ("g", g), ("m", m), ("v", v))
-    if pf.shape[0]:
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _adam[float](pf, gf, mf, vf, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay)
+            _adam[float](p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay)
         else:
-            _adam[double](pf, gf, mf, vf, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay)
+            _adam[double](p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay)
 
 
 cdef void _add_l2(const real[::1] p, real[::1] g, real lam) noexcept:
@@ -154,22 +141,19 @@ cdef void _add_l1(const real[::1] p, real[::1] g, real lam) noexcept:
             g[i] = g[i] + (lam if pi > 0 else (-lam if pi < 0 else 0))
 
 
-def add_penalty_grad(kind, p, g, double lam):
-    """g += the derivative of lam*||p||_1 (kind "l1") or lam/2*||p||^2 (kind "l2")."""
-    pf, gf = _operands("add_penalty_grad", p, ("g", g))
-    if not g.flags.writeable:
-        raise ValueError("add_penalty_grad: expected g writeable")
-    if not pf.shape[0]:
-        return
-    if kind == "l2":
+def add_l2(p, g, double lam):
+    """g += lam * p: the gradient of lam/2 * ||p||^2."""
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _add_l2[float](pf, gf, lam)
+            _add_l2[float](p, g, lam)
         else:
-            _add_l2[double](pf, gf, lam)
-    elif kind == "l1":
+            _add_l2[double](p, g, lam)
+
+
+def add_l1(p, g, double lam):
+    """g += lam * sign(p): the gradient of lam * ||p||_1."""
+    if p.shape[0]:
         if p.dtype == np.float32:
-            _add_l1[float](pf, gf, lam)
+            _add_l1[float](p, g, lam)
         else:
-            _add_l1[double](pf, gf, lam)
-    else:
-        raise ValueError(f"add_penalty_grad: expected kind 'l1' or 'l2', got {kind!r}")
+            _add_l1[double](p, g, lam)

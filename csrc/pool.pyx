@@ -13,7 +13,6 @@ from libc.string cimport memset
 import numpy as np
 
 from common cimport clamp, real, team
-from fastnn import _checks
 
 
 cdef extern from *:
@@ -220,92 +219,63 @@ cdef void _avg_bwd(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, Geom g) n
             _avg_back_plane(dyp + p * osz, dxp + p * isz, g)
 
 
-cdef Geom _geom(op, hw, kernel_size, stride, pad, bint max_pool) except *:
-    """Normalise and check a pooling window over an (H, W) input."""
+# The entry points below are raw: the backend front (fastnn/backend/front/pool.py) has checked
+# the window, the shapes, dtypes and contiguity once, and allocated the outputs; the typed
+# memoryviews still refuse (raise on) a wrong dtype or layout. What only the data can tell (an
+# argmax outside its plane) is found here, as the kernel reads it.
+
+cdef Geom _geom(Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t KH,
+                Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW):
     cdef Geom g
-    kernel, stride, pad = _checks.geometry(op, kernel_size, stride, pad)
-    g.OH, g.OW = _checks.window(op, hw, kernel, stride, pad, max_pool=max_pool)
-    g.H, g.W = hw
-    (g.KH, g.KW), (g.SH, g.SW), (g.PH, g.PW) = kernel, stride, pad
+    g.H, g.W, g.OH, g.OW = H, W, OH, OW
+    g.KH, g.KW, g.SH, g.SW, g.PH, g.PW = KH, KW, SH, SW, PH, PW
     return g
 
 
-cdef Geom _grad_geom(op, dy, x_shape, kernel_size, stride, pad, bint max_pool) except *:
-    """Check a backward pass's dy against x_shape and the window."""
-    N, C, H, W = _checks.shape4(op, "x_shape", x_shape)
-    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, max_pool)
-    _checks.array(op, "dy", dy, 4, layout="4-D NCHW")
-    _checks.same_shape(op, "dy", dy, (N, C, g.OH, g.OW))
-    return g
-
-
-def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):
-    """x (N, C, H, W) -> (y (N, C, OH, OW), argmax int32 (N, C, OH, OW))."""
-    op = "max_pool2d_forward"
-    N, C, H, W = _checks.image(op, "x", x)
-    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, True)
-    y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
-    arg = _checks.out_array(op, argmax_out, (N, C, g.OH, g.OW), _checks.INDEX_DTYPE, "argmax_out")
-    if N == 0:
-        return y, arg
+def max_pool2d_forward(x, y, arg, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                       Py_ssize_t PH, Py_ssize_t PW):
+    """x (N, C, H, W) -> y and argmax (int32), both (N, C, OH, OW)."""
+    cdef Geom g = _geom(x.shape[2], x.shape[3], y.shape[2], y.shape[3], KH, KW, SH, SW, PH, PW)
     if x.dtype == np.float32:
         _max_fwd[float](x, y, arg, g)
     else:
         _max_fwd[double](x, y, arg, g)
-    return y, arg
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
-                        relu_gate=None):
-    """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W). relu_gate: the forward's
-    output y when a ReLU made its input; a window's gradient is dropped where y <= 0 (the
-    ReLU's backward in the same pass)."""
-    op = "max_pool2d_backward"
-    cdef Geom g = _grad_geom(op, dy, x_shape, kernel_size, stride, pad, True)
-    dx = _checks.out_array(op, out, (dy.shape[0], dy.shape[1], g.H, g.W), dy.dtype)
-    _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
-    _checks.same_shape(op, "argmax", argmax, dy.shape)
+def max_pool2d_backward(dy, argmax, relu_gate, dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                        Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW):
+    """dy (N, C, OH, OW) and the forward's argmax -> dx (N, C, H, W). relu_gate (or None): the
+    forward's output y when a ReLU made its input; a window's gradient is dropped where
+    y <= 0 (the ReLU's backward in the same pass)."""
+    cdef Geom g = _geom(dx.shape[2], dx.shape[3], dy.shape[2], dy.shape[3], KH, KW, SH, SW,
+                        PH, PW)
     gated = relu_gate is not None
-    if gated:
-        _checks.array(op, "relu_gate", relu_gate, 4, dtypes=(dy.dtype,))
-        _checks.same_shape(op, "relu_gate", relu_gate, dy.shape)
     cdef Py_ssize_t bad = 0
-    if dx.shape[0] == 0:
-        return dx
     if dy.dtype == np.float32:
         bad = _max_bwd[float](dy, argmax, relu_gate if gated else dy, gated, dx, g)
     else:
         bad = _max_bwd[double](dy, argmax, relu_gate if gated else dy, gated, dx, g)
     if bad:
-        raise ValueError(f"{op}: {bad} argmax entries lie outside their {g.H}x{g.W} plane "
-                         f"(expected indices in [0, {g.H * g.W}))")
-    return dx
+        raise ValueError(f"max_pool2d_backward: {bad} argmax entries lie outside their "
+                         f"{g.H}x{g.W} plane (expected indices in [0, {g.H * g.W}))")
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None):
+def avg_pool2d_forward(x, y, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                       Py_ssize_t PH, Py_ssize_t PW):
     """x (N, C, H, W) -> y (N, C, OH, OW), the mean over each window (zero padding counted)."""
-    op = "avg_pool2d_forward"
-    N, C, H, W = _checks.image(op, "x", x)
-    cdef Geom g = _geom(op, (H, W), kernel_size, stride, pad, False)
-    y = _checks.out_array(op, out, (N, C, g.OH, g.OW), x.dtype)
-    if N == 0:
-        return y
+    cdef Geom g = _geom(x.shape[2], x.shape[3], y.shape[2], y.shape[3], KH, KW, SH, SW, PH, PW)
     if x.dtype == np.float32:
         _avg_fwd[float](x, y, g)
     else:
         _avg_fwd[double](x, y, g)
-    return y
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, pad=0, out=None):
+def avg_pool2d_backward(dy, dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                        Py_ssize_t PH, Py_ssize_t PW):
     """dy (N, C, OH, OW) -> dx (N, C, H, W): each window's gradient spread evenly over it."""
-    op = "avg_pool2d_backward"
-    cdef Geom g = _grad_geom(op, dy, x_shape, kernel_size, stride, pad, False)
-    dx = _checks.out_array(op, out, (dy.shape[0], dy.shape[1], g.H, g.W), dy.dtype)
-    if dx.shape[0] == 0:
-        return dx
+    cdef Geom g = _geom(dx.shape[2], dx.shape[3], dy.shape[2], dy.shape[3], KH, KW, SH, SW,
+                        PH, PW)
     if dy.dtype == np.float32:
         _avg_bwd[float](dy, dx, g)
     else:
         _avg_bwd[double](dy, dx, g)
-    return dx

@@ -9,7 +9,9 @@ Importing fastnn is cheap: it loads numpy and the compiled CPU kernels, and neve
 or probes for a GPU. HAVE_EXT tells whether the compiled kernels are present; without them the
 ops raise an ImportError that says how to build them.
 """
-from fastnn import init, layers, losses, naive, ops, optim, regularizers
+import sys
+
+from fastnn import gpu, init, layers, losses, naive, ops, optim, regularizers
 from fastnn.backend import (HAVE_EXT, HAVE_OPENMP, backend_of, cpu_info, get_num_threads,
                             set_num_threads)
 from fastnn.gradcheck import gradcheck, gradcheck_loss
@@ -19,8 +21,12 @@ from fastnn.io import load, save
 from fastnn.sequential import Sequential
 from fastnn.trainer import Trainer
 
+# fastnn.cuda: the old name of fastnn.gpu (users call fastnn.cuda.is_available() and
+# to_device()); no file of that name sits beside fastnn/backend/cuda/ any more.
+cuda = sys.modules.setdefault("fastnn.cuda", gpu)
+
 __version__ = "0.1.0"
 __all__ = ["HAVE_EXT", "HAVE_OPENMP", "History", "Sequential", "Trainer", "backend_of",
-           "cpu_info", "get_num_threads", "gradcheck", "gradcheck_loss", "init", "layers",
-           "load", "losses", "naive", "ops", "optim", "regularizers", "save", "seed",
+           "cpu_info", "get_num_threads", "gpu", "gradcheck", "gradcheck_loss", "init",
+           "layers", "load", "losses", "naive", "ops", "optim", "regularizers", "save", "seed",
            "set_num_threads", "__version__"]

@@ -16,6 +16,8 @@ _MAX_PLANE = 2**31 - 1  # so that an int32 index can address every pixel of a pl
 
 def pair(value, what, op):
     """An int or an (h, w) pair of ints -> (h, w)."""
+    if type(value) is int:  # the common case, without the ABC check below (every op pays it)
+        return value, value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
@@ -85,27 +87,72 @@ def is_c_contiguous(a):
     return a.is_c_contiguous()
 
 
-def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None):
-    """Check that `a` is a C-contiguous array (numpy, or CUDA where the backend is) of `ndim`
-    dims and one of `dtypes`."""
-    if not (isinstance(a, np.ndarray) or is_device_array(a)):
-        raise TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
-    if a.ndim != ndim:
+def _kind_error(op, name, a, device):
+    if device:
+        return TypeError(f"{op}: expected {name} as a CUDA device array, got "
+                         f"{type(a).__module__}.{type(a).__name__}")
+    return TypeError(f"{op}: expected {name} as a numpy.ndarray, got {type(a).__name__}")
+
+
+def array(op, name, a, ndim, dtypes=FLOAT_DTYPES, layout=None, device=None):
+    """Check that `a` is a C-contiguous array of `ndim` dims (None: any) and one of `dtypes`.
+
+    device: True wants a CUDA array, False a numpy array, None either (a backend's front
+    passes its own, so that a host array handed to the GPU is named as such)."""
+    if type(a) is np.ndarray or isinstance(a, np.ndarray):
+        if device:
+            raise _kind_error(op, name, a, True)
+        contiguous = a.flags.c_contiguous
+    elif (_DEVICE_TYPES.get(type(a)) or is_device_array(a)) and device is not False:
+        contiguous = None  # asked below, after the cheaper checks
+    else:
+        raise _kind_error(op, name, a, device)
+    if ndim is not None and a.ndim != ndim:
         what = layout or f"{ndim}-D"
         raise ValueError(f"{op}: expected {name} as a {what} array, got shape {a.shape}")
     if a.dtype not in dtypes:
         names = " or ".join(str(d) for d in dtypes)
         raise TypeError(f"{op}: expected {name} of dtype {names}, got {a.dtype}")
-    if not is_c_contiguous(a):
+    if not (contiguous if contiguous is not None else a.is_c_contiguous()):
         raise ValueError(
             f"{op}: expected {name} C-contiguous, got a strided view of shape {a.shape} "
             f"(pass np.ascontiguousarray({name}))")
     return a
 
 
-def image(op, name, x):
+def writeable(op, name, a, why=""):
+    """numpy arrays can be read-only (device arrays cannot): an op writing into one refuses."""
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        raise ValueError(f"{op}: expected {name} writeable{why}")
+
+
+def channels(op, name, a, device=None):
+    """A float (N, C) or (N, C, H, W) array -> (N, C, P), P = H*W (1 for (N, C))."""
+    if getattr(a, "ndim", 0) not in (2, 4):
+        raise ValueError(f"{op}: expected {name} as an (N, C) or (N, C, H, W) array, got "
+                         f"{getattr(a, 'shape', type(a).__name__)}")
+    array(op, name, a, a.ndim, device=device)
+    n, c = a.shape[:2]
+    return n, c, (a.shape[2] * a.shape[3] if a.ndim == 4 else 1)
+
+
+def vector(op, name, b, length, dtype, device=None):
+    """A contiguous (length,) array of dtype (a bias, a per-channel parameter)."""
+    array(op, name, b, 1, (dtype,), None, device)
+    if b.shape[0] != length:
+        raise ValueError(f"{op}: expected {name} of shape {(length,)}, got {b.shape}")
+
+
+def like(op, name, a, ref, device=None):
+    """An operand of ref's shape and dtype (the second input of an elementwise op)."""
+    array(op, name, a, ref.ndim, (ref.dtype,), None, device)
+    if a.shape != ref.shape:
+        raise ValueError(f"{op}: expected {name} of shape {tuple(ref.shape)}, got {a.shape}")
+
+
+def image(op, name, x, device=None):
     """A float NCHW batch -> (N, C, H, W)."""
-    array(op, name, x, 4, layout="4-D NCHW")
+    array(op, name, x, 4, layout="4-D NCHW", device=device)
     n, c, h, w = x.shape
     if c < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: expected {name} with C, H, W >= 1, got shape {x.shape}")
@@ -116,10 +163,14 @@ def image(op, name, x):
 
 def shape4(op, name, shape):
     """An (N, C, H, W) tuple of ints given as a shape argument."""
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
+    if type(shape) is tuple and len(shape) == 4 and type(shape[0]) is type(shape[1]) is \
+            type(shape[2]) is type(shape[3]) is int:  # a shape as numpy gives it: fast path
+        n, c, h, w = shape
+    elif not (isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
             isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)):
         raise TypeError(f"{op}: expected {name} as an (N, C, H, W) tuple of ints, got {shape!r}")
-    n, c, h, w = (int(s) for s in shape)
+    else:
+        n, c, h, w = (int(s) for s in shape)
     if n < 0 or c < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: expected {name} with N >= 0 and C, H, W >= 1, got {shape!r}")
     if h * w > _MAX_PLANE:
@@ -137,22 +188,25 @@ def same_dtype(op, name, a, dtype):
         raise TypeError(f"{op}: expected {name} of dtype {dtype} (as the input), got {a.dtype}")
 
 
-def out_array(op, out, shape, dtype, name="out"):
-    """Return a fresh output array, or check a caller-given `out` and return it."""
+def out_array(op, out, shape, dtype, name="out", empty=None, device=None):
+    """Return a fresh output array (from empty(shape, dtype), numpy's by default), or check a
+    caller-given `out` and return it."""
     if out is None:
-        return np.empty(shape, dtype=dtype)
-    array(op, name, out, len(shape), dtypes=(np.dtype(dtype),))
-    same_shape(op, name, out, shape)
+        return np.empty(shape, dtype=dtype) if empty is None else empty(shape, dtype)
+    array(op, name, out, len(shape), (np.dtype(dtype),), None, device)
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, got {out.shape}")
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError(f"{op}: expected {name} writeable, got a read-only array")
     return out
 
 
-def take_operands(op, a, idx):
+def take_operands(op, a, idx, device=None):
     """take_rows' operands: a C-contiguous array a (N, ...) and int64 indices idx (M,)."""
     for name, v in (("a", a), ("idx", idx)):
-        if not (isinstance(v, np.ndarray) or is_device_array(v)):
-            raise TypeError(f"{op}: expected {name} as an array, got {type(v).__name__}")
+        on_host = isinstance(v, np.ndarray)
+        if not (on_host or is_device_array(v)) or (device is not None and on_host == device):
+            raise _kind_error(op, name, v, device)
     if a.ndim < 1 or not is_c_contiguous(a):
         raise ValueError(f"{op}: expected a as a C-contiguous array of at least 1 dim, got "
                          f"shape {a.shape}")

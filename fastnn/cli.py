@@ -135,9 +135,9 @@ def train(args, stream=None):
     from fastnn.fit_inputs import split_validation
     out = stream or sys.stdout
     if args.device == "cuda":
-        import fastnn.cuda
+        import fastnn.gpu
         try:
-            fastnn.cuda.require()
+            fastnn.gpu.require()
         except (ImportError, RuntimeError) as exc:
             raise UsageError(f"--device cuda is not usable here: {exc}") from None
     if args.threads:

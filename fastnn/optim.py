@@ -274,7 +274,7 @@ class Adam(Optimizer):
     def _update(self, B, p, g, state):
         if self.weight_decay and not self.decoupled:
             # PyTorch's Adam: L2 added to the gradient (g is rewritten by every backward)
-            B.add_penalty_grad("l2", p, g, self.weight_decay)
+            B.add_l2_grad(p, g, self.weight_decay)
         B.adam_update(p, g, state["m"], state["v"], self._step_size, self.beta1, self.beta2,
                       self._inv_sqrt_bc2, self.eps,
                       self.lr * self.weight_decay if self.decoupled else 0.0)

@@ -14,8 +14,6 @@ from fastnn.backend import backend_of
 
 
 class Regularizer:
-    kind = None
-
     def __init__(self, lam):
         if not isinstance(lam, numbers.Real) or isinstance(lam, bool) or not lam >= 0:
             raise ValueError(f"{type(self).__name__}: expected a non-negative strength, got {lam!r}")
@@ -25,9 +23,12 @@ class Regularizer:
         raise NotImplementedError
 
     def add_grad(self, p, g):
-        """g += d penalty / d p, in place (one fused pass on the CPU)."""
+        """g += d penalty / d p, in place (one fused pass)."""
         if self.lam:
-            backend_of(p, g).add_penalty_grad(self.kind, p, g, self.lam)
+            self._add_grad(backend_of(p, g), p, g)
+
+    def _add_grad(self, B, p, g):
+        raise NotImplementedError
 
     def get_config(self):
         return {"class": type(self).__name__, "lam": self.lam}
@@ -37,17 +38,19 @@ class Regularizer:
 
 
 class L2(Regularizer):
-    kind = "l2"
-
     def penalty(self, p):
         return 0.5 * self.lam * backend_of(p).sum_squares(p)
 
+    def _add_grad(self, B, p, g):
+        B.add_l2_grad(p, g, self.lam)
+
 
 class L1(Regularizer):
-    kind = "l1"
-
     def penalty(self, p):
         return self.lam * backend_of(p).sum_abs(p)
+
+    def _add_grad(self, B, p, g):
+        B.add_l1_grad(p, g, self.lam)
 
 
 def from_config(config):

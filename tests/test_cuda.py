@@ -107,7 +107,7 @@ def test_bias_grad_block_reduction(shape, blocks, dtype, monkeypatch):
     (blocks=64), several per channel whose partial sums the last to finish adds: twice, as
     its arrival count must be left at zero for the next call."""
     if blocks is not None:
-        monkeypatch.setattr(cuda_backend.backend, "REDUCE_BLOCKS", blocks)
+        monkeypatch.setattr(cuda_backend.context, "REDUCE_BLOCKS", blocks)
     rng = np.random.default_rng(7)
     for _ in range(2):
         z = rng.standard_normal(shape).astype(dtype)
@@ -251,12 +251,12 @@ def test_device_loader_cuts_the_host_loaders_batches(whole_epoch, monkeypatch):
         host = DataLoader(x, y, 3, shuffle=shuffle, seed=4)
         dev = DataLoader(x, y, 3, shuffle=shuffle, seed=4, device="cuda", reuse_buffers=True)
         for _ in range(2):  # two epochs: reused buffers, a smaller last batch
-            launches = cuda_backend.backend.counters["launches"]
+            launches = B.counters["launches"]
             batches = [(H(xd), H(yd)) for _, (xd, yd) in zip(range(3), dev)]
             # the epoch is gathered at its start (x and y) and the batches are views of it;
             # in order the data set is the epoch; over the cap, x and y per batch
             expected = (2 if shuffle else 0) if whole_epoch else (2 * 3 if shuffle else 0)
-            assert cuda_backend.backend.counters["launches"] - launches == expected
+            assert B.counters["launches"] - launches == expected
             for (xh, yh), (xd, yd) in zip(host, batches, strict=True):
                 np.testing.assert_array_equal(xd, xh)
                 assert yd.dtype == np.int64
@@ -296,8 +296,8 @@ def test_optimizer_kernels_match_the_cpu_ones():
             np.testing.assert_allclose(H(d_arr), h_arr, rtol=1e-5, atol=1e-6, err_msg=name)
     for kind in ("l1", "l2"):
         gh, gd = g.copy(), D(g)
-        cpu.add_penalty_grad(kind, p, gh, 0.3)
-        B.add_penalty_grad(kind, D(p), gd, 0.3)
+        getattr(cpu, f"add_{kind}_grad")(p, gh, 0.3)
+        getattr(B, f"add_{kind}_grad")(D(p), gd, 0.3)
         # the GPU fuses g + lam * p into one FMA (one rounding, the CPU makes two)
         np.testing.assert_allclose(H(gd), gh, rtol=1e-5, atol=1e-6)
 
@@ -398,15 +398,16 @@ def _tiny_cnn(dtype="float32"):
 def test_activations_match_the_cpu(kind):
     x = _rand((3, 7)) * 4
     x[0, 0] = 0.0
-    y = B.activation_forward(kind, D(x), alpha=0.1)
-    y_cpu = cpu.activation_forward(kind, x, alpha=0.1)
+    alpha = {"alpha": 0.1} if kind == "leaky_relu" else {}
+    y = getattr(B, f"{kind}_forward")(D(x), **alpha)
+    y_cpu = getattr(cpu, f"{kind}_forward")(x, **alpha)
     np.testing.assert_allclose(H(y), y_cpu, rtol=1e-5, atol=1e-6)
     if kind != "step":
         saved = x if kind == "leaky_relu" else y_cpu
         dy = _rand((3, 7), 1)
         np.testing.assert_allclose(
-            H(B.activation_backward(kind, D(dy), D(saved), alpha=0.1)),
-            cpu.activation_backward(kind, dy, saved, alpha=0.1), rtol=1e-5, atol=1e-6)
+            H(getattr(B, f"{kind}_backward")(D(dy), D(saved), **alpha)),
+            getattr(cpu, f"{kind}_backward")(dy, saved, **alpha), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 4)])
@@ -460,11 +461,11 @@ def test_a_training_step_on_cuda_matches_the_cpu():
         value = loss.forward(model.forward(B.from_host(x)), B.from_host(labels))
         model.backward(loss.backward())
         grads = {n: B.to_host(g).copy() for n, _, g in model.named_parameters()}
-        launches = cuda_backend.backend.counters["launches"]
+        launches = B.counters["launches"]
         opt.step()
         if device == "cuda":  # one fused update over the packed parameters (model.to packs),
             # after zeroing Adam's two flat moment arrays on this first step
-            assert cuda_backend.backend.counters["launches"] - launches == 1 + 2
+            assert B.counters["launches"] - launches == 1 + 2
         results[device] = (value, grads, model.state_dict())
         if device == "cuda":
             assert all(not isinstance(p, np.ndarray) for _, p, _ in model.named_parameters())
@@ -492,7 +493,7 @@ def test_fit_and_evaluate_on_cuda_follow_the_cpu():
         model = _tiny_cnn()
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0)
         model.to(device)
-        counters = cuda_backend.backend.counters
+        counters = B.counters
         copies = counters["copies"]
         history = model.fit(x, y, epochs=2, batch_size=2, verbose=0, sync_every=2)
         # the data set goes over once; then per epoch its order, and the loss and accuracy
@@ -596,14 +597,13 @@ def test_launches_per_training_step(monkeypatch):
     each epoch at its start: tests the device loader)."""
     import fastnn
     from fastnn import reference_models as models
-    be = cuda_backend.backend
     stubbed = []
 
     def launch(kernel, grid, block, *args):
         stubbed.append(kernel)
-        be.counters["launches"] += 1
+        B.counters["launches"] += 1
 
-    monkeypatch.setattr(be, "_launch_grid", launch)
+    monkeypatch.setattr(B.context, "launch_grid", launch)
     monkeypatch.setattr(B, "_cublas", None)
     for name, expected in (("simple-cnn", 21), ("deep-cnn", 74)):
         fastnn.seed(0)
@@ -614,14 +614,14 @@ def test_launches_per_training_step(monkeypatch):
         x, y = B.empty((100, 1, 28, 28), F32), B.from_host(np.zeros(100, np.int64))
         totals = B.zeros((2,), F32)
         for _ in range(2):  # the first step allocates the buffers and the optimizer state
-            before = dict(be.counters)
+            before = dict(B.counters)
             stubbed.clear()
             loss.forward(model.forward(x), y, totals=totals)
             model.backward(loss.backward(), need_dx=False)
             opt.step()
-        spent = {k: be.counters[k] - before[k] for k in before}
+        spent = {k: B.counters[k] - before[k] for k in before}
         assert spent == {"launches": expected, "copies": 0, "allocations": 0}, name
-        assert stubbed.count(be.K.adam) == 1, name
+        assert stubbed.count(cuda_backend.kernels.adam) == 1, name
 
 
 def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 
 import fastnn
 from fastnn import _cpu_conv
+from fastnn.backend import cpu
 
 RUNNABLE = [isa for isa, runs in _cpu_conv.variants().items() if runs and isa != "generic"]
 RNG = np.random.default_rng(0)
@@ -28,36 +29,50 @@ def _f32(*shape):
 
 
 X = _f32(5, 7, 13, 11)
-Y, ARG = importlib.import_module("fastnn._cpu_pool").max_pool2d_forward(X, 3, 2, 1, None, None)
+Y, ARG = cpu.max_pool2d_forward(X, 3, 2, 1)
 P, G, M, V = (_f32(3001) for _ in range(4))
 V = np.abs(V)
 LOGITS, LABELS = _f32(37, 10), RNG.integers(0, 10, 37)
 ROWS = _f32(5 * 13 * 11, 7)
+B7 = _f32(7)
+Z = np.zeros  # outputs start zeroed: a kernel that skipped an element would show
+POOL = (3, 3, 2, 2, 1, 1)  # kernel 3x3, stride 2, pad 1: X (5, 7, 13, 11) -> (5, 7, 7, 6)
+WINDOW = (3, 2, 2, 1, 1, 0, 7, 10)  # kernel (3, 2), stride (2, 1), pad (1, 0) -> 7x10
 
-# family -> [(function, arguments, indices of the arguments it updates in place)]
+# family -> [(raw entry point, arguments, indices of the arguments it writes)]; the arguments
+# are what the backend front hands these raw kernels (checked, allocated, flat where flat)
 CALLS = {
-    "pool": [("max_pool2d_forward", (X, 3, 2, 1, None, None), ()),
-             ("max_pool2d_backward", (_f32(*Y.shape), ARG, X.shape, 3, 2, 1, None), ()),
-             ("avg_pool2d_forward", (X, 3, 2, 1, None), ()),
-             ("avg_pool2d_backward", (_f32(5, 7, 7, 6), X.shape, 3, 2, 1, None), ())],
-    "elementwise": [("relu_forward", (X,), ()), ("relu_backward", (X, np.maximum(X, 0)), ()),
-                    ("bias_add", (X.copy(), _f32(7), True), (0,)),
-                    ("bias_add", (ROWS.copy(), _f32(7), False), (0,)),  # a Dense layer's (N, C)
-                    ("bias_add", (ROWS.copy(), _f32(7), True), (0,)),
-                    ("bias_grad", (X,), ()),
-                    ("rows_to_nchw", (ROWS, (5, 7, 13, 11), _f32(7), None, True), ()),
-                    ("nchw_to_rows", (X,), ())],
+    "pool": [("max_pool2d_forward", (X, Z(Y.shape, np.float32), Z(Y.shape, np.int32), *POOL),
+              (1, 2)),
+             ("max_pool2d_backward", (_f32(*Y.shape), ARG, None, Z(X.shape, np.float32), *POOL),
+              (3,)),
+             ("avg_pool2d_forward", (X, Z(Y.shape, np.float32), *POOL), (1,)),
+             ("avg_pool2d_backward", (_f32(5, 7, 7, 6), Z(X.shape, np.float32), *POOL), (1,))],
+    "elementwise": [("relu_forward", (X.reshape(-1), Z(X.size, np.float32)), (1,)),
+                    ("relu_backward", (X.reshape(-1), np.maximum(X, 0).reshape(-1),
+                                       Z(X.size, np.float32)), (2,)),
+                    ("bias_add", (X.reshape(5, 7, -1).copy(), B7, True), (0,)),
+                    ("bias_add", (ROWS.reshape(-1, 7, 1).copy(), B7, False), (0,)),  # Dense
+                    ("bias_add", (ROWS.reshape(-1, 7, 1).copy(), B7, True), (0,)),
+                    ("bias_grad", (X.reshape(5, 7, -1), Z(7, np.float32)), (1,)),
+                    ("rows_to_nchw", (ROWS.reshape(5, 143, 7), B7, True, True,
+                                      Z((5, 7, 143), np.float32)), (4,)),
+                    ("nchw_to_rows", (X.reshape(5, 7, 143), Z((5, 143, 7), np.float32),
+                                      Z(7, np.float32), Z((5, 7))), (1, 2))],
     "optim": [("sgd", (P.copy(), G, 0.1), (0,)),
               ("momentum", (P.copy(), G, M.copy(), 0.1, 0.9, True), (0, 2)),
               ("adagrad", (P.copy(), G, V.copy(), 0.1, 1e-7), (0, 2)),
               ("rmsprop", (P.copy(), G, V.copy(), 0.1, 0.9, 1e-7), (0, 2)),
               ("adam", (P.copy(), G, M.copy(), V.copy(), 1e-3, 0.9, 0.999, 1.02, 1e-8, 0.01),
                (0, 2, 3)),
-              ("add_penalty_grad", ("l1", P, G.copy(), 0.01), (2,))],
-    "loss": [("softmax_cross_entropy_forward", (LOGITS, LABELS), ()),
-             ("softmax_cross_entropy_backward", (np.abs(LOGITS), LABELS), ())],
-    "im2col": [("im2col", (X, (3, 2), (2, 1), (1, 0)), ()),
-               ("col2im", (_f32(5 * 7 * 10, 7 * 6), X.shape, (3, 2), (2, 1), (1, 0)), ())],
+              ("add_l1", (P, G.copy(), 0.01), (1,)),
+              ("add_l2", (P, G.copy(), 0.01), (1,))],
+    "loss": [("softmax_cross_entropy_forward", (LOGITS, LABELS, Z((37, 10), np.float32), None),
+              (2,)),
+             ("softmax_cross_entropy_backward", (np.abs(LOGITS), LABELS,
+                                                 Z((37, 10), np.float32)), (2,))],
+    "im2col": [("im2col", (X, Z((5 * 7 * 10, 7 * 3 * 2), np.float32), *WINDOW), (1,)),
+               ("col2im", (_f32(5 * 7 * 10, 7 * 6), Z(X.shape, np.float32), *WINDOW), (1,))],
 }
 
 

@@ -1,8 +1,12 @@
 """Hundreds of malformed calls at every kernel's Python-facing wrapper: each must raise
 TypeError or ValueError (never crash the interpreter, never return garbage).
 
-Calls are built from one valid call per kernel by breaking one argument, then two at once.
+Calls are built from one valid call per kernel by breaking one argument, then two at once, and
+run against the CPU backend and the CUDA backend (on a GPU, else in Numba's simulator): the
+same calls with every numpy array moved to the device (strided ones as strided device views),
+so that both meet one checked front. The convolution engine's direct kernels are the CPU's.
 """
+import functools
 import itertools
 
 import numpy as np
@@ -84,18 +88,18 @@ NOT_ARRAYS = [None, 3, 2.5, "x", [1, 2], {"a": 1}, memoryview(b"abcd")]
 
 # name -> (function, valid kwargs, {arg: bad values})
 KERNELS = {
-    "im2col": (cpu.im2col, dict(x=x, kernel=3, stride=1, pad=1),
+    "im2col": ("im2col", dict(x=x, kernel=3, stride=1, pad=1),
                dict(x=_generic_bad(x), kernel=GEOMETRY_BAD, stride=STRIDE_BAD, pad=PAD_BAD,
                     out=_generic_bad(cols, optional=True) + _shape_bad(cols))),
-    "col2im": (cpu.col2im, dict(cols=cols, x_shape=x.shape, kernel=3, stride=1, pad=1),
+    "col2im": ("col2im", dict(cols=cols, x_shape=x.shape, kernel=3, stride=1, pad=1),
                dict(cols=_generic_bad(cols) + _shape_bad(cols)[:-1], x_shape=SHAPE_BAD,
                     kernel=GEOMETRY_BAD, stride=STRIDE_BAD, pad=PAD_BAD,
                     out=_generic_bad(x, optional=True) + _shape_bad(x))),
-    "max_pool2d_forward": (cpu.max_pool2d_forward, dict(x=x, kernel_size=2, stride=2, pad=0),
+    "max_pool2d_forward": ("max_pool2d_forward", dict(x=x, kernel_size=2, stride=2, pad=0),
                            dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
                                 stride=STRIDE_BAD,
                                 pad=PAD_BAD + [2, (0, 2)])),
-    "max_pool2d_backward": (cpu.max_pool2d_backward,
+    "max_pool2d_backward": ("max_pool2d_backward",
                             dict(dy=dy_pool, argmax=arg, x_shape=x.shape, kernel_size=2),
                             dict(dy=_generic_bad(dy_pool) + _shape_bad(dy_pool)[:-1],
                                  argmax=[None, arg.astype(np.int64), arg.astype(np.float32),
@@ -107,34 +111,34 @@ KERNELS = {
                                  pad=PAD_BAD + [2],
                                  relu_gate=_generic_bad(dy_pool, optional=True)
                                  + _shape_bad(dy_pool))),
-    "avg_pool2d_forward": (cpu.avg_pool2d_forward, dict(x=x, kernel_size=2, stride=2, pad=0),
+    "avg_pool2d_forward": ("avg_pool2d_forward", dict(x=x, kernel_size=2, stride=2, pad=0),
                            dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
                                 stride=STRIDE_BAD, pad=PAD_BAD)),
-    "avg_pool2d_backward": (cpu.avg_pool2d_backward,
+    "avg_pool2d_backward": ("avg_pool2d_backward",
                             dict(dy=dy_pool, x_shape=x.shape, kernel_size=2),
                             dict(dy=_generic_bad(dy_pool) + _shape_bad(dy_pool)[:-1],
                                  x_shape=SHAPE_BAD, kernel_size=GEOMETRY_BAD,
                                  stride=STRIDE_BAD, pad=PAD_BAD)),
-    "bias_add": (cpu.bias_add, dict(y=x.copy(), b=_f32(3)),
+    "bias_add": ("bias_add", dict(y=x.copy(), b=_f32(3)),
                  dict(y=_generic_bad(x, ok_ndims=(2, 4)) + [x[:, :2]],
                       b=_generic_bad(_f32(3)) + _shape_bad(_f32(3)))),
-    "bias_grad": (cpu.bias_grad, dict(dy=x), dict(dy=_generic_bad(x, ok_ndims=(2, 4)))),
-    "relu_forward": (cpu.relu_forward, dict(x=x), dict(x=_generic_bad(x, ok_ndims=None),
+    "bias_grad": ("bias_grad", dict(dy=x), dict(dy=_generic_bad(x, ok_ndims=(2, 4)))),
+    "relu_forward": ("relu_forward", dict(x=x), dict(x=_generic_bad(x, ok_ndims=None),
                                                           out=_generic_bad(x, optional=True) + _shape_bad(x))),
-    "relu_backward": (cpu.relu_backward, dict(dy=x, y=x),
+    "relu_backward": ("relu_backward", dict(dy=x, y=x),
                       dict(dy=_generic_bad(x, ok_ndims=None), y=_generic_bad(x) + _shape_bad(x),
                            out=_generic_bad(x, optional=True) + _shape_bad(x))),
-    "rows_to_nchw": (cpu.rows_to_nchw, dict(rows=rows, shape=(2, 4, 8, 8), b=_f32(4)),
+    "rows_to_nchw": ("rows_to_nchw", dict(rows=rows, shape=(2, 4, 8, 8), b=_f32(4)),
                      dict(rows=_generic_bad(rows) + _shape_bad(rows), shape=SHAPE_BAD,
                           b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
                           out=_generic_bad(dy_conv, optional=True) + _shape_bad(dy_conv))),
-    "nchw_to_rows": (cpu.nchw_to_rows, dict(y=dy_conv),
+    "nchw_to_rows": ("nchw_to_rows", dict(y=dy_conv),
                      dict(y=_generic_bad(dy_conv), out=_generic_bad(rows, optional=True) + _shape_bad(rows))),
-    "gemm": (cpu.gemm, dict(a=rows, b=_f32(4, 5)),
+    "gemm": ("gemm", dict(a=rows, b=_f32(4, 5)),
              dict(a=_generic_bad(rows) + [rows[:, :3]],
                   b=_generic_bad(_f32(4, 5)) + _shape_bad(_f32(4, 5))[::2],
                   out=_generic_bad(_f32(128, 5), optional=True) + _shape_bad(_f32(128, 5)))),
-    "take_rows": (cpu.take_rows, dict(a=x, idx=idx),
+    "take_rows": ("take_rows", dict(a=x, idx=idx),
                   dict(a=NOT_ARRAYS + [np.float32(1), np.repeat(x, 2, axis=-1)[..., ::2],
                                        np.asfortranarray(x[0])],
                        idx=NOT_ARRAYS + [idx.astype(t) for t in BAD_DTYPES if t != np.int64] + [
@@ -142,7 +146,7 @@ KERNELS = {
                            np.array([-1]), idx + 5, np.repeat(idx, 2)[::2]],
                        out=_generic_bad(x[idx], optional=True) + _shape_bad(x[idx]))),
     "softmax_cross_entropy_forward": (
-        cpu.softmax_cross_entropy_forward, dict(logits=logits, labels=labels),
+        "softmax_cross_entropy_forward", dict(logits=logits, labels=labels),
         dict(logits=_generic_bad(logits) + [logits[:3], np.zeros((4, 0), np.float32)],
              labels=NOT_ARRAYS + [labels.astype(t) for t in BAD_DTYPES if t != np.int64]
              + [labels[None], labels[:3], labels + 3, labels - 1, np.repeat(labels, 2)[::2]],
@@ -200,6 +204,67 @@ KERNELS = {
 }
 
 
+CPU_ONLY = {"conv_direct_forward", "conv_direct_backward", "winograd_forward",
+            "winograd_backward_data", "winograd_backward_weights"}
+
+
+def _in_range_breaks(name, v):
+    """Breaks only the data can show (indices, argmax entries, labels out of range), which
+    the GPU trusts: they are checked where they are made, on the host, as checking them on
+    the device would read every batch back (a host round trip per step)."""
+    if not (isinstance(v, np.ndarray) and v.flags.c_contiguous):
+        return False
+    if name == "argmax":
+        return v.dtype == np.int32 and v.shape == arg.shape
+    if name == "idx":
+        return v.dtype == np.int64 and v.ndim == 1 and len(v) > 0
+    if name == "labels":
+        return v.dtype == np.int64 and v.shape == labels.shape
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda():
+    import fastnn.gpu
+    if not fastnn.gpu.is_available():
+        pytest.skip("no CUDA device and no simulator")
+    from fastnn.backend import cuda
+    return fastnn.gpu.require(), cuda.get()
+
+
+def _to_device(v, memo):
+    """A numpy array as the same kind of device array: C-contiguous ones copied over, strided
+    ones as a strided view (same shape and dtype) of a device copy twice as wide; anything
+    else (Python objects, object arrays) as it is."""
+    if not isinstance(v, np.ndarray) or v.dtype == object:
+        return v
+    if id(v) not in memo:
+        cuda, _ = _cuda()
+        if v.flags.c_contiguous:
+            memo[id(v)] = (v, cuda.to_device(v))
+        else:
+            memo[id(v)] = (v, cuda.to_device(np.repeat(v, 2, axis=-1))[..., ::2])
+    return memo[id(v)][1]
+
+
+def _backend_call(name, backend):
+    """(function, valid kwargs, malformed calls) of one kernel on one backend."""
+    fn, valid, bad = KERNELS[name]
+    if backend == "cpu":
+        fn = getattr(cpu, fn) if isinstance(fn, str) else fn
+        return fn, valid, _malformed_calls(valid, bad)
+    if name in CPU_ONLY:
+        pytest.skip(f"{name} is a CPU kernel")
+    _, B = _cuda()
+    bad = {arg_name: [v for v in values if not _in_range_breaks(arg_name, v)]
+           for arg_name, values in bad.items()}
+    memo = {}
+    calls = [{k: _to_device(v, memo) for k, v in call.items()}
+             for call in _malformed_calls(valid, bad)]
+    valid = {k: _to_device(v, memo) for k, v in valid.items()}
+    return (getattr(B, fn) if isinstance(fn, str) else fn), valid, calls
+
+
 def _malformed_calls(valid, bad):
     """Every single-argument break, then every pair of breaks of two different arguments."""
     singles = [{name: v} for name, values in bad.items() for v in values]
@@ -210,11 +275,11 @@ def _malformed_calls(valid, bad):
     return [{**valid, **change} for change in calls]
 
 
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("name", sorted(KERNELS))
-def test_malformed_calls_raise(name):
-    fn, valid, bad = KERNELS[name]
+def test_malformed_calls_raise(name, backend):
+    fn, valid, calls = _backend_call(name, backend)
     fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in valid.items()})
-    calls = _malformed_calls(valid, bad)
     assert len(calls) >= 200
     accepted = []
     for kwargs in calls:
@@ -230,6 +295,8 @@ def _describe(kwargs, valid):
     def short(v):
         if isinstance(v, np.ndarray):
             return f"ndarray{v.shape}:{v.dtype}:{'C' if v.flags.c_contiguous else 'strided'}"
+        if hasattr(v, "is_c_contiguous"):
+            return f"device{v.shape}:{v.dtype}:{'C' if v.is_c_contiguous() else 'strided'}"
         return repr(v)[:40]
     return {k: short(v) for k, v in kwargs.items() if v is not valid.get(k)}
 

@@ -22,8 +22,8 @@ def backend_for_device(device):
     if device == "cpu":
         return cpu
     if device == "cuda":
-        import fastnn.cuda
-        fastnn.cuda.require()
+        import fastnn.gpu
+        fastnn.gpu.require()
         from fastnn.backend import cuda
         return cuda.get()
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")

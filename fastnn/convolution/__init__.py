@@ -145,16 +145,19 @@ def _algorithm(op, B, name, planned):
 
 
 def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=None,
-            algorithm=None, keep_cols=False):
+            algorithm=None, keep_cols=False, y_buffer=None, op="conv2d_forward"):
     """y (N, F, OH, OW) = x (N, C, H, W) cross-correlated with W (F, C, KH, KW), + b (F,);
     relu=True returns max(y, 0). -> (y, saved): saved is what backward needs besides x and W
     (the im2col matrix when that algorithm ran and kept it, else None). cols_buffer(shape): a
     buffer the im2col matrix may be kept in (called only when it fits the backend's
     keep_cols_bytes, or always with keep_cols=True). algorithm: force "direct", "winograd" or
-    "im2col" (None: the plan's)."""
-    op = "conv2d_forward"
+    "im2col" (None: the plan's). y_buffer(shape): where y goes when out is None (a layer's
+    cached buffer, made once the geometry is checked: here, the only place it is). op: the
+    name errors carry (a layer passes its label)."""
     kernel, stride, pad, (oh, ow) = _check(op, x, W, b, stride, pad)
     B = backend_of(x, W, b, out)
+    if out is None and y_buffer is not None:
+        out = y_buffer((x.shape[0], W.shape[0], oh, ow))
     algo = _algorithm(op, B, algorithm,
                       plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
     if algo == "direct":

@@ -20,20 +20,27 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
     oh, ow = out_hw
     n, f, k = x.shape[0], W.shape[0], W[0].size
     W2d = W.reshape(f, k)
+    # The geometry was checked by the engine (fastnn.convolution._check) and every buffer is
+    # made here to fit: im2col runs straight from the kernel table, not through B.im2col's
+    # checks again.
+    window = (*kernel, *stride, *pad, oh, ow)
     if cols_out is not None:
-        cols = B.im2col(x, kernel, stride, pad, out=cols_out)      # (N*OH*OW, C*KH*KW)
+        cols = _checks.out_array("conv2d_forward", cols_out, (n * oh * ow, k), x.dtype,
+                                 name="cols_out", empty=B.empty, device=B.device_arrays)
+        if n:
+            B.kernels.im2col(x, cols, *window)                      # (N*OH*OW, C*KH*KW)
         rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
         B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
         return B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu), cols
-    y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype) if out is not None \
-        else B.empty((n, f, oh, ow), x.dtype)
+    y = _checks.out_array("conv2d_forward", out, (n, f, oh, ow), x.dtype, empty=B.empty,
+                          device=B.device_arrays)
     step = _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
     cols = B.scratch("conv_cols_chunk", (step * oh * ow, k), x.dtype)
     rows = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
         m = (n1 - n0) * oh * ow
-        B.im2col(x[n0:n1], kernel, stride, pad, out=cols[:m])
+        B.kernels.im2col(x[n0:n1], cols[:m], *window)
         B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
         B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
     return y, None
@@ -60,8 +67,8 @@ def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, 
         n1 = min(n, n0 + step)
         m = (n1 - n0) * oh * ow
         first = n0 == 0
-        rows, _ = B.nchw_to_rows(dy[n0:n1], out=rows_buf[:m],
-                                 sums_out=(db if first else db_part) if need_dW else None)
+        rows, _ = B.nchw_to_rows_and_bias_grad(
+            dy[n0:n1], out=rows_buf[:m], sums_out=(db if first else db_part) if need_dW else None)
         if need_dW:
             if cols is None:
                 chunk_cols = B.im2col(x[n0:n1], kernel, stride, pad,

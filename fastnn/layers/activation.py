@@ -66,34 +66,34 @@ class LeakyReLU(_Elementwise):
         self.alpha = float(alpha)
 
     def _compute(self, B, x, y):
-        B.activation_forward("leaky_relu", x, out=y, alpha=self.alpha)
+        B.leaky_relu_forward(x, out=y, alpha=self.alpha)
         self._cache = x
 
     def _gradient(self, B, dy, dx):
-        B.activation_backward("leaky_relu", dy, self._cache, out=dx, alpha=self.alpha)
+        B.leaky_relu_backward(dy, self._cache, out=dx, alpha=self.alpha)
 
 
 class Sigmoid(_Elementwise):
     def _compute(self, B, x, y):
-        B.activation_forward("sigmoid", x, out=y)  # as (1 + tanh(x/2)) / 2: never overflows
+        B.sigmoid_forward(x, out=y)  # as (1 + tanh(x/2)) / 2: never overflows
         self._cache = y
 
     def _gradient(self, B, dy, dx):
-        B.activation_backward("sigmoid", dy, self._cache, out=dx)
+        B.sigmoid_backward(dy, self._cache, out=dx)
 
 
 class Tanh(_Elementwise):
     def _compute(self, B, x, y):
-        B.activation_forward("tanh", x, out=y)
+        B.tanh_forward(x, out=y)
         self._cache = y
 
     def _gradient(self, B, dy, dx):
-        B.activation_backward("tanh", dy, self._cache, out=dx)
+        B.tanh_backward(dy, self._cache, out=dx)
 
 
 class Step(_Elementwise):
     def _compute(self, B, x, y):
-        B.activation_forward("step", x, out=y)
+        B.step_forward(x, out=y)
 
     def _gradient(self, B, dy, dx):
         raise RuntimeError(f"{self.label}: the step function has no useful gradient (it is 0 "

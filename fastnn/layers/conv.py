@@ -34,15 +34,12 @@ class Conv2D(Layer):
 
     def _forward(self, x, relu=False):
         self._check_input(x, (4,), self.in_channels)
-        n, _, h, w = x.shape
-        try:
-            oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride, self.pad)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (input shape {x.shape})") from None
-        y = self._buffer("y", (n, self.out_channels, oh, ow), x.dtype, like=x)
+        # the engine checks the window (once, naming this layer) and then asks for y's buffer
         y, saved = convolution.forward(
-            x, self.params["W"], self.params["b"], self.stride, self.pad, relu=relu, out=y,
-            cols_buffer=lambda shape: self._buffer("cols", shape, x.dtype, like=x))
+            x, self.params["W"], self.params["b"], self.stride, self.pad, relu=relu,
+            y_buffer=lambda shape: self._buffer("y", shape, x.dtype, like=x),
+            cols_buffer=lambda shape: self._buffer("cols", shape, x.dtype, like=x),
+            op=self.label)
         self._cache = (x, saved)  # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None
         return y
 

@@ -1,8 +1,10 @@
 """fastnn on NVIDIA GPUs: availability and moving arrays (the backend is fastnn/backend/cuda/).
 
-    fastnn.cuda.is_available()     a usable GPU (or Numba's simulator) and numba-cuda installed
-    d = fastnn.cuda.to_device(x)   a numpy array -> a device array (float32 stays float32)
-    x = fastnn.cuda.to_host(d)     back to numpy
+    fastnn.gpu.is_available()      a usable GPU (or Numba's simulator) and numba-cuda installed
+    d = fastnn.gpu.to_device(x)    a numpy array -> a device array (float32 stays float32)
+    x = fastnn.gpu.to_host(d)      back to numpy
+
+`fastnn.cuda` is the same module under its old name (import fastnn.cuda keeps working).
 
 Importing this module imports nothing CUDA-related; the first call does.
 """

@@ -1,0 +1,79 @@
+"""Elementwise launches: fills and arithmetic over flat views, whole-array sums, the dropout
+mask, and the bias add / bias gradient over the channel axis."""
+import numpy as np
+
+from fastnn.backend.cpu_numpy import hash_offset
+from fastnn.backend.cuda import context as C
+from fastnn.backend.cuda import kernels as K
+from fastnn.backend.cuda.launch._base import const, flat
+
+
+class ElementwiseLaunches:
+    def fill(self, a, value):
+        self.ctx.launch(K.fill, a.size, flat(a), np.dtype(a.dtype).type(value))
+
+    def _binary(self, kernel, a, b, out, *extra):
+        n = a.size
+        self.ctx.launch(kernel, n, a.reshape(n), b.reshape(n), out.reshape(n), *extra)
+        return out
+
+    def add(self, a, b, out):
+        return self._binary(K.add, a, b, out)
+
+    def subtract(self, a, b, out):
+        return self._binary(K.subtract, a, b, out)
+
+    def multiply(self, a, b, out):
+        return self._binary(K.multiply, a, b, out)
+
+    def safe_divide(self, a, b, out):
+        return self._binary(K.safe_divide, a, b, out, const(a, 0))
+
+    def scale(self, a, alpha, out):
+        self.ctx.launch(K.scale, a.size, flat(a), const(a, alpha), flat(out))
+        return out
+
+    def sqrt(self, x, out):
+        self.ctx.launch(K.sqrt, x.size, flat(x), flat(out))
+        return out
+
+    def _sum_of(self, kind, a):
+        total = self.scratch("reduce_total", (1,), a.dtype)
+        self.fill(total, 0)
+        blocks = max(1, min(C.REDUCE_BLOCKS, -(-a.size // C.REDUCE_THREADS)))
+        self.ctx.launch(K.sum_of_kernel(a.dtype), blocks * C.REDUCE_THREADS, kind, flat(a),
+                        total, const(a, 0), threads=C.REDUCE_THREADS)
+        return float(self.to_host(total)[0])
+
+    def sum_squares(self, a):
+        return self._sum_of(K.SQUARES, a)
+
+    def sum_abs(self, a):
+        return self._sum_of(K.ABSOLUTE, a)
+
+    def dropout_mask(self, mask, p, seed):
+        dtype = np.dtype(mask.dtype)
+        self.ctx.launch(K.dropout_mask, mask.size, flat(mask), hash_offset(seed), dtype.type(p),
+                        dtype.type(1.0 / (1.0 - p)), dtype.type(0), dtype.type(1.0 / (1 << 24)))
+
+    def bias_add(self, y3, b, relu):
+        self.ctx.launch(K.bias_add, y3.size, y3, b, relu, const(y3, 0))
+
+    def bias_grad(self, dy3, db):
+        n, c, p = dy3.shape
+        if c == 0:
+            return
+        if n * p == 0:
+            self.fill(db, 0)
+            return
+        # enough blocks to fill the GPU (REDUCE_BLOCKS in all), each over whole images and at
+        # least a few values per thread
+        groups = max(1, min(C.REDUCE_BLOCKS // c, n * p // (C.REDUCE_THREADS * 4), n))
+        per_group = -(-n // groups)
+        groups = -(-n // per_group)
+        partials = self.scratch("bias_grad_partials", (c, groups), dy3.dtype)
+        # zeroed once when made: the kernel that counts arrivals in it leaves it zeroed
+        arrived = self.scratch("bias_grad_arrived", (c,), np.int32,
+                               on_new=lambda a: self.fill(a, 0))
+        self.ctx.launch_grid(K.bias_grad_kernel(dy3.dtype), (c, groups), C.REDUCE_THREADS, dy3,
+                             db, partials, arrived, per_group, const(dy3, 0))

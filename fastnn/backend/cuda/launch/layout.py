@@ -1,0 +1,71 @@
+"""Layout launches: GEMM (cuBLAS, else the tiled Numba kernel), im2col/col2im, the
+convolution's row <-> NCHW reshuffles, row gathers and device copies."""
+import numpy as np
+
+from fastnn.backend.cuda import context as C
+from fastnn.backend.cuda import kernels as K
+from fastnn.backend.cuda.launch._base import const, flat
+
+
+class LayoutLaunches:
+    def gemm(self, a, b, trans_a, trans_b, out, m, n, k):
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            self.fill(out, 0)
+            return out
+        cublas = self._backend._cublas
+        if cublas is not None:
+            cublas.gemm(a, b, out, trans_a, trans_b)
+            self.ctx.counters["launches"] += 1
+            return out
+        grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
+        self.ctx.launch_grid(K.gemm_kernel(np.dtype(a.dtype)), grid, (K.TILE, K.TILE), a, b,
+                             out, trans_a, trans_b, const(a, 0))
+        return out
+
+    def im2col(self, x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
+        n, c = x.shape[:2]
+        per_image = oh * ow * c * kh * kw
+        if cols.size:
+            # a thread per element of one image's block; each walks n / images of the batch,
+            # enough threads in all to fill the GPU (the index math is done once per thread)
+            images = max(1, min(n, 65535, -(-C.IM2COL_THREADS // per_image)))
+            self.ctx.launch_grid(K.im2col, (-(-per_image // C.THREADS), images), C.THREADS, x,
+                                 cols, kh, kw, sh, sw, ph, pw, oh, ow, const(x, 0))
+
+    def col2im(self, cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
+        self.ctx.launch(K.col2im, x.size, cols, x, kh, kw, sh, sw, ph, pw, oh, ow,
+                        const(cols, 0))
+
+    def rows_to_nchw(self, rows, b, y, relu):
+        n, f, oh, ow = y.shape
+        bias = b if b is not None else self.scratch("no_bias", (f,), rows.dtype)  # unread
+        if y.size:
+            self.ctx.launch_grid(K.rows_to_nchw_kernel(rows.dtype), *K.square_grid(n, f, oh * ow),
+                                 rows, bias, b is not None, relu, y, const(rows, 0))
+
+    def nchw_to_rows(self, y, rows, sums):
+        n, f, oh, ow = y.shape
+        if y.size:
+            self.ctx.launch_grid(K.nchw_to_rows_kernel(y.dtype), *K.square_grid(n, f, oh * ow),
+                                 y, rows)
+        self.bias_grad(y.reshape(n, f, oh * ow), sums)
+
+    def take_rows(self, a, idx, out):
+        """Indices are trusted to lie in [0, N) (checked where they are made, on the host)."""
+        row = max(1, int(np.prod(a.shape[1:], dtype=np.int64)))
+        self.ctx.launch(K.take_rows, out.size, flat(a), idx, flat(out), row)
+        return out
+
+    def copy(self, a, out):
+        """A device-to-device copy (not a kernel of ours, and no host round trip)."""
+        cupy = self.ctx.cupy
+        if cupy is not None:  # Numba's copy_to_device spends ~0.5 ms of Python per call
+            if a.size:
+                cupy.cuda.runtime.memcpyAsync(
+                    out.device_ctypes_pointer.value, a.device_ctypes_pointer.value,
+                    a.size * np.dtype(a.dtype).itemsize,
+                    cupy.cuda.runtime.memcpyDeviceToDevice, self.ctx.cupy_stream.ptr)
+            return
+        out.copy_to_device(a, stream=self.ctx.stream)

@@ -1,0 +1,89 @@
+"""Elementwise primitives (arithmetic, whole-array sums, fills), the dropout mask and the bias
+add / bias gradient over the channel axis."""
+import numpy as np
+
+from fastnn import _checks
+
+
+class ElementwiseOps:
+    def _unary(self, op, a, out, name="a"):
+        """A float array of any shape, and its output of the same shape and dtype."""
+        dev = self.device_arrays
+        _checks.array(op, name, a, None, device=dev)
+        return _checks.out_array(op, out, a.shape, a.dtype, empty=self.empty, device=dev)
+
+    def _binary(self, op, a, b, out, names=("a", "b")):
+        """Two float arrays of one shape and dtype, and their output."""
+        out = self._unary(op, a, out, names[0])
+        _checks.like(op, names[1], b, a, device=self.device_arrays)
+        return out
+
+    def fill(self, a, value):
+        """Set every element of a to value, in place; returns a."""
+        _checks.array("fill", "a", a, None, dtypes=(getattr(a, "dtype", None),),
+                      device=self.device_arrays)
+        self.kernels.fill(a, value)
+        return a
+
+    def zeros(self, shape, dtype):
+        """A new array of zeros on this backend."""
+        return self.fill(self.empty(shape, dtype), 0)
+
+    def add(self, a, b, out=None):
+        """a + b elementwise (same shapes); out=a adds in place."""
+        return self.kernels.add(a, b, self._binary("add", a, b, out))
+
+    def subtract(self, a, b, out=None):
+        return self.kernels.subtract(a, b, self._binary("subtract", a, b, out))
+
+    def multiply(self, a, b, out=None):
+        """a * b elementwise (same shapes); out=a multiplies in place."""
+        return self.kernels.multiply(a, b, self._binary("multiply", a, b, out))
+
+    def safe_divide(self, a, b, out=None):
+        """a / b where b > 0, else 0."""
+        return self.kernels.safe_divide(a, b, self._binary("safe_divide", a, b, out))
+
+    def scale(self, a, alpha, out=None):
+        """alpha * a."""
+        return self.kernels.scale(a, alpha, self._unary("scale", a, out))
+
+    def sqrt(self, x, out=None):
+        return self.kernels.sqrt(x, self._unary("sqrt", x, out, "x"))
+
+    def sum_squares(self, a):
+        """sum(a * a) as a Python float (read back to the host)."""
+        _checks.array("sum_squares", "a", a, None, device=self.device_arrays)
+        return self.kernels.sum_squares(a)
+
+    def sum_abs(self, a):
+        """sum(|a|) as a Python float (read back to the host)."""
+        _checks.array("sum_abs", "a", a, None, device=self.device_arrays)
+        return self.kernels.sum_abs(a)
+
+    def dropout_mask(self, shape, p, seed, dtype, out=None):
+        """A mask of 0 (probability p) and 1/(1-p), from a counter-based hash of (seed, index):
+        the same seed gives the same mask on every backend."""
+        mask = _checks.out_array("dropout_mask", out, tuple(shape), np.dtype(dtype),
+                                 empty=self.empty, device=self.device_arrays)
+        self.kernels.dropout_mask(mask, p, seed)
+        return mask
+
+    def bias_add(self, y, b, relu=False):
+        """y (N, C[, H, W]) += b (C,), in place (then max(., 0) with relu=True); returns y."""
+        op, dev = "bias_add", self.device_arrays
+        n, c, p = _checks.channels(op, "y", y, device=dev)
+        _checks.vector(op, "b", b, c, y.dtype, device=dev)
+        if not dev:  # (device arrays are always writeable)
+            _checks.writeable(op, "y", y, " (the bias is added in place)")
+        if n * c * p:
+            self.kernels.bias_add(y.reshape(n, c, p), b, bool(relu))
+        return y
+
+    def bias_grad(self, dy, out=None):
+        """dy (N, C[, H, W]) -> (C,): the sum over every axis but the channels."""
+        op, dev = "bias_grad", self.device_arrays
+        n, c, p = _checks.channels(op, "dy", dy, device=dev)
+        db = _checks.out_array(op, out, (c,), dy.dtype, empty=self.empty, device=dev)
+        self.kernels.bias_grad(dy.reshape(n, c, p), db)
+        return db

@@ -1,0 +1,90 @@
+"""Layout ops: GEMM, im2col/col2im, the convolution's row <-> NCHW reshuffles, row gathers."""
+from fastnn import _checks
+
+
+class LayoutOps:
+    def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
+        """op(a) @ op(b) for 2-D arrays, where op transposes when asked; into `out` if given."""
+        op, dev = "gemm", self.device_arrays
+        _checks.array(op, "a", a, 2, device=dev)
+        _checks.array(op, "b", b, 2, dtypes=(a.dtype,), device=dev)
+        m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+        k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+        if k != k2:
+            raise ValueError(f"{op}: inner sizes differ: op(a) is {(m, k)}, "
+                             f"op(b) is {(k2, n)}")
+        out = _checks.out_array(op, out, (m, n), a.dtype, empty=self.empty, device=dev)
+        return self.kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k)
+
+    def im2col(self, x, kernel, stride, pad, out=None):
+        """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow)."""
+        op, dev = "im2col", self.device_arrays
+        kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+        n, c, h, w = _checks.image(op, "x", x, device=dev)
+        oh, ow = _checks.window(op, (h, w), kernel, stride, pad)
+        cols = _checks.out_array(op, out, (n * oh * ow, c * kernel[0] * kernel[1]), x.dtype,
+                                 empty=self.empty, device=dev)
+        if n:
+            self.kernels.im2col(x, cols, *kernel, *stride, *pad, oh, ow)
+        return cols
+
+    def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
+        """The adjoint of im2col: cols -> x of x_shape, overlapping windows summed."""
+        op, dev = "col2im", self.device_arrays
+        kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
+        n, c, h, w = _checks.shape4(op, "x_shape", x_shape)
+        oh, ow = _checks.window(op, (h, w), kernel, stride, pad)
+        _checks.array(op, "cols", cols, 2, device=dev)
+        _checks.same_shape(op, "cols", cols, (n * oh * ow, c * kernel[0] * kernel[1]))
+        x = _checks.out_array(op, out, (n, c, h, w), cols.dtype, empty=self.empty, device=dev)
+        if n:
+            self.kernels.col2im(cols, x, *kernel, *stride, *pad, oh, ow)
+        return x
+
+    # relu=True fuses a ReLU that follows a convolution or a Dense layer into the pass that
+    # writes their output (bias added, then max(., 0)).
+    def rows_to_nchw(self, rows, shape, b=None, out=None, relu=False):
+        """Convolution GEMM output (N*OH*OW, F) -> (N, F, OH, OW), plus the bias b (F,)."""
+        op, dev = "rows_to_nchw", self.device_arrays
+        n, f, oh, ow = _checks.shape4(op, "shape", shape)
+        _checks.array(op, "rows", rows, 2, device=dev)
+        _checks.same_shape(op, "rows", rows, (n * oh * ow, f))
+        if b is not None:
+            _checks.vector(op, "b", b, f, rows.dtype, device=dev)
+        y = _checks.out_array(op, out, (n, f, oh, ow), rows.dtype, empty=self.empty,
+                              device=dev)
+        if n:
+            self.kernels.rows_to_nchw(rows, b, y, bool(relu))
+        return y
+
+    def nchw_to_rows_and_bias_grad(self, y, out=None, sums_out=None):
+        """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,)): the layout of the
+        convolution's backward GEMMs and, read in the same pass, the bias gradient."""
+        op, dev = "nchw_to_rows", self.device_arrays
+        n, f, oh, ow = _checks.image(op, "y", y, device=dev)
+        rows = _checks.out_array(op, out, (n * oh * ow, f), y.dtype, empty=self.empty,
+                                 device=dev)
+        sums = _checks.out_array(op, sums_out, (f,), y.dtype, name="sums_out",
+                                 empty=self.empty, device=dev)
+        self.kernels.nchw_to_rows(y, rows, sums)
+        return rows, sums
+
+    nchw_to_rows = nchw_to_rows_and_bias_grad  # the name callers used before
+
+    def take_rows(self, a, idx, out=None):
+        """out[i] = a[idx[i]] for a (N, ...) of any dtype and int64 indices idx (M,) -> (M, ...):
+        a minibatch cut from a dataset that lives on this backend."""
+        op, dev = "take_rows", self.device_arrays
+        _checks.take_operands(op, a, idx, device=dev)
+        out = _checks.out_array(op, out, (idx.shape[0],) + tuple(a.shape[1:]), a.dtype,
+                                empty=self.empty, device=dev)
+        return self.kernels.take_rows(a, idx, out)
+
+    def copy(self, a, out):
+        """out[...] = a (same shapes and dtypes, both on this backend); returns out."""
+        op, dev = "copy", self.device_arrays
+        _checks.array(op, "out", out, None, dtypes=(getattr(out, "dtype", None),), device=dev)
+        _checks.array(op, "a", a, out.ndim, dtypes=(out.dtype,), device=dev)  # labels too
+        _checks.same_shape(op, "a", a, out.shape)
+        self.kernels.copy(a, out)
+        return out
