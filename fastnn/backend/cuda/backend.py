@@ -13,14 +13,6 @@ from fastnn.backend.cuda.context import CUDAContext
 from fastnn.backend.cuda.launch import CUDAKernels
 
 
-def __getattr__(name):
-    """`counters`: the old module-level dict, now the backend's own (bench/ reads it here)."""
-    if name == "counters":
-        from fastnn.backend import cuda
-        return cuda.get().counters
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class _Graph:
     """A captured CUDA graph: replay() launches all of its work on the backend's stream."""
 
