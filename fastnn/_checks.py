@@ -16,8 +16,11 @@ _MAX_PLANE = 2**31 - 1  # so that an int32 index can address every pixel of a pl
 
 def pair(value, what, op):
     """An int or an (h, w) pair of ints -> (h, w)."""
-    if type(value) is int:  # the common case, without the ABC check below (every op pays it)
+    if type(value) is int:  # the common cases, without the ABC checks below (every op pays)
         return value, value
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and \
+            type(value[1]) is int:
+        return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(

@@ -232,16 +232,16 @@ class Layer:
         shape = getattr(x, "shape", None)
         if shape is None or not hasattr(x, "dtype"):
             raise TypeError(f"{self.label}: expected an array input, got {type(x).__name__}")
-        expected = what or " or ".join(_shape_text(n, features) for n in ndims)
         if x.ndim not in ndims or (features is not None and x.shape[1] != features):
+            expected = what or " or ".join(_shape_text(n, features) for n in ndims)
             hint = ""
             if 2 in ndims and x.ndim == 4 and 4 not in ndims:
                 hint = " (put a Flatten() before it)"
             raise ValueError(f"{self.label}: expected input {expected}, got {tuple(shape)}{hint}")
         if x.dtype not in (np.float32, np.float64):
             raise TypeError(f"{self.label}: expected float32 or float64 input, got {x.dtype}")
-        if self.params:
-            dtype = next(iter(self.params.values())).dtype
+        if self._parameters:  # the Parameter objects themselves: no view per call
+            dtype = next(iter(self._parameters.values())).value.dtype
             if x.dtype != dtype:
                 raise TypeError(f"{self.label}: expected {dtype} input (the layer's dtype), "
                                 f"got {x.dtype}")
