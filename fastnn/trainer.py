@@ -48,7 +48,7 @@ def predict(model, x, batch_size=256):
 
 
 def _stochastic_layers(model):
-    """The layers that draw random numbers on the host (Dropout, DropConnect: an `rng`)."""
+    """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`)."""
     out = []
     if hasattr(model, "rng"):
         out.append(model)
@@ -79,6 +79,9 @@ class _TrainStep:
                        for p in t.optimizer.params)
         return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
                 t.model.training, params)
+
+    def seeded_layers(self):
+        return self.trainer._seeded_layers
 
     def prepare(self, xb, yb):
         self.tally.ensure_totals(xb.dtype)
@@ -155,14 +158,18 @@ class Trainer:
 
     def step_replayable(self):
         """Whether a step could be replayed from a recording: its loss sums on the device
-        (no value per step) and no layer draws random numbers on the host each step."""
-        return self.loss.accumulates and not _stochastic_layers(self.model)
+        (no value per step), and every layer that draws random numbers each step can take its
+        seed from device memory (next_seed and seed_slot: fastnn.layers.dropout)."""
+        return self.loss.accumulates and all(
+            hasattr(layer, "next_seed") and hasattr(layer, "seed_slot")
+            for layer in _stochastic_layers(self.model))
 
     def _step_runner(self, B):
         """What runs steps on backend B (Backend.step_runner: eagerly on the CPU, captured and
         replayed where B has graphs): asked once per backend, not every step (whether the
         step is replayable walks the model's layers)."""
         if self._runner_backend is not B:
+            self._seeded_layers = _stochastic_layers(self.model)
             self._runner = B.step_runner(replayable=self.step_replayable())
             self._runner_backend = B
         return self._runner

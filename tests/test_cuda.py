@@ -325,7 +325,7 @@ PTX_CHECK = textwrap.dedent("""
         "multiply": (A(1), A(1), A(1)),
         "activation_forward": (i, A(1), A(1), f, f, f, f),
         "activation_backward": (i, A(1), A(1), A(1), f, f, f),
-        "dropout_mask": (A(1), t.uint64, f, f, f, f),
+        "dropout_mask": (A(1), A(1, t.uint64), b, t.uint64, f, f, f, f),
         "bn_inv_std": (A(1), A(1), f, f),
         "bn_normalize": (A(3), A(1), A(1), A(1), A(1), A(3), A(3)),
         "bn_input_grad": (A(3), A(3), A(1), A(1), A(1), A(1), b, f, f, A(3)),
@@ -437,9 +437,18 @@ def test_batchnorm_matches_the_cpu(shape, training):
 
 
 def test_dropout_masks_are_the_same_on_both_backends():
+    """The same seed gives the same mask on both backends, whether it comes as an int or from
+    device memory (the form a recorded graph's replays read it in)."""
     for seed in (0, 12345, 2**63 - 1):
-        m_gpu = H(B.dropout_mask((7, 9), 0.4, seed, F32))
-        np.testing.assert_array_equal(m_gpu, cpu.dropout_mask((7, 9), 0.4, seed, F32))
+        m_cpu = cpu.dropout_mask((7, 9), 0.4, seed, F32)
+        np.testing.assert_array_equal(H(B.dropout_mask((7, 9), 0.4, seed, F32)), m_cpu)
+        slot = np.array([seed], np.uint64)
+        np.testing.assert_array_equal(H(B.dropout_mask((7, 9), 0.4, D(slot), F32)), m_cpu)
+        np.testing.assert_array_equal(cpu.dropout_mask((7, 9), 0.4, slot, F32), m_cpu)
+    with pytest.raises(TypeError, match="dropout_mask: expected seed of dtype uint64"):
+        B.dropout_mask((7, 9), 0.4, D(np.zeros(1, np.int64)), F32)
+    with pytest.raises(ValueError, match=r"dropout_mask: expected seed of shape \(1,\)"):
+        cpu.dropout_mask((7, 9), 0.4, np.zeros(2, np.uint64), F32)
     big = cpu.dropout_mask((200, 100), 0.4, 7, F32)
     assert abs((big == 0).mean() - 0.4) < 0.02 and np.allclose(big[big > 0], 1 / 0.6)
 
@@ -624,14 +633,36 @@ def test_launches_per_training_step(monkeypatch):
         assert stubbed.count(cuda_backend.kernels.adam) == 1, name
 
 
-def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
+def _random_layers_model(name):
+    """Models whose steps replay since issue 16: Dropout, BatchNorm in training mode (running
+    statistics updated on the device), a residual block."""
+    import fastnn
+    from fastnn import reference_models as models
+    from fastnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+    if name in models.MODELS:
+        return models.get(name)
+    if name == "bn-dropout-cnn":
+        return fastnn.Sequential([Conv2D(1, 8, 3, pad=1), BatchNorm(8), ReLU(), MaxPool2D(2),
+                                  Flatten(), Dense(8 * 14 * 14, 32), BatchNorm(32), ReLU(),
+                                  Dropout(0.3), Dense(32, 10)])
+    assert name == "residual"
+    from fastnn.layers import Residual
+    return fastnn.Sequential([Conv2D(1, 8, 3, pad=1), ReLU(),
+                              Residual(fastnn.Sequential([Conv2D(8, 8, 3, pad=1), ReLU(),
+                                                          Conv2D(8, 8, 3, pad=1)])),
+                              ReLU(), MaxPool2D(2), Flatten(), Dense(8 * 14 * 14, 10)])
+
+
+@pytest.mark.parametrize("name", ["simple-cnn", "deep-cnn", "bn-dropout-cnn", "residual"])
+def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
     """On a GPU with CuPy, fit replays each step's forward and backward from a CUDA graph
-    (captured at a batch shape's second step): the parameters and the logged losses are the
-    same bits as launching every kernel, and the steady state replays every step."""
+    (captured at a batch shape's second step): the parameters, the logged losses and the
+    running statistics are the same bits as launching every kernel, and the steady state
+    replays every step; Dropout draws a new mask every replay (its seeds from device memory),
+    and leaves its generator where launched steps leave it."""
     if not B.graphs:
         pytest.skip("CUDA graphs need a real GPU with CuPy")
     import fastnn
-    from fastnn import reference_models as models
     be = cuda_backend.backend
     replays = []
     replay = be._Graph.replay
@@ -640,19 +671,74 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch):
     runs = []
     for graphs in (True, False):
         fastnn.seed(0)
-        model = models.get("simple-cnn")
+        model = _random_layers_model(name)
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
         model.to("cuda")
         model.trainer.cuda_graphs = graphs
         history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
-        params = [H(p) for _, p, _ in model.named_parameters()]
-        runs.append(({k: v for k, v in history.history.items() if k != "time"}, params))
+        rngs = [layer.rng.bit_generator.state for layer in model.trainer._seeded_layers]
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), rngs, model.trainer.cuda_graphs))
     # epoch 1: run, capture (+ replay), replay, replay; epoch 2: four replays
-    assert len(replays) == 7
+    assert len(replays) == 7 and runs[0][3]
     for key, values in runs[1][0].items():  # the loss sums are atomic adds: any order
         np.testing.assert_allclose(runs[0][0][key], values, rtol=1e-6)
-    for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_array_equal(a, b)
+    for key, value in runs[1][1].items():  # parameters and BatchNorm's running statistics
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+    assert runs[0][2] == runs[1][2]
+
+
+def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monkeypatch):
+    """The simulator cannot capture a graph; a stand-in that reruns the recorded step's device
+    work (tests/graph_standin.py) checks the captured path's bookkeeping on the CUDA backend:
+    Dropout's mask kernel reads its seed from the device array the runner fills before each
+    replay (one copy per step), BatchNorm trains with its running statistics, and the result
+    is launched training's, bit for bit, generators included."""
+    import fastnn
+    from fastnn.layers import BatchNorm, Dense, Dropout, ReLU
+    from graph_standin import recording_capture
+    x, y = _rand((24, 6), 9), np.random.default_rng(2).integers(0, 3, 24)
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(3)
+        model = fastnn.Sequential([Dense(6, 8), BatchNorm(8), ReLU(), Dropout(0.4),
+                                   Dense(8, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, B, lambda: model.trainer)
+            copies = B.counters["copies"]
+            history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+            copies = B.counters["copies"] - copies
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), model.trainer._seeded_layers[0].rng.bit_generator.state,
+                     copies))
+    assert len(recordings) == 1 and recordings[0].replays == 5  # 6 steps: 1 launched, 5 graphs
+    assert runs[0][3] == runs[1][3] + 5  # each replay's seeds: one copy
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    for key, value in runs[1][1].items():
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+
+
+def test_fit_with_dropout_and_batchnorm_on_cuda_matches_the_cpu():
+    """fit through Dropout (the same seeds: the same masks) and BatchNorm in training mode:
+    the weights and running statistics on the GPU equal the CPU's to float32 tolerance."""
+    import fastnn
+    from fastnn.layers import BatchNorm, Dense, Dropout, ReLU
+    x, y = _rand((24, 6), 10), np.random.default_rng(5).integers(0, 3, 24)
+    states = {}
+    for device in ("cpu", "cuda"):
+        fastnn.seed(6)
+        # BatchNorm after the ReLU: right after a Dense it would leave that bias a zero
+        # gradient, rounding noise that Adam turns into full steps, differently per device
+        model = fastnn.Sequential([Dense(6, 8), ReLU(), BatchNorm(8), Dropout(0.4),
+                                   Dense(8, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=1).to(device)
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        states[device] = model.state_dict()
+    for name, value in states["cpu"].items():
+        np.testing.assert_allclose(states["cuda"][name], value, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
 
 
 def test_keras_facade_on_cuda_matches_the_cpu(monkeypatch):

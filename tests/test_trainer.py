@@ -15,6 +15,8 @@ from fastnn import callbacks
 from fastnn.datasets import RandomShift
 from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
+from graph_standin import recording_capture
+
 
 
 def _blobs(n=600, seed=0):
@@ -218,16 +220,28 @@ def test_step_graphs_fall_back_to_launches_when_a_capture_fails(monkeypatch):
     assert runs[0][0] == runs[1][0] and runs[0][3] == runs[1][3] == 6
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
-    # not even tried: a model that draws random numbers on the host every step
+    # not even tried: a model with a layer that draws random numbers on the host every step
+    # and cannot take them from device memory (Dropout can: next_seed and seed_slot)
+    class HostNoise(fastnn.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(0)
+
+        def _forward(self, x):
+            return x + np.float32(self.rng.normal())
+
+        def _backward(self, dy, need_dx):
+            return dy
     with monkeypatch.context() as m:
         m.setattr(cpu, "graphs", True, raising=False)
-        model = _model()
+        model = fastnn.Sequential([Flatten(), Dense(32, 3), HostNoise()])
         model.compile("cross_entropy", "adam")
         assert not model.trainer.step_replayable()
         assert cpu.step_runner(model.trainer.step_replayable()) is EAGER
-        model.trainer.model = fastnn.Sequential([Flatten(), Dense(32, 3)])
-        assert model.trainer.step_replayable()
-        assert isinstance(cpu.step_runner(model.trainer.step_replayable()), GraphedSteps)
+        for net in (_model(), fastnn.Sequential([Flatten(), Dense(32, 3)])):
+            model.trainer.model = net
+            assert model.trainer.step_replayable()
+            assert isinstance(cpu.step_runner(model.trainer.step_replayable()), GraphedSteps)
     assert cpu.step_runner(True) is EAGER  # without graphs the CPU simply runs the step
 
 
@@ -252,11 +266,48 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     model.trainer.cuda_graphs = False
     model.fit(x, y, epochs=1, batch_size=50, verbose=0)
     assert checks == [cpu] and len(runs) == 8
-    checks.clear()  # a model that cannot use them (Dropout) is not walked every step either
+    checks.clear()  # a model with random layers is not walked every step either (and its
     model = fastnn.Sequential([Flatten(), Dense(32, 8), Dropout(0.5), Dense(8, 3)])
-    model.compile("cross_entropy", "adam")
+    model.compile("cross_entropy", "adam")  # steps go to the graph runner: Dropout replays)
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
-    assert checks == [cpu] and len(runs) == 8
+    assert checks == [cpu] and len(runs) == 16
+
+
+@pytest.mark.parametrize("wrap", ["dropout", "dropconnect"])
+def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
+    """A model with Dropout or DropConnect is captured (issue 16) and its replays draw a new
+    mask every step, from seeds the runner draws with the layers' own generators and puts in
+    device memory: the weights, the history and the generators' states equal eager training
+    bit for bit (the CPU stands in for a GPU; tests/test_cuda.py replays on a real one)."""
+    from fastnn.backend import cpu
+    from fastnn.layers import DropConnect
+    x, y = _blobs(300)
+
+    def build():
+        fastnn.seed(4)
+        tail = ([Dense(16, 16), ReLU(), Dropout(0.3)] if wrap == "dropout"
+                else [DropConnect(Dense(16, 16), 0.3), ReLU()])
+        model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten()]
+                                  + tail + [Dense(16, 3)])
+        return model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-2), seed=0)
+    runs, seeds_seen = [], []
+    for graphs in (True, False):
+        model = build()
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, cpu, lambda: model.trainer)
+                copy_in = cpu.copy_from_host
+                m.setattr(cpu, "copy_from_host", lambda host, out: seeds_seen.append(
+                    host.copy()) or copy_in(host, out), raising=False)
+            history = model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+        layer = next(l for _, l in model.children() if hasattr(l, "rng"))
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), layer.rng.bit_generator.state, model.trainer))
+    assert len(recordings) == 1 and recordings[0].replays == 11  # 12 steps: 1 eager, 11 graphs
+    assert len({int(s[0]) for s in seeds_seen}) == len(seeds_seen) == 11  # new masks
+    assert runs[0][3].cuda_graphs and runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    for name in runs[1][1]:
+        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
 
 
 def test_fastnn_seed_alone_makes_fit_reproducible():
@@ -441,6 +492,9 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
         def count(self, n):
             self.counted.append(n)
             self.host += 1
+
+        def seeded_layers(self):
+            return []
 
     B = Backend()
     step, runner = Step(B), GraphedSteps(B)

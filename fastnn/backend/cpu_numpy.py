@@ -19,6 +19,8 @@ class NumpyKernels:
     def copy(self, a, out):
         np.copyto(out, a)
 
+    copy_from_host = copy  # the host is this backend
+
     def add(self, a, b, out):
         return np.add(a, b, out=out)
 
@@ -161,7 +163,7 @@ class NumpyKernels:
         z = self.scratch("dropout_hash", (n,), np.uint64)
         t = self.scratch("dropout_tmp", (n,), np.uint64)
         np.copyto(z, self._arange(n))
-        splitmix64(z, t, np.uint64(seed))
+        splitmix64(z, t, np.uint64(seed if isinstance(seed, int) else seed[0]))
         # the top 24 bits as a uniform float in [0, 1): exact in float32
         np.right_shift(z, np.uint64(40), out=z)
         flat = mask.reshape(-1)

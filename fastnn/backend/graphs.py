@@ -7,12 +7,16 @@ every step; it never sees a graph. A step is an object with:
     step.prepare(xb, yb)  what must run outside a graph (zeroing a sum the graph adds into)
     step.host_state()   the host bookkeeping, and step.restore(state) to put it back
     step.count(n)       the host side of a replayed step of n samples
+    step.seeded_layers()  the layers that draw a mask seed per step (Dropout, DropConnect:
+                        next_seed() and seed_slot, see fastnn.layers.dropout)
 
 EAGER runs each step as written, one kernel call at a time: the CPU, any backend without graphs,
 and steps that cannot be replayed. GraphedSteps (a backend whose graphs flag is true: CUDA with
 CuPy) captures the step once per batch shape and replays it.
 """
 import warnings
+
+import numpy as np
 
 
 class EagerSteps:
@@ -38,7 +42,13 @@ class GraphedSteps:
     (step.key: the batch's shape and dtype, the mode, the parameters' arrays, ...), and it is
     dropped once the backend has made any array since (the buffers it uses might have been
     replaced). A capture that fails (an op that cannot be captured) warns once, and every
-    later step runs eagerly (`failed`)."""
+    later step runs eagerly (`failed`).
+
+    Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
+    device array while they are recorded (their seed_slot): before each replay this runner
+    draws the step's seeds on the host, with the layers' own next_seed(), and copies them in
+    one transfer. A replay then makes the masks an eager step would make from the same
+    generators, and leaves the generators where an eager step would."""
 
     def __init__(self, backend):
         self.B = backend
@@ -74,10 +84,12 @@ class GraphedSteps:
         x_in, y_in = entry.get("inputs") or (self._input(xb), self._input(yb))
         B.copy(xb, x_in)
         B.copy(yb, y_in)
+        layers = step.seeded_layers()
+        seeds = entry.get("seeds") or (self._seeds(len(layers)) if layers else None)
         if entry["graph"] is None:
             saved = step.host_state()
             try:
-                graph = B.capture(lambda: step(x_in, y_in))
+                graph = self._capture(step, x_in, y_in, layers, seeds)
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
                 self.failed, self.entry = True, None
@@ -85,12 +97,43 @@ class GraphedSteps:
                               f"graph ({type(exc).__name__}: {exc}); training goes on one "
                               "kernel launch at a time", RuntimeWarning, stacklevel=4)
                 return False
-            entry.update(graph=graph, inputs=(x_in, y_in), allocations=B.allocation_count())
+            entry.update(graph=graph, inputs=(x_in, y_in), seeds=seeds,
+                         allocations=B.allocation_count())
+            self._draw_seeds(layers, seeds)
             graph.replay()  # the captured step has not run yet
             return True
         step.count(xb.shape[0])  # the host side of the step: the loss's and the tally's counts
+        self._draw_seeds(layers, seeds)
         entry["graph"].replay()
         return True
+
+    def _capture(self, step, x_in, y_in, layers, seeds):
+        """Record the step, each seeded layer reading its seed from its slot of `seeds` (its
+        generator draws nothing while recorded: the replays' seeds are drawn by _draw_seeds)."""
+        for i, layer in enumerate(layers):
+            layer.seed_slot = seeds[0][i:i + 1]
+        try:
+            return self.B.capture(lambda: step(x_in, y_in))
+        finally:
+            for layer in layers:
+                layer.seed_slot = None
+
+    def _seeds(self, n):
+        """(the device array the recorded layers read their seeds from, its host staging),
+        made once per count of layers: a recapture reuses them."""
+        key = ("seeds", n)
+        if key not in self.staging:
+            self.staging[key] = (self.B.empty((n,), np.uint64), np.zeros(n, np.uint64))
+        return self.staging[key]
+
+    def _draw_seeds(self, layers, seeds):
+        """This step's seed of every seeded layer, drawn as an eager step would draw it, put
+        on the device in one copy (outside the graph, ahead of the replay on the stream)."""
+        if layers:
+            device, host = seeds
+            for i, layer in enumerate(layers):
+                host[i] = layer.next_seed()
+            self.B.copy_from_host(host, device)
 
 
 __all__ = ["EAGER", "EagerSteps", "GraphedSteps"]

@@ -6,7 +6,13 @@ DropConnect(layer, p) (Wan et al. 2013) drops the wrapped Dense layer's weights 
 minibatch uses W * M / (1-p) with a fresh mask M; inference uses the expected weights, W itself.
 
 Each layer owns its random generator (`rng`, seeded from fastnn.seed(...) or seed=), so a run is
-reproducible and a checkpoint can save and restore the stream.
+reproducible and a checkpoint can save and restore the stream. The generator draws one seed per
+mask (next_seed); the backend hashes (seed, index) into the mask. Where a training step replays
+as a recorded graph (fastnn.backend.graphs), the recorded kernels cannot take a seed drawn on
+the host: the step runner draws each step's seeds itself, before the replay, with the same
+next_seed calls, and puts them in device memory; `seed_slot` (a (1,) uint64 array on the
+layer's backend) is where the layer's mask kernel reads its seed from while it is recorded. The
+masks, and the generator's stream, are the same either way.
 """
 import numpy as np
 
@@ -20,16 +26,24 @@ def _new_rng(seed):
     return initializers.child_rng() if seed is None else np.random.default_rng(seed)
 
 
-def _draw_mask(layer, rng, shape, dtype, p, like):
-    """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer. The
-    layer's generator draws one seed per mask; the backend hashes (seed, index) into the mask,
-    so a device builds it without host traffic and every backend builds the same one."""
-    seed = int(rng.integers(1 << 63))
-    mask = layer._buffer("mask", shape, dtype, like=like)
-    return backend_of(like).dropout_mask(shape, p, seed, dtype, out=mask)
+class _Seeded:
+    """What a layer drawing one mask per training step gives a step runner (see the module's
+    docstring): its generator's next seed, and a slot its mask kernel may read the seed from."""
+    seed_slot = None  # None: the layer draws its seed itself, on the host
+
+    def next_seed(self):
+        return int(self.rng.integers(1 << 63))
+
+    def _draw_mask(self, shape, dtype, like):
+        """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer:
+        the backend hashes (seed, index) into it, so a device builds it without host traffic
+        and every backend builds the same one."""
+        seed = self.next_seed() if self.seed_slot is None else self.seed_slot
+        mask = self._buffer("mask", shape, dtype, like=like)
+        return backend_of(like).dropout_mask(shape, self.p, seed, dtype, out=mask)
 
 
-class Dropout(Layer):
+class Dropout(_Seeded, Layer):
     def __init__(self, p=0.5, seed=None, name=None):
         super().__init__(name)
         self.p = check_probability(p, self.label)
@@ -40,7 +54,7 @@ class Dropout(Layer):
         if not self.training or self.p == 0:
             self._cache = None
             return x
-        mask = _draw_mask(self, self.rng, x.shape, x.dtype, self.p, x)
+        mask = self._draw_mask(x.shape, x.dtype, x)
         y = self._buffer("y", x.shape, x.dtype, like=x)
         backend_of(x).multiply(x, mask, out=y)
         self._cache = mask
@@ -58,7 +72,7 @@ class Dropout(Layer):
         return dx
 
 
-class DropConnect(Layer):
+class DropConnect(_Seeded, Layer):
     """Wraps a Dense layer; its parameters ("W", and "b" unless bias=False) are the wrapped
     layer's."""
 
@@ -80,7 +94,7 @@ class DropConnect(Layer):
         inner._check_input(x, (2,), inner.in_features)
         W, b = self.params["W"], self.params.get("b")
         B = backend_of(x, W)
-        mask = _draw_mask(self, self.rng, W.shape, W.dtype, self.p, W)
+        mask = self._draw_mask(W.shape, W.dtype, W)
         Wm = self._buffer("W_masked", W.shape, W.dtype, like=W)
         B.multiply(W, mask, out=Wm)
         y = self._buffer("y", (x.shape[0], inner.out_features), x.dtype, like=x)

@@ -1,5 +1,7 @@
 """Elementwise primitives (arithmetic, whole-array sums, fills), the dropout mask and the bias
 add / bias gradient over the channel axis."""
+import numbers
+
 import numpy as np
 
 from fastnn import _checks
@@ -63,8 +65,17 @@ class ElementwiseOps:
 
     def dropout_mask(self, shape, p, seed, dtype, out=None):
         """A mask of 0 (probability p) and 1/(1-p), from a counter-based hash of (seed, index):
-        the same seed gives the same mask on every backend."""
-        mask = _checks.out_array("dropout_mask", out, tuple(shape), np.dtype(dtype),
+        the same seed gives the same mask on every backend. seed: an int, or a (1,) uint64
+        array of this backend holding it (the kernel reads it there when it runs: a recorded
+        graph's replays take the seed put there before each one)."""
+        op = "dropout_mask"
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            seed = int(seed)
+        else:
+            _checks.array(op, "seed", seed, 1, dtypes=(np.dtype(np.uint64),),
+                          device=self.device_arrays)
+            _checks.same_shape(op, "seed", seed, (1,))
+        mask = _checks.out_array(op, out, tuple(shape), np.dtype(dtype),
                                  empty=self.empty, device=self.device_arrays)
         self.kernels.dropout_mask(mask, p, seed)
         return mask

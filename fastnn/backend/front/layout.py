@@ -88,3 +88,15 @@ class LayoutOps:
         _checks.same_shape(op, "a", a, out.shape)
         self.kernels.copy(a, out)
         return out
+
+    def copy_from_host(self, host, out):
+        """out[...] = host, a numpy array of out's shape and dtype, into an existing array of
+        this backend (no new array: a captured graph's inputs stay where it reads them);
+        returns out."""
+        op = "copy_from_host"
+        _checks.array(op, "out", out, None, dtypes=(getattr(out, "dtype", None),),
+                      device=self.device_arrays)
+        _checks.array(op, "host", host, out.ndim, dtypes=(out.dtype,), device=False)
+        _checks.same_shape(op, "host", host, out.shape)
+        self.kernels.copy_from_host(host, out)
+        return out

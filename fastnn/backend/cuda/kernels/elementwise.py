@@ -138,13 +138,20 @@ def activation_backward(kind, dy, saved, dx, alpha, zero, one):
         dx[i] = dy[i] if s > zero else dy[i] * alpha
 
 
+GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment (fastnn.backend's hash_offset)
+
+
 @cuda.jit(cache=True)
-def dropout_mask(mask, offset, p, scale, zero, unit):
+def dropout_mask(mask, seeds, from_seeds, offset, p, scale, zero, unit):
     """splitmix64 of (index + offset), the same function as the CPU backend's: 0 where the top
-    24 bits as a uniform number fall below p, else scale = 1/(1-p)."""
+    24 bits as a uniform number fall below p, else scale = 1/(1-p). from_seeds: the offset is
+    (seeds[0] + 1) * GOLDEN, computed here from a seed in device memory (a recorded graph's
+    replays read the seed the trainer put there), not passed in."""
     i = cuda.grid(1)
     if i >= mask.shape[0]:
         return
+    if from_seeds:
+        offset = (seeds[0] + uint64(1)) * uint64(GOLDEN)  # uint64 arithmetic wraps mod 2**64
     z = uint64(i) + offset
     z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)

@@ -52,9 +52,15 @@ class ElementwiseLaunches:
         return self._sum_of(K.ABSOLUTE, a)
 
     def dropout_mask(self, mask, p, seed):
+        """seed: an int (its hash offset passed in) or a (1,) uint64 device array (the kernel
+        reads the seed there when it runs)."""
         dtype = np.dtype(mask.dtype)
-        self.ctx.launch(K.dropout_mask, mask.size, flat(mask), hash_offset(seed), dtype.type(p),
-                        dtype.type(1.0 / (1.0 - p)), dtype.type(0), dtype.type(1.0 / (1 << 24)))
+        in_memory = not isinstance(seed, int)
+        seeds = seed if in_memory else self.scratch("no_seed", (1,), np.uint64)
+        offset = np.uint64(0) if in_memory else hash_offset(seed)
+        self.ctx.launch(K.dropout_mask, mask.size, flat(mask), seeds, in_memory, offset,
+                        dtype.type(p), dtype.type(1.0 / (1.0 - p)), dtype.type(0),
+                        dtype.type(1.0 / (1 << 24)))
 
     def bias_add(self, y3, b, relu):
         self.ctx.launch(K.bias_add, y3.size, y3, b, relu, const(y3, 0))

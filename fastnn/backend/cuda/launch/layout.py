@@ -69,3 +69,8 @@ class LayoutLaunches:
                     cupy.cuda.runtime.memcpyDeviceToDevice, self.ctx.cupy_stream.ptr)
             return
         out.copy_to_device(a, stream=self.ctx.stream)
+
+    def copy_from_host(self, host, out):
+        """One host-to-device transfer, ordered on the backend's stream (before a replay)."""
+        self.ctx.counters["copies"] += 1
+        out.copy_to_device(host, stream=self.ctx.stream)

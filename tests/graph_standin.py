@@ -1,0 +1,52 @@
+"""A stand-in for CUDA graph capture where none can run (the CPU, Numba's simulator): what the
+tests of fastnn.backend.graphs with random layers replay. A real graph is checked against
+launched steps on a GPU (tests/test_cuda.py::test_graph_replayed_steps_are_the_launched_steps).
+"""
+from fastnn.backend.graphs import GraphedSteps
+
+
+class Recording:
+    """A stand-in for a captured graph on the CPU: replay() reruns the recorded step's device
+    work only. Each seeded layer reads its seed slot, as the recorded kernels read the device
+    array (a layer that drew a seed itself in a replay would shift its generator and fail the
+    comparisons below). A real capture runs the step's host bookkeeping once and records its
+    device work without running it; here the first replay, right after the capture, does both,
+    and later ones put the host bookkeeping back (the runner counts a replay's host side)."""
+
+    def __init__(self, fn, layers, step):
+        self.fn, self.step, self.replays = fn, step, 0
+        self.slots = [(layer, layer.seed_slot) for layer in layers]
+
+    def replay(self):
+        self.replays += 1
+        host = None if self.replays == 1 else self.step.host_state()
+        for layer, slot in self.slots:
+            layer.seed_slot = slot
+        try:
+            self.fn()
+        finally:
+            for layer, _ in self.slots:
+                layer.seed_slot = None
+            if host is not None:
+                self.step.restore(host)
+
+
+def recording_capture(monkeypatch, backend, trainer_of):
+    """Make `backend` capture steps as Recordings (graphs on, capture patched); returns the
+    list the recordings go into. trainer_of(): the trainer being fitted (its seeded layers)."""
+    recordings, steps = [], []
+    record = GraphedSteps._capture
+
+    def capture_step(self, step, *args):
+        steps.append(step)
+        return record(self, step, *args)
+
+    def capture(fn):
+        recordings.append(Recording(fn, trainer_of()._seeded_layers, steps[-1]))
+        return recordings[-1]
+    # graphs is a property on CUDA (set on the class); an earlier monkeypatch of the instance
+    # leaves a plain value in the instance's dict, which would shadow the class's
+    monkeypatch.setattr(backend if "graphs" in vars(backend) else type(backend), "graphs", True)
+    monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
+    monkeypatch.setattr(backend, "capture", capture, raising=False)
+    return recordings
