@@ -1,15 +1,20 @@
 """One MNIST training epoch on an NVIDIA GPU: fastnn's CUDA backend (model.to("cuda"), model.fit
-with the data set on the device) vs PyTorch eager on the same GPU, side by side in one run, with
-the kernel launches and host<->device copies fastnn makes per training step.
+with the data set on the device) vs PyTorch eager on the same GPU, side by side in one run. For
+every reference model it also reports what a steady fastnn step costs on the host: its kernel
+launches and host<->device copies, and whether it replays as a CUDA graph (`graph`); and the
+PyTorch process times the same epoch once more with the whole step (forward, backward, Adam)
+captured as one torch.cuda.CUDAGraph (`cuda_graphs_epoch_s`).
 
-Targets (issue 5, on an H100): simple-cnn at batch 100 in at most 0.5x PyTorch eager's epoch
-time, at batch 1000 no slower than PyTorch eager. Skipped without a real GPU (the simulator
-would take hours). Each implementation runs one warm-up epoch first (kernel compilation,
-cuBLAS/cuDNN autotuning), then one timed epoch.
+Targets (issue 16, on an H100 or H200): deep-cnn at batch 100 <= 0.5x PyTorch eager;
+simple-cnn at batch 100 no slower than PyTorch with CUDA graphs; at batch 1000 no slower than
+PyTorch eager for both. Skipped without a real GPU (the simulator would take hours). Each
+implementation runs one warm-up epoch first (kernel compilation, cuBLAS/cuDNN autotuning), then
+one timed epoch.
 
     python bench/report.py -k cuda
 """
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +23,29 @@ from conftest import torch
 from test_bench_epoch import fastnn_model, torch_model
 
 import fastnn
-import fastnn.cuda
 from fastnn.datasets import load_mnist
 
-REAL_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and fastnn.cuda.is_available()
+REAL_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and fastnn.gpu.is_available()
 pytestmark = pytest.mark.skipif(not REAL_GPU, reason="needs a CUDA GPU (not the simulator)")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ONCE = dict(rounds=1, iterations=1, warmup_rounds=0)
-CASES = [("simple-cnn", 100), ("simple-cnn", 1000), ("deep-cnn", 100)]
+CASES = [("mlp", 100), ("simple-cnn", 100), ("simple-cnn", 1000), ("deep-cnn", 100),
+         ("deep-cnn", 1000)]
 
 
 @pytest.fixture(scope="module")
 def mnist():
     (x, y), _ = load_mnist(DATA if (DATA / "mnist").is_dir() else None, verbose=False)
     return x, y.astype(np.int64)
+
+
+def _replays_its_steps(trainer):
+    """Whether the trainer's steady steps replay a captured graph (fastnn.backend.graphs)."""
+    from fastnn.backend.graphs import GraphedSteps
+    runner = trainer._runner
+    return bool(trainer.cuda_graphs and isinstance(runner, GraphedSteps) and not runner.failed
+                and runner.entry and runner.entry.get("graph") is not None)
 
 
 @pytest.mark.parametrize("model_name,batch", CASES)
@@ -44,7 +57,7 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         from fastnn.backend import cuda as cuda_backend
         counters = cuda_backend.get().counters
         model = fastnn_model(model_name).to("cuda")
-        cuda = fastnn.cuda.require()
+        cuda = fastnn.gpu.require()
 
         def epoch():
             model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
@@ -55,16 +68,21 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         steps = -(-len(x) // batch)
         for key in counters:
             benchmark.extra_info[f"{key}_per_step"] = (counters[key] - before[key]) / steps
+        benchmark.extra_info["graph"] = _replays_its_steps(model.trainer)
         return
     if torch is None or not torch.cuda.is_available():
         pytest.skip("PyTorch with CUDA is not installed")
     dev = torch.device("cuda")
-    torch.manual_seed(0)
-    net = torch_model(model_name).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    lossf = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(0)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def setup(capturable=False):
+        torch.manual_seed(0)
+        net = torch_model(model_name).to(dev)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, capturable=capturable)
+        return net, opt, torch.Generator(device=dev).manual_seed(0)
+
+    net, opt, gen = setup()
 
     def epoch():
         net.train()
@@ -77,3 +95,41 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         torch.cuda.synchronize()
     epoch()
     benchmark.pedantic(epoch, **ONCE)
+    benchmark.extra_info["cuda_graphs_epoch_s"] = _torch_graphed_epoch(setup, xt, yt, batch,
+                                                                        lossf)
+
+
+def _torch_graphed_epoch(setup, xt, yt, batch, lossf):
+    """PyTorch's best case for small steps: the whole step, Adam's update included
+    (capturable=True), captured once as a CUDA graph after warm-up iterations on a side
+    stream (as torch.cuda.graphs' documentation does it) and replayed per batch. Seconds for
+    one epoch, after a warm-up epoch of replays."""
+    net, opt, gen = setup(capturable=True)
+    net.train()
+    static_x, static_y = xt[:batch].clone(), yt[:batch].clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            lossf(net(static_x), static_y).backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        lossf(net(static_x), static_y).backward()
+        opt.step()
+
+    def epoch():
+        order = torch.randperm(len(xt), device=xt.device, generator=gen)
+        for i in range(0, len(xt) - batch + 1, batch):
+            idx = order[i:i + batch]
+            static_x.copy_(xt[idx])
+            static_y.copy_(yt[idx])
+            graph.replay()
+        torch.cuda.synchronize()
+    epoch()
+    start = time.perf_counter()
+    epoch()
+    return time.perf_counter() - start

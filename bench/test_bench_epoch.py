@@ -39,6 +39,9 @@ def fastnn_model(name):
 
 def torch_model(name):
     nn = torch.nn
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Linear(100, 100),
+                             nn.ReLU(), nn.Linear(100, 10))
     if name == "simple-cnn":
         return nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(4320, 100), nn.ReLU(), nn.Linear(100, 10))

@@ -122,6 +122,7 @@ class Trainer:
         self.stop_training = False
         self.loader = None
         self._totals_arrays = {}  # (backend, dtype) -> the device array Tally sums into
+        self._host_batches = {}  # (backend, shape, dtype) -> where host batches go (_batch_on)
         # On a GPU, replay each step's forward and backward from a captured CUDA graph (the
         # backend's step runner); False runs every kernel from Python (the same bits).
         self.cuda_graphs = True
@@ -248,6 +249,18 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
+    def _batch_on(self, B, a):
+        """A host batch on backend B. A device gets it copied into the same array every step
+        of its shape: a new array per step would be an allocation, and an allocation drops a
+        captured step graph (the next step would capture again)."""
+        if not B.device_arrays:
+            return B.from_host(a)
+        key = (B.name, a.shape, a.dtype.str)
+        buf = self._host_batches.get(key)
+        if buf is None:
+            buf = self._host_batches[key] = B.empty(a.shape, a.dtype)
+        return B.copy_from_host(np.ascontiguousarray(a), buf)
+
     def _run_epoch(self, epochs, validation_data, callbacks, verbose, stream):
         for cb in callbacks:
             cb.on_epoch_begin(self.epoch + 1)
@@ -259,7 +272,7 @@ class Trainer:
         last = len(self.loader) - 1
         for i, (xb, yb) in enumerate(self.loader):
             if B.host_array(xb) is not None:  # a host batch (augmented, or a CPU model)
-                xb, yb = B.from_host(xb), B.from_host(yb)
+                xb, yb = self._batch_on(B, xb), self._batch_on(B, yb)
             self._step(xb, yb, tally)
             if tally.steps >= self.sync_every or i == last:
                 progress.update(tally.seen + tally.pending, tally.read())

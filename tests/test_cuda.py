@@ -807,3 +807,21 @@ def test_device_questions_the_trainer_and_losses_ask_the_backend():
         losses.SoftmaxCrossEntropy().forward(logits, D(np.eye(4, dtype=F32)[[0, 2, 1]]))
     with pytest.raises(TypeError, match="expected float32 targets"):
         losses.MeanSquaredError().forward(logits, D(np.zeros((3, 4), np.float64)))
+
+
+def test_host_batches_go_to_the_same_device_arrays_every_step():
+    """Augmented batches are made on the host each step; on a GPU model they are copied into
+    one device array per batch shape, not into new ones (a new array per step is an allocation,
+    which drops a captured step graph: every other step would capture again)."""
+    import fastnn
+    from fastnn.datasets import RandomShift
+    from fastnn.layers import Dense, Flatten, ReLU
+    x, y = _rand((24, 1, 4, 4), 11), np.arange(24) % 3
+    fastnn.seed(0)
+    model = fastnn.Sequential([Flatten(), Dense(16, 8), ReLU(), Dense(8, 3)])
+    model.compile("cross_entropy", "adam").to("cuda")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, transform=RandomShift(1))
+    before = dict(B.counters)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, transform=RandomShift(1))
+    assert B.counters["allocations"] == before["allocations"]
+    assert B.counters["copies"] - before["copies"] >= 12  # two per step: the batch went over
