@@ -243,6 +243,22 @@ def test_residual_identity_sums_both_paths():
         Residual(fastnn.Sequential([Dense(3, 4, dtype="float64")])).forward(x)
 
 
+def _fused_equals_layer_by_layer(fused, apart, x, dy):
+    """The fused model's forward and backward equal running `apart` (built the same) one layer
+    at a time, bit for bit; returns the fused (y, dx)."""
+    y = fused.forward(x).copy()
+    dx = fused.backward(dy).copy()
+    h = x
+    for layer in apart:
+        h = layer.forward(h)
+    g = dy
+    for layer in reversed(list(apart)):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(y, h)
+    np.testing.assert_array_equal(dx, g)
+    return y, dx
+
+
 def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     # Sequential runs Conv2D -> ReLU and Dense -> ReLU with the ReLU applied as the producer
     # writes its output, and ReLU -> MaxPool2D's backward in the pool's scatter; the same
@@ -255,16 +271,7 @@ def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     x = rng.standard_normal((6, 2, 8, 8)).astype(np.float32)
     dy = rng.standard_normal((6, 8)).astype(np.float32)
     fused, apart = build(), build()
-    y_fused = fused.forward(x).copy()
-    dx_fused = fused.backward(dy).copy()
-    h = x
-    for layer in apart:
-        h = layer.forward(h)
-    g = dy
-    for layer in reversed(list(apart)):
-        g = layer.backward(g)
-    np.testing.assert_array_equal(y_fused, h)
-    np.testing.assert_array_equal(dx_fused, g)
+    y_fused, dx_fused = _fused_equals_layer_by_layer(fused, apart, x, dy)
     assert (y_fused == 0).any() and (y_fused > 0).any()  # the last ReLU cut something
     for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
                                                  apart.named_parameters()):
@@ -371,17 +378,7 @@ def test_fusion_patterns_live_in_one_table_and_a_changed_subclass_runs_on_its_ow
     x = np.random.default_rng(0).standard_normal((4, 2, 8, 8)).astype(np.float32)
     dy = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     for relu, dense in ((ShiftedReLU, Dense), (ReLU, NoisyDense), (PlainReLU, Dense)):
-        fused, apart = build(relu, dense), build(relu, dense)
-        y = fused.forward(x).copy()
-        dx = fused.backward(dy).copy()
-        h = x
-        for layer in apart:
-            h = layer.forward(h)
-        g = dy
-        for layer in reversed(list(apart)):
-            g = layer.backward(g)
-        np.testing.assert_array_equal(y, h)
-        np.testing.assert_array_equal(dx, g)
+        _fused_equals_layer_by_layer(build(relu, dense), build(relu, dense), x, dy)
     assert (build(ShiftedReLU).forward(x) >= 1).all()  # its own forward ran
     # the plan follows add(), and a slice makes its own
     model.add(ReLU())
