@@ -77,11 +77,15 @@ class _TrainStep:
         t = self.trainer
         params = tuple((p.version, getattr(p.penalty, "lam", None))
                        for p in t.optimizer.params)
+        # a random layer's mode and rate are baked into its recorded kernels (p = 0 or eval
+        # mode records no mask at all)
+        seeded = tuple((layer.training, layer.p) for layer in t._seeded_layers)
         return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
-                t.model.training, params)
+                t.model.training, params, seeded)
 
     def seeded_layers(self):
-        return self.trainer._seeded_layers
+        """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""
+        return [layer for layer in self.trainer._seeded_layers if layer.draws_seed()]
 
     def prepare(self, xb, yb):
         self.tally.ensure_totals(xb.dtype)
@@ -162,8 +166,8 @@ class Trainer:
         (no value per step), and every layer that draws random numbers each step can take its
         seed from device memory (next_seed and seed_slot: fastnn.layers.dropout)."""
         return self.loss.accumulates and all(
-            hasattr(layer, "next_seed") and hasattr(layer, "seed_slot")
-            for layer in _stochastic_layers(self.model))
+            hasattr(layer, "draws_seed") and hasattr(layer, "next_seed")
+            and hasattr(layer, "seed_slot") for layer in _stochastic_layers(self.model))
 
     def _step_runner(self, B):
         """What runs steps on backend B (Backend.step_runner: eagerly on the CPU, captured and

@@ -273,7 +273,18 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     assert checks == [cpu] and len(runs) == 16
 
 
-@pytest.mark.parametrize("wrap", ["dropout", "dropconnect"])
+class _DropoutRate(callbacks.Callback):
+    """Sets the model's first Dropout's rate at the start of every epoch (a schedule)."""
+
+    def __init__(self, rates):
+        self.rates = rates
+
+    def on_epoch_begin(self, epoch):
+        next(l for _, l in self.trainer.model.children() if isinstance(l, Dropout)).p = \
+            self.rates[epoch - 1]
+
+
+@pytest.mark.parametrize("wrap", ["dropout", "dropconnect", "p0-and-eval", "rate-schedule"])
 def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
     """A model with Dropout or DropConnect is captured (issue 16) and its replays draw a new
     mask every step, from seeds the runner draws with the layers' own generators and puts in
@@ -285,11 +296,16 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
 
     def build():
         fastnn.seed(4)
-        tail = ([Dense(16, 16), ReLU(), Dropout(0.3)] if wrap == "dropout"
-                else [DropConnect(Dense(16, 16), 0.3), ReLU()])
+        tail = {"dropconnect": [DropConnect(Dense(16, 16), 0.3), ReLU()],
+                # layers that draw nothing: the runner must not draw for them either
+                "p0-and-eval": [Dense(16, 16), ReLU(), Dropout(0.3), Dropout(0.0),
+                                Dropout(0.5).eval()]}.get(wrap, [Dense(16, 16), ReLU(),
+                                                                Dropout(0.3)])
         model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten()]
                                   + tail + [Dense(16, 3)])
         return model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-2), seed=0)
+    # a rate changed between epochs is a new graph: p is baked into the recorded kernels
+    schedule = [_DropoutRate([0.3, 0.0])] if wrap == "rate-schedule" else []
     runs, seeds_seen = [], []
     for graphs in (True, False):
         model = build()
@@ -299,12 +315,15 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
                 copy_in = cpu.copy_from_host
                 m.setattr(cpu, "copy_from_host", lambda host, out: seeds_seen.append(
                     host.copy()) or copy_in(host, out), raising=False)
-            history = model.fit(x, y, epochs=2, batch_size=50, verbose=0)
-        layer = next(l for _, l in model.children() if hasattr(l, "rng"))
+            history = model.fit(x, y, epochs=2, batch_size=50, verbose=0, callbacks=schedule)
+        rngs = [l.rng.bit_generator.state for _, l in model.children() if hasattr(l, "rng")]
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
-                     model.state_dict(), layer.rng.bit_generator.state, model.trainer))
-    assert len(recordings) == 1 and recordings[0].replays == 11  # 12 steps: 1 eager, 11 graphs
-    assert len({int(s[0]) for s in seeds_seen}) == len(seeds_seen) == 11  # new masks
+                     model.state_dict(), rngs, model.trainer))
+    if wrap == "rate-schedule":  # epoch 2 at p = 0: a new graph, and no seeds to draw
+        assert [r.replays for r in recordings] == [5, 5] and len(seeds_seen) == 5
+    else:  # 12 steps: 1 eager, 11 replays, each with new seeds
+        assert len(recordings) == 1 and recordings[0].replays == 11
+        assert len({int(s[0]) for s in seeds_seen}) == len(seeds_seen) == 11
     assert runs[0][3].cuda_graphs and runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
     for name in runs[1][1]:
         np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)

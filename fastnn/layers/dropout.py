@@ -31,6 +31,11 @@ class _Seeded:
     docstring): its generator's next seed, and a slot its mask kernel may read the seed from."""
     seed_slot = None  # None: the layer draws its seed itself, on the host
 
+    def draws_seed(self):
+        """Whether this layer's next forward draws a mask (training, p > 0): a step runner
+        draws a seed for it exactly then."""
+        return self.training and self.p != 0
+
     def next_seed(self):
         return int(self.rng.integers(1 << 63))
 
