@@ -54,6 +54,22 @@ def test_an_evicted_buffer_stays_whole_for_the_op_holding_it():
     assert cache.take("held", (100,), np.float32) is not held
 
 
+def test_scratch_evicts_nothing_while_held():
+    """A CUDA graph being recorded keeps the raw pointers of the buffers it uses: inside
+    hold() the cache goes over its cap rather than free one; after it, eviction resumes."""
+    cache, made = _cache(2 * 400)
+    a = cache.take("a", (100,), np.float32)
+    with cache.hold():
+        b = cache.take("b", (100,), np.float32)
+        cache.take("c", (100,), np.float32)
+        assert cache.nbytes == 3 * 400  # over the cap, a kept
+        assert cache.take("a", (100,), np.float32) is a
+    cache.take("d", (100,), np.float32)  # the cap again: the two least recent (b, c) go
+    assert cache.nbytes == 2 * 400
+    assert cache.take("a", (100,), np.float32) is a and len(made) == 4
+    assert cache.take("b", (100,), np.float32) is not b
+
+
 def test_the_backend_scratch_is_capped_by_default():
     assert cpu.context.scratch.cap_bytes == SCRATCH_CAP_BYTES
     buf = cpu.scratch("test_front", (3,), np.float32)

@@ -105,7 +105,7 @@ def test_split_gemm_runs_its_blocks_on_the_openmp_team(monkeypatch):
     def spying_matmul(*args, **kwargs):
         seen.append(threading.get_ident())
         return real_matmul(*args, **kwargs)
-    monkeypatch.setattr(cpu.kernels._gemm, "_run_on_team", spying_team)
+    monkeypatch.setattr(cpu._kernels._gemm, "_run_on_team", spying_team)
     monkeypatch.setattr(np, "matmul", spying_matmul)
     before = fastnn.get_num_threads()
     rng = np.random.default_rng(3)

@@ -1,7 +1,10 @@
 """The backend front: one concrete, checked op set over each device's kernel table.
 
 Layers and fastnn.ops are written once against these methods; a backend (cpu, cuda) supplies
-`kernels`, its table of raw kernels, and a few device primitives (empty, to_host, from_host).
+`_kernels`, its table of raw kernels, and a few device primitives (empty, to_host, from_host).
+The table is private: its entries trust their arguments (a wrong size there writes out of
+bounds), and only the checked ops, and code of fastnn's that has just checked them the same
+way (the convolution engine), call it.
 Every op is defined once, by family, in fastnn/backend/front/: it validates its arguments
 (through fastnn._checks), allocates its outputs and calls the raw kernel, raising
 TypeError/ValueError naming the op, what it expected and what it got. Geometry arguments
@@ -19,9 +22,10 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
     # arrays have no such module, so layers call backend ops there, never xp.
     array_module = None
     # Whether this backend's arrays are CUDA device arrays (the checks then name a host array
-    # handed to it as such), and its raw kernel table (set by each device's __init__).
+    # handed to it as such), and its raw kernel table (set by each device's __init__; trusted,
+    # hence private: see the module's docstring).
     device_arrays = False
-    kernels = None
+    _kernels = None
     # A convolution runs over the batch in chunks whose im2col matrix takes at most
     # conv_chunk_bytes (fastnn.ops), and a Conv2D layer keeps its forward's im2col matrix for
     # the backward pass up to keep_cols_bytes (else the backward rebuilds it chunk by chunk).

@@ -1,13 +1,16 @@
 """What a backend instance owns at run time, instead of module globals: its counters, its
 scratch memory and (on CUDA, cuda/context.py) its stream and kernel launches."""
 import collections
+import contextlib
 import threading
 
-# The default cap on a backend's cached scratch memory (per thread). A training step's
-# temporaries are far below it (the DeepConvNet's largest, its im2col chunk and GEMM rows, are
-# 8 MB and 6 MB on the CPU; on the GPU its 45 MB column matrix), so a steady state never
-# evicts; what it bounds is the drift of shapes (other batch sizes, an evaluation, another
-# model) that used to leave every old buffer cached for good.
+# The default cap on a backend's cached scratch memory (per thread). What it bounds is the
+# drift of shapes (other batch sizes, an evaluation, another model) that used to leave every
+# old buffer cached for good; a training step's own temporaries must stay far below it, or
+# every step evicts and remakes them. On the CPU they do (the DeepConvNet's, cut into
+# cache-sized chunks, total about 130 MB at batch 100). A GPU runs a whole batch as one chunk
+# (the DeepConvNet's temporaries are 127 MiB per 100 images: 1.27 GiB at batch 1000), so the
+# CUDA context caps at a quarter of the device's memory instead (cuda/context.py).
 SCRATCH_CAP_BYTES = 1 << 30
 
 
@@ -24,6 +27,18 @@ class ScratchCache:
         self._empty = empty
         self.cap_bytes = cap_bytes
         self._local = threading.local()
+        self._holds = 0
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Evict nothing inside this block: a CUDA graph being recorded keeps the raw pointers
+        of the buffers it uses, so none may be freed until it is done (an eviction after it is
+        an allocation too, which drops the graph before its next replay)."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
 
     def _buffers(self):
         cache = getattr(self._local, "buffers", None)
@@ -51,7 +66,7 @@ class ScratchCache:
         if on_new is not None:
             on_new(buf)
         self._local.nbytes += buf.nbytes
-        while self._local.nbytes > self.cap_bytes and len(cache) > 1:
+        while self._local.nbytes > self.cap_bytes and len(cache) > 1 and not self._holds:
             _, old = cache.popitem(last=False)
             self._local.nbytes -= old.nbytes
         return buf

@@ -61,7 +61,7 @@ class CPUBackend(ConvKernels, Backend):
         modules = tuple(m or missing for m in (_cpu_im2col, _cpu_pool, _cpu_elementwise,
                                                _cpu_loss, _cpu_optim))
         gemm = ParallelGemm(_cpu_threads.run_on_team if HAVE_EXT else None)
-        self.kernels = CPUKernels(self, modules, gemm, get_num_threads)
+        self._kernels = CPUKernels(self, modules, gemm, get_num_threads)
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=dtype)

@@ -28,7 +28,7 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
         cols = _checks.out_array("conv2d_forward", cols_out, (n * oh * ow, k), x.dtype,
                                  name="cols_out", empty=B.empty, device=B.device_arrays)
         if n:
-            B.kernels.im2col(x, cols, *window)                      # (N*OH*OW, C*KH*KW)
+            B._kernels.im2col(x, cols, *window)                      # (N*OH*OW, C*KH*KW)
         rows = B.scratch("conv_rows", (n * oh * ow, f), x.dtype)
         B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
         return B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu), cols
@@ -40,7 +40,7 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
         m = (n1 - n0) * oh * ow
-        B.kernels.im2col(x[n0:n1], cols[:m], *window)
+        B._kernels.im2col(x[n0:n1], cols[:m], *window)
         B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
         B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
     return y, None

@@ -37,7 +37,7 @@ class CUDABackend(Backend):
 
     def __init__(self):
         super().__init__()
-        self.kernels = CUDAKernels(self)
+        self._kernels = CUDAKernels(self)
         self._cublas = None
         ctx = self.context
         if ctx.cupy_stream is not None:
@@ -62,16 +62,17 @@ class CUDABackend(Backend):
         if not self.graphs:
             raise RuntimeError("fastnn: CUDA graphs need a GPU with CuPy installed")
         stream = self.context.cupy_stream
-        stream.begin_capture()
-        try:
-            fn()
-        except BaseException:
+        with self.context.scratch.hold():  # the graph records the buffers' pointers
+            stream.begin_capture()
             try:
-                stream.end_capture()
-            except Exception:  # noqa: BLE001 - the capture was already invalid: fn's error matters
-                pass
-            raise
-        return _Graph(stream.end_capture(), self.context)
+                fn()
+            except BaseException:
+                try:
+                    stream.end_capture()
+                except Exception:  # noqa: BLE001 - the capture was invalid: fn's error matters
+                    pass
+                raise
+            return _Graph(stream.end_capture(), self.context)
 
     def empty(self, shape, dtype):
         self.context.counters["allocations"] += 1

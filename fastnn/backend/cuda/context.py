@@ -6,7 +6,7 @@ be captured from such a stream, never from the legacy default stream. It is a bl
 so work put on the default stream (fastnn.gpu.to_device, copy_to_host) stays in order with it.
 Without CuPy (no cuBLAS, no graphs) the default stream serves.
 """
-from fastnn.backend.context import DeviceContext
+from fastnn.backend.context import SCRATCH_CAP_BYTES, DeviceContext
 from fastnn.backend.cuda._numba import SIMULATOR, numba_cuda
 
 THREADS = 256
@@ -33,10 +33,21 @@ def find_cupy():
     return cupy
 
 
+def scratch_cap_bytes(cuda):
+    """A quarter of the device's memory, at least SCRATCH_CAP_BYTES (the simulator, or a
+    context that cannot say): a GPU's steps run whole batches as one chunk (backend/context.py)."""
+    try:
+        total = int(cuda.current_context().get_memory_info()[1])
+    except Exception:  # noqa: BLE001 - the simulator and odd drivers have no memory info
+        return SCRATCH_CAP_BYTES
+    return max(SCRATCH_CAP_BYTES, total // 4)
+
+
 class CUDAContext(DeviceContext):
     def __init__(self, empty):
-        super().__init__(empty)
-        self.cuda = numba_cuda()
+        cuda = numba_cuda()
+        super().__init__(empty, scratch_cap_bytes(cuda))
+        self.cuda = cuda
         self.cupy = find_cupy()
         self.cupy_stream = (self.cupy.cuda.Stream(non_blocking=False)
                             if self.cupy is not None else None)

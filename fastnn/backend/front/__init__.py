@@ -2,7 +2,7 @@
 
 Each public op here validates its arguments once, through fastnn._checks, allocates its
 outputs with the backend's own empty(), and calls a raw kernel from the backend's kernel table
-(`self.kernels`: the CPU's Cython cores and numpy, CUDA's Numba launches and cuBLAS). A
+(`self._kernels`: the CPU's Cython cores and numpy, CUDA's Numba launches and cuBLAS). A
 kernel-table entry trusts its arguments: shapes, dtypes, contiguity and geometry are settled
 here. Value checks that need the data (an index in range, an argmax inside its plane) stay
 with the device: free on the host, a round trip on the GPU.

@@ -24,7 +24,7 @@ class ElementwiseOps:
         """Set every element of a to value, in place; returns a."""
         _checks.array("fill", "a", a, None, dtypes=(getattr(a, "dtype", None),),
                       device=self.device_arrays)
-        self.kernels.fill(a, value)
+        self._kernels.fill(a, value)
         return a
 
     def zeros(self, shape, dtype):
@@ -33,35 +33,35 @@ class ElementwiseOps:
 
     def add(self, a, b, out=None):
         """a + b elementwise (same shapes); out=a adds in place."""
-        return self.kernels.add(a, b, self._binary("add", a, b, out))
+        return self._kernels.add(a, b, self._binary("add", a, b, out))
 
     def subtract(self, a, b, out=None):
-        return self.kernels.subtract(a, b, self._binary("subtract", a, b, out))
+        return self._kernels.subtract(a, b, self._binary("subtract", a, b, out))
 
     def multiply(self, a, b, out=None):
         """a * b elementwise (same shapes); out=a multiplies in place."""
-        return self.kernels.multiply(a, b, self._binary("multiply", a, b, out))
+        return self._kernels.multiply(a, b, self._binary("multiply", a, b, out))
 
     def safe_divide(self, a, b, out=None):
         """a / b where b > 0, else 0."""
-        return self.kernels.safe_divide(a, b, self._binary("safe_divide", a, b, out))
+        return self._kernels.safe_divide(a, b, self._binary("safe_divide", a, b, out))
 
     def scale(self, a, alpha, out=None):
         """alpha * a."""
-        return self.kernels.scale(a, alpha, self._unary("scale", a, out))
+        return self._kernels.scale(a, alpha, self._unary("scale", a, out))
 
     def sqrt(self, x, out=None):
-        return self.kernels.sqrt(x, self._unary("sqrt", x, out, "x"))
+        return self._kernels.sqrt(x, self._unary("sqrt", x, out, "x"))
 
     def sum_squares(self, a):
         """sum(a * a) as a Python float (read back to the host)."""
         _checks.array("sum_squares", "a", a, None, device=self.device_arrays)
-        return self.kernels.sum_squares(a)
+        return self._kernels.sum_squares(a)
 
     def sum_abs(self, a):
         """sum(|a|) as a Python float (read back to the host)."""
         _checks.array("sum_abs", "a", a, None, device=self.device_arrays)
-        return self.kernels.sum_abs(a)
+        return self._kernels.sum_abs(a)
 
     def dropout_mask(self, shape, p, seed, dtype, out=None):
         """A mask of 0 (probability p) and 1/(1-p), from a counter-based hash of (seed, index):
@@ -77,7 +77,7 @@ class ElementwiseOps:
             _checks.same_shape(op, "seed", seed, (1,))
         mask = _checks.out_array(op, out, tuple(shape), np.dtype(dtype),
                                  empty=self.empty, device=self.device_arrays)
-        self.kernels.dropout_mask(mask, p, seed)
+        self._kernels.dropout_mask(mask, p, seed)
         return mask
 
     def bias_add(self, y, b, relu=False):
@@ -88,7 +88,7 @@ class ElementwiseOps:
         if not dev:  # (device arrays are always writeable)
             _checks.writeable(op, "y", y, " (the bias is added in place)")
         if n * c * p:
-            self.kernels.bias_add(y.reshape(n, c, p), b, bool(relu))
+            self._kernels.bias_add(y.reshape(n, c, p), b, bool(relu))
         return y
 
     def bias_grad(self, dy, out=None):
@@ -96,5 +96,5 @@ class ElementwiseOps:
         op, dev = "bias_grad", self.device_arrays
         n, c, p = _checks.channels(op, "dy", dy, device=dev)
         db = _checks.out_array(op, out, (c,), dy.dtype, empty=self.empty, device=dev)
-        self.kernels.bias_grad(dy.reshape(n, c, p), db)
+        self._kernels.bias_grad(dy.reshape(n, c, p), db)
         return db

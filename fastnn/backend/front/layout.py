@@ -14,7 +14,7 @@ class LayoutOps:
             raise ValueError(f"{op}: inner sizes differ: op(a) is {(m, k)}, "
                              f"op(b) is {(k2, n)}")
         out = _checks.out_array(op, out, (m, n), a.dtype, empty=self.empty, device=dev)
-        return self.kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k)
+        return self._kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k)
 
     def im2col(self, x, kernel, stride, pad, out=None):
         """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow)."""
@@ -25,7 +25,7 @@ class LayoutOps:
         cols = _checks.out_array(op, out, (n * oh * ow, c * kernel[0] * kernel[1]), x.dtype,
                                  empty=self.empty, device=dev)
         if n:
-            self.kernels.im2col(x, cols, *kernel, *stride, *pad, oh, ow)
+            self._kernels.im2col(x, cols, *kernel, *stride, *pad, oh, ow)
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
@@ -38,7 +38,7 @@ class LayoutOps:
         _checks.same_shape(op, "cols", cols, (n * oh * ow, c * kernel[0] * kernel[1]))
         x = _checks.out_array(op, out, (n, c, h, w), cols.dtype, empty=self.empty, device=dev)
         if n:
-            self.kernels.col2im(cols, x, *kernel, *stride, *pad, oh, ow)
+            self._kernels.col2im(cols, x, *kernel, *stride, *pad, oh, ow)
         return x
 
     # relu=True fuses a ReLU that follows a convolution or a Dense layer into the pass that
@@ -54,7 +54,7 @@ class LayoutOps:
         y = _checks.out_array(op, out, (n, f, oh, ow), rows.dtype, empty=self.empty,
                               device=dev)
         if n:
-            self.kernels.rows_to_nchw(rows, b, y, bool(relu))
+            self._kernels.rows_to_nchw(rows, b, y, bool(relu))
         return y
 
     def nchw_to_rows_and_bias_grad(self, y, out=None, sums_out=None):
@@ -66,7 +66,7 @@ class LayoutOps:
                                  device=dev)
         sums = _checks.out_array(op, sums_out, (f,), y.dtype, name="sums_out",
                                  empty=self.empty, device=dev)
-        self.kernels.nchw_to_rows(y, rows, sums)
+        self._kernels.nchw_to_rows(y, rows, sums)
         return rows, sums
 
     nchw_to_rows = nchw_to_rows_and_bias_grad  # the name callers used before
@@ -78,7 +78,7 @@ class LayoutOps:
         _checks.take_operands(op, a, idx, device=dev)
         out = _checks.out_array(op, out, (idx.shape[0],) + tuple(a.shape[1:]), a.dtype,
                                 empty=self.empty, device=dev)
-        return self.kernels.take_rows(a, idx, out)
+        return self._kernels.take_rows(a, idx, out)
 
     def copy(self, a, out):
         """out[...] = a (same shapes and dtypes, both on this backend); returns out."""
@@ -86,7 +86,7 @@ class LayoutOps:
         _checks.array(op, "out", out, None, dtypes=(getattr(out, "dtype", None),), device=dev)
         _checks.array(op, "a", a, out.ndim, dtypes=(out.dtype,), device=dev)  # labels too
         _checks.same_shape(op, "a", a, out.shape)
-        self.kernels.copy(a, out)
+        self._kernels.copy(a, out)
         return out
 
     def copy_from_host(self, host, out):
@@ -98,5 +98,5 @@ class LayoutOps:
                       device=self.device_arrays)
         _checks.array(op, "host", host, out.ndim, dtypes=(out.dtype,), device=False)
         _checks.same_shape(op, "host", host, out.shape)
-        self.kernels.copy_from_host(host, out)
+        self._kernels.copy_from_host(host, out)
         return out

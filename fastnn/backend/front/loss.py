@@ -41,7 +41,7 @@ class LossOps:
             dtypes = (logits.dtype,) if dev else _checks.FLOAT_DTYPES
             _checks.array(op, "totals", totals, 1, dtypes=dtypes, device=dev)
             _checks.same_shape(op, "totals", totals, (2,))
-        return self.kernels.softmax_cross_entropy_forward(logits, labels, probs, totals,
+        return self._kernels.softmax_cross_entropy_forward(logits, labels, probs, totals,
                                                           grad_out)
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):
@@ -50,4 +50,4 @@ class LossOps:
         n, c = self._logits_and_labels(op, probs, labels)
         dx = _checks.out_array(op, out, (n, c), probs.dtype, empty=self.empty,
                                device=self.device_arrays)
-        return self.kernels.softmax_cross_entropy_backward(probs, labels, dx)
+        return self._kernels.softmax_cross_entropy_backward(probs, labels, dx)

@@ -12,7 +12,7 @@ class NormOps:
         variance, and running = momentum * running + (1 - momentum) * batch in place;
         otherwise the running statistics."""
         _checks.channels("batchnorm_forward", "x", x, device=self.device_arrays)
-        return self.kernels.batchnorm_forward(x, gamma, beta, running_mean, running_var,
+        return self._kernels.batchnorm_forward(x, gamma, beta, running_mean, running_var,
                                               momentum, eps, training, out, xhat, inv_std)
 
     def batchnorm_backward(self, dy, xhat, gamma, inv_std, training, dx, dgamma, dbeta):
@@ -20,5 +20,5 @@ class NormOps:
         gamma * inv_std / m * (m * dy - dbeta - xhat * dgamma) in training (m values per
         channel), gamma * inv_std * dy with fixed statistics."""
         _checks.channels("batchnorm_backward", "dy", dy, device=self.device_arrays)
-        return self.kernels.batchnorm_backward(dy, xhat, gamma, inv_std, training, dx, dgamma,
+        return self._kernels.batchnorm_backward(dy, xhat, gamma, inv_std, training, dx, dgamma,
                                                dbeta)

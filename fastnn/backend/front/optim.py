@@ -18,20 +18,20 @@ class OptimOps:
         return flat
 
     def sgd_update(self, p, g, lr):
-        self.kernels.sgd(*self._flat("sgd", p, ("g", g)), lr)
+        self._kernels.sgd(*self._flat("sgd", p, ("g", g)), lr)
 
     def momentum_update(self, p, g, v, lr, mu, nesterov=False):
-        self.kernels.momentum(*self._flat("momentum", p, ("g", g), ("v", v)), lr, mu,
+        self._kernels.momentum(*self._flat("momentum", p, ("g", g), ("v", v)), lr, mu,
                               bool(nesterov))
 
     def adagrad_update(self, p, g, h, lr, eps):
-        self.kernels.adagrad(*self._flat("adagrad", p, ("g", g), ("h", h)), lr, eps)
+        self._kernels.adagrad(*self._flat("adagrad", p, ("g", g), ("h", h)), lr, eps)
 
     def rmsprop_update(self, p, g, h, lr, rho, eps):
-        self.kernels.rmsprop(*self._flat("rmsprop", p, ("g", g), ("h", h)), lr, rho, eps)
+        self._kernels.rmsprop(*self._flat("rmsprop", p, ("g", g), ("h", h)), lr, rho, eps)
 
     def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
-        self.kernels.adam(*self._flat("adam", p, ("g", g), ("m", m), ("v", v)), step_size,
+        self._kernels.adam(*self._flat("adam", p, ("g", g), ("m", m), ("v", v)), step_size,
                           beta1, beta2, inv_sqrt_bc2, eps, decay)
 
     def _penalty(self, op, p, g):
@@ -41,8 +41,8 @@ class OptimOps:
 
     def add_l2_grad(self, p, g, lam):
         """g += lam * p, in place: the gradient of lam/2 * ||p||^2."""
-        self.kernels.add_l2(*self._penalty("add_l2_grad", p, g), lam)
+        self._kernels.add_l2(*self._penalty("add_l2_grad", p, g), lam)
 
     def add_l1_grad(self, p, g, lam):
         """g += lam * sign(p), in place: the gradient of lam * ||p||_1."""
-        self.kernels.add_l1(*self._penalty("add_l1_grad", p, g), lam)
+        self._kernels.add_l1(*self._penalty("add_l1_grad", p, g), lam)

@@ -25,7 +25,7 @@ class PoolOps:
         arg = _checks.out_array(op, argmax_out, (n, c, oh, ow), _checks.INDEX_DTYPE,
                                 "argmax_out", empty=self.empty, device=dev)
         if n:
-            self.kernels.max_pool2d_forward(x, y, arg, *geo)
+            self._kernels.max_pool2d_forward(x, y, arg, *geo)
         return y, arg
 
     def max_pool2d_backward(self, dy, argmax, x_shape, kernel_size, stride=None, pad=0, out=None,
@@ -41,7 +41,7 @@ class PoolOps:
         if relu_gate is not None:
             _checks.like(op, "relu_gate", relu_gate, dy, device=dev)
         if x_shape[0]:
-            self.kernels.max_pool2d_backward(dy, argmax, relu_gate, dx, *geo, oh, ow)
+            self._kernels.max_pool2d_backward(dy, argmax, relu_gate, dx, *geo, oh, ow)
         return dx
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
@@ -50,7 +50,7 @@ class PoolOps:
         geo, oh, ow = self._pool_window(op, x.shape, kernel_size, stride, pad)
         y = _checks.out_array(op, out, (n, c, oh, ow), x.dtype, empty=self.empty, device=dev)
         if n:
-            self.kernels.avg_pool2d_forward(x, y, *geo)
+            self._kernels.avg_pool2d_forward(x, y, *geo)
         return y
 
     def avg_pool2d_backward(self, dy, x_shape, kernel_size, stride=None, pad=0, out=None):
@@ -59,15 +59,15 @@ class PoolOps:
         dx = _checks.out_array(op, out, x_shape, dy.dtype, empty=self.empty,
                                device=self.device_arrays)
         if x_shape[0]:
-            self.kernels.avg_pool2d_backward(dy, dx, *geo)
+            self._kernels.avg_pool2d_backward(dy, dx, *geo)
         return dx
 
     def maxout_forward(self, x, pieces, out, argmax):
         """out[:, c] = max of x[:, c*pieces:(c+1)*pieces] (the first maximum); argmax (int32,
         out's shape) keeps the winner's index within its group. Shapes are the layer's
         (fastnn.layers.activation.Maxout checks them once, at its input)."""
-        return self.kernels.maxout_forward(x, pieces, out, argmax)
+        return self._kernels.maxout_forward(x, pieces, out, argmax)
 
     def maxout_backward(self, dy, argmax, pieces, out):
         """dy routed to each group's winner, zeros elsewhere; out has x's shape."""
-        return self.kernels.maxout_backward(dy, argmax, pieces, out)
+        return self._kernels.maxout_backward(dy, argmax, pieces, out)
