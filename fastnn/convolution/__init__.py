@@ -101,7 +101,7 @@ def plan(B, x_shape, W_shape, stride, pad, dtype):
     """The algorithms backend B runs for a convolution of x_shape (N, C, H, W) with W_shape
     (F, C, KH, KW): a Plan, cached per geometry."""
     stride, pad = _checks.pair(stride, "stride", "plan"), _checks.pair(pad, "pad", "plan")
-    key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, str(dtype))
+    key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, dtype)
     p = _PLANS.get(key)
     if p is None:
         p = _PLANS[key] = _choose(B, x_shape[1], W_shape[0], tuple(x_shape[2:]),
