@@ -164,6 +164,24 @@ def image(op, name, x, device=None):
     return n, c, h, w
 
 
+def conv_operands(op, x, W, b, stride, pad, device=None):
+    """A convolution's operands: x (N, C, H, W), W (F, C, KH, KW) of x's dtype, b (F,) or
+    None, stride and pad ints or (h, w) pairs -> (kernel, stride, pad) as (h, w) pairs and the
+    output size (OH, OW)."""
+    n, c, h, w = image(op, "x", x, device=device)
+    array(op, "W", W, 4, layout="4-D (F, C, KH, KW)", device=device)
+    same_dtype(op, "W", W, x.dtype)
+    if W.shape[1] != c or min(W.shape) < 1:
+        raise ValueError(f"{op}: expected W of shape (F, {c}, KH, KW) for x with {c} channels, "
+                         f"got {W.shape}")
+    if b is not None:
+        array(op, "b", b, 1, dtypes=(x.dtype,), device=device)
+        same_shape(op, "b", b, (W.shape[0],))
+    kernel = (W.shape[2], W.shape[3])
+    stride, pad = pair(stride, "stride", op), pair(pad, "pad", op)
+    return kernel, stride, pad, window(op, (h, w), kernel, stride, pad)
+
+
 def shape4(op, name, shape):
     """An (N, C, H, W) tuple of ints given as a shape argument."""
     if type(shape) is tuple and len(shape) == 4 and type(shape[0]) is type(shape[1]) is \

@@ -1,7 +1,8 @@
-"""The direct convolution kernels (csrc/conv_direct.c through fastnn._cpu_conv), in every
-instruction-set variant this CPU runs, against the plain-loop oracle (fastnn.naive) on random
-small shapes, and against an einsum reference on channel counts that fill several vectors and
-register tiles. Tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10.
+"""The direct convolution kernels (csrc/conv_direct.c, through the CPU backend's checked ops
+over fastnn._cpu_conv), in every instruction-set variant this CPU runs, against the plain-loop
+oracle (fastnn.naive) on random small shapes, and against an einsum reference on channel counts
+that fill several vectors and register tiles. Tolerance: float32 within 1e-4 of the output's
+magnitude, float64 within 1e-10.
 """
 import os
 import subprocess
@@ -16,6 +17,7 @@ from strategies import window_configs
 
 import fastnn
 from fastnn import _cpu_conv, naive, ops
+from fastnn.backend import cpu
 
 VARIANTS = runnable_variants()
 TOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -59,12 +61,12 @@ def test_direct_matches_plain_loops(isa, cfg, f, relu, dtype):
 def _check_against_plain_loops(cfg, f, relu, dtype):
     x, W, b = _operands(cfg["shape"], f, cfg["kernel"], dtype)
     s, p = cfg["stride"], cfg["pad"]
-    y = _cpu_conv.forward(x, W, b, s, p, relu=relu)
+    y = cpu.conv_direct_forward(x, W, b, s, p, relu=relu)
     y_ref = naive.conv2d_forward(x, W, b, s, p)
     _close(y, np.maximum(y_ref, 0) if relu else y_ref, dtype, "y")
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
     need_dx = _data_ok(cfg["kernel"], s, p)
-    dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
+    dx, dW, db = cpu.conv_direct_backward(dy, x, W, s, p, need_dx=need_dx)
     dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, s, p)
     if need_dx:
         _close(dx, dx_ref, dtype, "dx")
@@ -93,11 +95,11 @@ def _check_against_einsum(shape, f, kernel, s, p, dtype, seed=0):
     """y, dW and db against einsums over the sliding windows; dx (where the direct kernels
     compute it) against im2col's GEMM + col2im."""
     x, W, b = _operands(shape, f, kernel, dtype, seed=seed)
-    y = _cpu_conv.forward(x, W, b, s, p)
+    y = cpu.conv_direct_forward(x, W, b, s, p)
     _close(y, reference(x, W, b, (s, s), (p, p)), dtype, "y")
     dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
     need_dx = _data_ok(kernel, (s, s), (p, p))
-    dx, dW, db = _cpu_conv.backward(dy, x, W, s, p, need_dx=need_dx)
+    dx, dW, db = cpu.conv_direct_backward(dy, x, W, s, p, need_dx=need_dx)
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
     win = win[:, :, ::s, ::s][:, :, :y.shape[2], :y.shape[3]]
@@ -113,8 +115,8 @@ def _check_against_einsum(shape, f, kernel, s, p, dtype, seed=0):
 def test_relu_is_fused_bit_for_bit(variant):
     x, W, b = _operands((3, 16, 10, 10), 20, (3, 3), np.float32)
     x[0, :, 2, 2] = np.nan  # NaN passes through the ReLU, as max(., 0) elsewhere in fastnn
-    y = _cpu_conv.forward(x, W, b, 1, 1)
-    fused = _cpu_conv.forward(x, W, b, 1, 1, relu=True)
+    y = cpu.conv_direct_forward(x, W, b, 1, 1)
+    fused = cpu.conv_direct_forward(x, W, b, 1, 1, relu=True)
     np.testing.assert_array_equal(fused, ops.relu_forward(y))
     assert np.isnan(fused).any()
 
@@ -123,7 +125,7 @@ def test_bias_gradient_is_the_im2col_one_bit_for_bit(variant):
     """Both sum each channel in pixel order in float64, then over images in order."""
     x, W, _ = _operands((5, 16, 9, 9), 33, (3, 3), np.float32)
     dy = np.random.default_rng(3).standard_normal((5, 33, 9, 9)).astype(np.float32)
-    _, _, db = _cpu_conv.backward(dy, x, W, 1, 1)
+    _, _, db = cpu.conv_direct_backward(dy, x, W, 1, 1)
     _, _, db_ref = ops.conv2d_backward(dy, x, W, 1, 1, need_dx=False, algorithm="im2col")
     np.testing.assert_array_equal(db, db_ref)
 
@@ -133,9 +135,9 @@ def test_forward_does_not_depend_on_the_thread_count(variant):
     threads = fastnn.get_num_threads()
     try:
         fastnn.set_num_threads(1)
-        one = _cpu_conv.forward(x, W, b, 1, 1)
+        one = cpu.conv_direct_forward(x, W, b, 1, 1)
         fastnn.set_num_threads(max(2, threads))
-        many = _cpu_conv.forward(x, W, b, 1, 1)
+        many = cpu.conv_direct_forward(x, W, b, 1, 1)
     finally:
         fastnn.set_num_threads(threads)
     np.testing.assert_array_equal(one, many)
@@ -151,7 +153,7 @@ def test_variants_agree_with_each_other():
         for name in VARIANTS:
             _cpu_conv.select(name)
             assert _cpu_conv.selected() == name
-            results[name] = (_cpu_conv.forward(x, W, b, 1, 1), _cpu_conv.lanes())
+            results[name] = (cpu.conv_direct_forward(x, W, b, 1, 1), _cpu_conv.lanes())
     finally:
         _cpu_conv.select(before)
     lanes = {"avx512": 16, "avx2": 8, "generic": 4}
@@ -162,22 +164,22 @@ def test_variants_agree_with_each_other():
 
 def test_work_and_outputs_are_checked():
     x, W, b = _operands((2, 4, 6, 6), 5, (3, 3), np.float32)
-    size = _cpu_conv.forward_work_size(x, W, 1, 1)
+    size = cpu.conv_direct_forward_work_size(x, W, 1, 1)
     with pytest.raises(ValueError, match=f"expected work of at least {size} elements"):
-        _cpu_conv.forward(x, W, b, 1, 1, work=np.empty(size - 1, np.float32))
+        cpu.conv_direct_forward(x, W, b, 1, 1, work=np.empty(size - 1, np.float32))
     with pytest.raises(TypeError, match="expected work of dtype float32"):
-        _cpu_conv.forward(x, W, b, 1, 1, work=np.empty(size, np.float64))
+        cpu.conv_direct_forward(x, W, b, 1, 1, work=np.empty(size, np.float64))
     dy = np.zeros((2, 5, 3, 3), np.float32)
     with pytest.raises(ValueError, match=r"dx needs stride 1 and pad <= kernel - 1"):
-        _cpu_conv.backward(dy, x, W, 2, 1)
+        cpu.conv_direct_backward(dy, x, W, 2, 1)
     with pytest.raises(ValueError, match=r"expected dy of shape \(2, 5, 6, 6\)"):
-        _cpu_conv.backward(dy, x, W, 1, 1)
+        cpu.conv_direct_backward(dy, x, W, 1, 1)
 
 
 def test_an_empty_batch():
     x, W, b = _operands((0, 4, 6, 6), 5, (3, 3), np.float32)
-    assert _cpu_conv.forward(x, W, b, 1, 1).shape == (0, 5, 6, 6)
-    dx, dW, db = _cpu_conv.backward(np.zeros((0, 5, 6, 6), np.float32), x, W, 1, 1)
+    assert cpu.conv_direct_forward(x, W, b, 1, 1).shape == (0, 5, 6, 6)
+    dx, dW, db = cpu.conv_direct_backward(np.zeros((0, 5, 6, 6), np.float32), x, W, 1, 1)
     assert dx.shape == (0, 4, 6, 6) and not dW.any() and not db.any()
 
 
@@ -212,16 +214,16 @@ def test_work_arrays_full_of_garbage_change_nothing(variant, pad):
     x, W, b = _operands((3, 20, 9, 7), 30, (3, 3), np.float32)
     dy = np.random.default_rng(5).standard_normal((3, 30, 7 + 2 * pad, 5 + 2 * pad)).astype(
         np.float32)
-    fwd = np.full(_cpu_conv.forward_work_size(x, W, 1, pad), np.nan, np.float32)
-    bwd = np.full(_cpu_conv.backward_work_size(x, W, 1, pad), np.nan, np.float32)
-    wino = np.full(_cpu_conv.winograd_work_size(x, W, pad, data=True), np.nan, np.float32)
-    y = _cpu_conv.forward(x, W, b, 1, pad, work=fwd)
-    dx, dW, db = _cpu_conv.backward(dy, x, W, 1, pad, work=bwd)
-    dx_w = _cpu_conv.winograd_backward_data(dy, x, W, pad, work=wino)
-    wino_fwd = np.full(_cpu_conv.winograd_work_size(x, W, pad), np.nan, np.float32)
-    y_w = _cpu_conv.winograd_forward(x, W, b, pad, work=wino_fwd)
-    wino_w = np.full(_cpu_conv.winograd_weights_work_size(x, W, pad), np.nan, np.float32)
-    dW_w, db_w = _cpu_conv.winograd_backward_weights(dy, x, W, pad, work=wino_w,
+    fwd = np.full(cpu.conv_direct_forward_work_size(x, W, 1, pad), np.nan, np.float32)
+    bwd = np.full(cpu.conv_direct_backward_work_size(x, W, 1, pad), np.nan, np.float32)
+    wino = np.full(cpu.conv_winograd_work_size(x, W, pad, data=True), np.nan, np.float32)
+    y = cpu.conv_direct_forward(x, W, b, 1, pad, work=fwd)
+    dx, dW, db = cpu.conv_direct_backward(dy, x, W, 1, pad, work=bwd)
+    dx_w = cpu.conv_winograd_backward_data(dy, x, W, pad, work=wino)
+    wino_fwd = np.full(cpu.conv_winograd_work_size(x, W, pad), np.nan, np.float32)
+    y_w = cpu.conv_winograd_forward(x, W, b, pad, work=wino_fwd)
+    wino_w = np.full(cpu.conv_winograd_weights_work_size(x, W, pad), np.nan, np.float32)
+    dW_w, db_w = cpu.conv_winograd_backward_weights(dy, x, W, pad, work=wino_w,
                                                      partial=np.full((3, 30), np.nan))
     y_ref = reference(x, W, b, (1, 1), (pad, pad))
     dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, pad)
@@ -262,7 +264,7 @@ def test_gradients_do_not_depend_on_the_thread_count(variant):
     try:
         for n in (1, 2, 3):
             fastnn.set_num_threads(n)
-            results.append(_cpu_conv.backward(dy, x, W, 1, 1))
+            results.append(cpu.conv_direct_backward(dy, x, W, 1, 1))
     finally:
         fastnn.set_num_threads(threads)
     for dx, dW, db in results[1:]:
@@ -275,20 +277,20 @@ def test_outputs_and_work_that_share_memory_with_inputs_are_refused():
     x, W, b = _operands((2, 3, 5, 5), 4, (3, 3), np.float32)
     dy = np.random.default_rng(2).standard_normal((2, 4, 5, 5)).astype(np.float32)
     with pytest.raises(ValueError, match="expected dx_out apart from x"):
-        _cpu_conv.backward(dy, x, W, 1, 1, dx_out=x)
+        cpu.conv_direct_backward(dy, x, W, 1, 1, dx_out=x)
     y = np.zeros((2, 4, 5, 5), np.float32)
     W_in_y = y.reshape(-1)[:W.size].reshape(W.shape)  # the weights live inside y's memory
     W_in_y[...] = W
     with pytest.raises(ValueError, match="expected out apart from W"):
-        _cpu_conv.forward(x, W_in_y, b, 1, 1, out=y)
-    big = np.zeros(_cpu_conv.forward_work_size(x, W, 1, 1) + x.size, np.float32)
+        cpu.conv_direct_forward(x, W_in_y, b, 1, 1, out=y)
+    big = np.zeros(cpu.conv_direct_forward_work_size(x, W, 1, 1) + x.size, np.float32)
     xs = big[:x.size].reshape(x.shape)
     xs[...] = x
     with pytest.raises(ValueError, match="expected work apart from x"):
-        _cpu_conv.forward(xs, W, b, 1, 1, work=big)
-    work = np.frombuffer(bytes(4 * _cpu_conv.forward_work_size(x, W, 1, 1)), np.float32)
+        cpu.conv_direct_forward(xs, W, b, 1, 1, work=big)
+    work = np.frombuffer(bytes(4 * cpu.conv_direct_forward_work_size(x, W, 1, 1)), np.float32)
     with pytest.raises(ValueError, match="expected work writeable"):
-        _cpu_conv.forward(x, W, b, 1, 1, work=work)
+        cpu.conv_direct_forward(x, W, b, 1, 1, work=work)
 
 
 def test_a_huge_padding_is_refused_by_the_kernels_and_runs_by_im2col():
@@ -296,12 +298,11 @@ def test_a_huge_padding_is_refused_by_the_kernels_and_runs_by_im2col():
     they refuse it, and the engine plans im2col, which computes it."""
     x, W = np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match="the padded input would take"):
-        _cpu_conv.forward(x, W, None, 2**33, 2**31 - 1)
+        cpu.conv_direct_forward(x, W, None, 2**33, 2**31 - 1)
     with pytest.raises(ValueError, match="the padded input would take"):
-        _cpu_conv.backward(np.ones((1, 1, 1, 1), np.float32), x, W, 2**33, 2**31 - 1,
+        cpu.conv_direct_backward(np.ones((1, 1, 1, 1), np.float32), x, W, 2**33, 2**31 - 1,
                            need_dx=False)
     from fastnn import convolution
-    from fastnn.backend import cpu
     assert convolution.plan(cpu, x.shape, W.shape, 2**33, 2**31 - 1, x.dtype).forward == "im2col"
     y = ops.conv2d_forward(x, W, None, 2**33, 2**31 - 1)
     assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 0  # the one window holds only padding

@@ -1,7 +1,7 @@
-"""Winograd F(2x2, 3x3) (csrc/conv_winograd.h through fastnn._cpu_conv), forward, backward-data
-and backward-weights, in every instruction-set variant this CPU runs: against its plain-loop
-oracle fastnn.naive.winograd_conv2d, against the direct sum fastnn.naive.conv2d_forward /
-conv2d_backward, and by numerical gradients. Stated
+"""Winograd F(2x2, 3x3) (csrc/conv_winograd.h, through the CPU backend's checked ops over
+fastnn._cpu_conv), forward, backward-data and backward-weights, in every instruction-set
+variant this CPU runs: against its plain-loop oracle fastnn.naive.winograd_conv2d, against the
+direct sum fastnn.naive.conv2d_forward / conv2d_backward, and by numerical gradients. Stated
 tolerance: float32 within 1e-4 of the output's magnitude, float64 within 1e-10."""
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import runnable_variants, using
 from test_conv_direct import _close, _operands
 
-from fastnn import _cpu_conv, convolution, naive, ops, reference_models as models
+from fastnn import convolution, naive, ops, reference_models as models
 from fastnn.backend import cpu
 from fastnn.gradcheck import numerical_gradient
 
@@ -32,10 +32,10 @@ def test_winograd_matches_the_direct_sum(isa, cfg, relu, dtype):
     shape, f, pad = cfg
     x, W, b = _operands(shape, f, (3, 3), dtype)
     with using(isa):
-        y = _cpu_conv.winograd_forward(x, W, b, pad, relu=relu)
+        y = cpu.conv_winograd_forward(x, W, b, pad, relu=relu)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        dx = _cpu_conv.winograd_backward_data(dy, x, W, pad)
-        dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, pad)
+        dx = cpu.conv_winograd_backward_data(dy, x, W, pad)
+        dW, db = cpu.conv_winograd_backward_weights(dy, x, W, pad)
     y_ref = naive.conv2d_forward(x, W, b, 1, pad)
     _close(y, np.maximum(y_ref, 0) if relu else y_ref, dtype, "y")
     dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, 1, pad)
@@ -47,7 +47,7 @@ def test_winograd_matches_the_direct_sum(isa, cfg, relu, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_matches_its_plain_loop_oracle(variant, dtype):
     x, W, b = _operands((2, 17, 9, 8), 35, (3, 3), dtype)
-    y = _cpu_conv.winograd_forward(x, W, b, 1)
+    y = cpu.conv_winograd_forward(x, W, b, 1)
     _close(y, naive.winograd_conv2d(x, W, b, 1), dtype, "y")
 
 
@@ -63,10 +63,10 @@ def test_winograd_gradients_match_numerical_gradients():
     dy = np.random.default_rng(6).standard_normal((3, 9, 6, 5))
 
     def loss():
-        return float(np.sum(_cpu_conv.winograd_forward(x, W, b, 1) * dy))
+        return float(np.sum(cpu.conv_winograd_forward(x, W, b, 1) * dy))
 
-    dx = _cpu_conv.winograd_backward_data(dy, x, W, 1)
-    dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, 1)
+    dx = cpu.conv_winograd_backward_data(dy, x, W, 1)
+    dW, db = cpu.conv_winograd_backward_weights(dy, x, W, 1)
     for analytic, wrt in ((dx, x), (dW, W), (db, b)):
         numeric = numerical_gradient(loss, wrt, 1e-6)
         assert np.abs(analytic - numeric).max() / np.abs(numeric).max() < 1e-7
@@ -96,7 +96,7 @@ def test_forcing_winograd_where_it_does_not_apply_is_refused():
     with pytest.raises(ValueError, match="algorithm 'winograd' needs a 3x3 kernel"):
         ops.conv2d_forward(x, W, b, pad=1, algorithm="winograd")
     with pytest.raises(ValueError, match="expected a 3x3 kernel and pad <= 2"):
-        _cpu_conv.winograd_forward(x, W, b, 1)
+        cpu.conv_winograd_forward(x, W, b, 1)
 
 
 def test_winograd_through_the_engine_gives_the_direct_results():
@@ -121,12 +121,12 @@ def test_winograd_on_random_wide_layers(isa, cfg, dtype):
     shape, f, pad = cfg
     x, W, b = _operands(shape, f, (3, 3), dtype)
     with using(isa):
-        y = _cpu_conv.winograd_forward(x, W, b, pad)
+        y = cpu.conv_winograd_forward(x, W, b, pad)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        dx = _cpu_conv.winograd_backward_data(dy, x, W, pad)
-        dW, db = _cpu_conv.winograd_backward_weights(dy, x, W, pad)
-        y_ref = _cpu_conv.forward(x, W, b, 1, pad)
-        dx_ref, dW_ref, db_ref = _cpu_conv.backward(dy, x, W, 1, pad)
+        dx = cpu.conv_winograd_backward_data(dy, x, W, pad)
+        dW, db = cpu.conv_winograd_backward_weights(dy, x, W, pad)
+        y_ref = cpu.conv_direct_forward(x, W, b, 1, pad)
+        dx_ref, dW_ref, db_ref = cpu.conv_direct_backward(dy, x, W, 1, pad)
     for got, want, what in ((y, y_ref, "y"), (dx, dx_ref, "dx"), (dW, dW_ref, "dW"),
                             (db, db_ref, "db")):
         _close(got, want, dtype, what)

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fastnn import _cpu_conv, ops
+from fastnn import ops
 from fastnn.backend import cpu
 
 RNG = np.random.default_rng(0)
@@ -77,10 +77,10 @@ dy_pool = _f32(*y.shape)
 rows = _f32(2 * 8 * 8, 4)
 W = _f32(4, 3, 3, 3)
 dy_conv = _f32(2, 4, 8, 8)
-work_fwd = np.zeros(_cpu_conv.forward_work_size(x, W, 1, 1), np.float32)
-work_bwd = np.zeros(_cpu_conv.backward_work_size(x, W, 1, 1), np.float32)
+work_fwd = np.zeros(cpu.conv_direct_forward_work_size(x, W, 1, 1), np.float32)
+work_bwd = np.zeros(cpu.conv_direct_backward_work_size(x, W, 1, 1), np.float32)
 part = np.zeros((2, 4))
-work_wino = np.zeros(_cpu_conv.winograd_weights_work_size(x, W, 1), np.float32)
+work_wino = np.zeros(cpu.conv_winograd_weights_work_size(x, W, 1), np.float32)
 
 idx = np.array([1, 0, 1])
 logits, labels = _f32(4, 3), np.array([0, 2, 1, 0])
@@ -160,14 +160,14 @@ KERNELS = {
                             b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),
                             stride=STRIDE_BAD + [None], pad=PAD_BAD)),
     "conv_direct_forward": (
-        _cpu_conv.forward, dict(x=x, W=W, b=_f32(4), stride=1, pad=1, work=work_fwd),
+        "conv_direct_forward", dict(x=x, W=W, b=_f32(4), stride=1, pad=1, work=work_fwd),
         dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
              b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)), stride=STRIDE_BAD + [None],
              pad=PAD_BAD, out=_generic_bad(dy_conv, optional=True) + _shape_bad(dy_conv),
              work=_generic_bad(work_fwd)[1:] + [work_fwd[:-1], work_fwd.astype(np.float64),
                                                 np.frombuffer(work_fwd.tobytes(), np.float32)])),
     "conv_direct_backward": (
-        _cpu_conv.backward, dict(dy=dy_conv, x=x, W=W, stride=1, pad=1, work=work_bwd,
+        "conv_direct_backward", dict(dy=dy_conv, x=x, W=W, stride=1, pad=1, work=work_bwd,
                                  partial=part),
         dict(dy=_generic_bad(dy_conv) + _shape_bad(dy_conv), x=_generic_bad(x),
              W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
@@ -178,17 +178,17 @@ KERNELS = {
              work=_generic_bad(work_bwd)[1:] + [work_bwd[:-1], work_bwd.astype(np.float64)],
              partial=_generic_bad(part)[1:] + [part[:1], part.astype(np.float32)])),
     "winograd_forward": (
-        _cpu_conv.winograd_forward, dict(x=x, W=W, b=_f32(4), pad=1),
+        "conv_winograd_forward", dict(x=x, W=W, b=_f32(4), pad=1),
         dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W) + [_f32(4, 3, 5, 5)],
              b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)), pad=PAD_BAD + [3],
              out=_generic_bad(dy_conv, optional=True) + _shape_bad(dy_conv))),
     "winograd_backward_data": (
-        _cpu_conv.winograd_backward_data, dict(dy=dy_conv, x=x, W=W, pad=1),
+        "conv_winograd_backward_data", dict(dy=dy_conv, x=x, W=W, pad=1),
         dict(dy=_generic_bad(dy_conv) + _shape_bad(dy_conv), x=_generic_bad(x),
              W=_generic_bad(W) + _shape_bad(W)[:2] + [_f32(4, 3, 2, 2)], pad=PAD_BAD + [3],
              dx_out=_generic_bad(x, optional=True) + _shape_bad(x))),
     "winograd_backward_weights": (
-        _cpu_conv.winograd_backward_weights,
+        "conv_winograd_backward_weights",
         dict(dy=dy_conv, x=x, W=W, pad=1, work=work_wino, partial=part),
         dict(dy=_generic_bad(dy_conv) + _shape_bad(dy_conv), x=_generic_bad(x),
              W=_generic_bad(W) + _shape_bad(W)[:2] + [_f32(4, 3, 1, 1)], pad=PAD_BAD + [3],

@@ -101,29 +101,12 @@ def plan(B, x_shape, W_shape, stride, pad, dtype):
     """The algorithms backend B runs for a convolution of x_shape (N, C, H, W) with W_shape
     (F, C, KH, KW): a Plan, cached per geometry."""
     stride, pad = _checks.pair(stride, "stride", "plan"), _checks.pair(pad, "pad", "plan")
-    key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, str(dtype))
+    key = (B.name, B.conv_isa, tuple(x_shape[1:]), tuple(W_shape), stride, pad, dtype)
     p = _PLANS.get(key)
     if p is None:
         p = _PLANS[key] = _choose(B, x_shape[1], W_shape[0], tuple(x_shape[2:]),
                                   tuple(W_shape[2:]), stride, pad)
     return p
-
-
-def _check(op, x, W, b, stride, pad):
-    """Check a convolution's operands; return (kernel, stride, pad) as (h, w) pairs and the
-    output size (OH, OW)."""
-    n, c, h, w = _checks.image(op, "x", x)
-    _checks.array(op, "W", W, 4, layout="4-D (F, C, KH, KW)")
-    _checks.same_dtype(op, "W", W, x.dtype)
-    if W.shape[1] != c or min(W.shape) < 1:
-        raise ValueError(f"{op}: expected W of shape (F, {c}, KH, KW) for x with {c} channels, "
-                         f"got {W.shape}")
-    if b is not None:
-        _checks.array(op, "b", b, 1, dtypes=(x.dtype,))
-        _checks.same_shape(op, "b", b, (W.shape[0],))
-    kernel = (W.shape[2], W.shape[3])
-    stride, pad = _checks.pair(stride, "stride", op), _checks.pair(pad, "pad", op)
-    return kernel, stride, pad, _checks.window(op, (h, w), kernel, stride, pad)
 
 
 def _winograd_check(op, kernel, stride, pad):
@@ -154,17 +137,22 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
     "im2col" (None: the plan's). y_buffer(shape): where y goes when out is None (a layer's
     cached buffer, made once the geometry is checked: here, the only place it is). op: the
     name errors carry (a layer passes its label)."""
-    kernel, stride, pad, (oh, ow) = _check(op, x, W, b, stride, pad)
+    kernel, stride, pad, (oh, ow) = _checks.conv_operands(op, x, W, b, stride, pad)
     B = backend_of(x, W, b, out)
-    if out is None and y_buffer is not None:
-        out = y_buffer((x.shape[0], W.shape[0], oh, ow))
     algo = _algorithm(op, B, algorithm,
                       plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
-    if algo == "direct":
-        return B.conv_direct_forward(x, W, b, stride, pad, relu=relu, out=out), None
-    if algo == "winograd":
+    if algo != "im2col":  # the backend's kernels check only what is not checked here
+        if out is not None:
+            _checks.out_array(op, out, (x.shape[0], W.shape[0], oh, ow), x.dtype)
+        elif y_buffer is not None:
+            out = y_buffer((x.shape[0], W.shape[0], oh, ow))
+        if algo == "direct":
+            return B.run_conv_direct_forward(op, x, W, b, stride, pad, (oh, ow), relu,
+                                             out), None
         _winograd_check(op, kernel, stride, pad)
-        return B.conv_winograd_forward(x, W, b, pad, relu=relu, out=out), None
+        return B.run_conv_winograd_forward(op, x, W, b, pad, (oh, ow), relu, out), None
+    if out is None and y_buffer is not None:
+        out = y_buffer((x.shape[0], W.shape[0], oh, ow))
     n, k = x.shape[0], W[0].size
     cols = None
     if cols_buffer is not None and (keep_cols or
@@ -181,7 +169,7 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     a fused ReLU: apply relu_backward first). saved: what forward returned; *_out:
     preallocated outputs. algorithm: force one for both passes (None: the plan's)."""
     op = "conv2d_backward"
-    kernel, stride, pad, (oh, ow) = _check(op, x, W, None, stride, pad)
+    kernel, stride, pad, (oh, ow) = _checks.conv_operands(op, x, W, None, stride, pad)
     B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out)
     n, f = x.shape[0], W.shape[0]
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
@@ -203,15 +191,15 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     dx = dW = db = None
     if data == "winograd":
         _winograd_check(op, kernel, stride, pad)
-        dx = B.conv_winograd_backward_data(dy, x, W, pad, dx_out=dx_out)
+        dx = B.run_conv_winograd_backward_data(op, dy, x, W, pad, (oh, ow), dx_out)
     if weights == "winograd":
         _winograd_check(op, kernel, stride, pad)
-        dW, db = B.conv_winograd_backward_weights(dy, x, W, pad, dW_out=dW_out, db_out=db_out)
+        dW, db = B.run_conv_winograd_backward_weights(op, dy, x, W, pad, (oh, ow), dW_out,
+                                                      db_out)
     direct_dx, direct_dW = data == "direct", weights == "direct"
     if direct_dx or direct_dW:
-        gx, gW, gb = B.conv_direct_backward(dy, x, W, stride, pad, need_dx=direct_dx,
-                                            need_dW=direct_dW, dx_out=dx_out, dW_out=dW_out,
-                                            db_out=db_out)
+        gx, gW, gb = B.run_conv_direct_backward(op, dy, x, W, stride, pad, direct_dx,
+                                                direct_dW, dx_out, dW_out, db_out)
         dx = gx if direct_dx else dx
         dW, db = (gW, gb) if direct_dW else (dW, db)
     if data == "im2col" or weights == "im2col":

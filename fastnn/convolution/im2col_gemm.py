@@ -20,7 +20,7 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
     oh, ow = out_hw
     n, f, k = x.shape[0], W.shape[0], W[0].size
     W2d = W.reshape(f, k)
-    # The geometry was checked by the engine (fastnn.convolution._check) and every buffer is
+    # The geometry was checked by the engine (fastnn._checks.conv_operands) and every buffer is
     # made here to fit: im2col runs straight from the kernel table, not through B.im2col's
     # checks again.
     window = (*kernel, *stride, *pad, oh, ow)
