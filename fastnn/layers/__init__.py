@@ -3,7 +3,7 @@
 One file per family: dense (Dense, Flatten), conv (Conv2D), pool (MaxPool2D, AvgPool2D,
 L2Pool2D), activation (ReLU, LeakyReLU, Sigmoid, Tanh, Step, Identity, Softmax, Maxout),
 norm (BatchNorm), dropout (Dropout, DropConnect), layout (FromChannelsLast), container
-(Residual; Sequential is in fastnn.model). The shared bookkeeping is in base, the Parameter
+(Residual; Sequential is in fastnn.sequential). The shared bookkeeping is in base, the Parameter
 objects and their arena in parameter, the class registry and configs in registry.
 """
 from fastnn.layers.activation import (Identity, LeakyReLU, Maxout, ReLU, Sigmoid, Softmax, Step,

@@ -1,6 +1,6 @@
 """Layers made of layers: the Container base (naming, modes, state dicts, freezing) and Residual.
 
-fastnn.Sequential (fastnn/model.py) is a Container too.
+fastnn.Sequential (fastnn/sequential.py) is a Container too.
 """
 import numpy as np
 
