@@ -47,14 +47,17 @@ def predict(model, x, batch_size=256):
     return np.concatenate(outs)
 
 
+def _all_layers(model):
+    """The model and every layer inside it, in order."""
+    out = [model]
+    for _, child in model.children():
+        out.extend(_all_layers(child))
+    return out
+
+
 def _stochastic_layers(model):
     """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`)."""
-    out = []
-    if hasattr(model, "rng"):
-        out.append(model)
-    for _, child in model.children():
-        out.extend(_stochastic_layers(child))
-    return out
+    return [layer for layer in _all_layers(model) if hasattr(layer, "rng")]
 
 
 class _TrainStep:
@@ -71,17 +74,16 @@ class _TrainStep:
         net.backward(self.trainer.loss.backward(), need_dx=False)
 
     def key(self, xb, yb):
-        """What a captured step bakes in: the batch's shape and dtype, train/eval mode, and
-        each parameter's binding (its version: arrays, trainability, penalty) and its
-        penalty's strength (a regularizer's lam may change in place)."""
+        """What a captured step bakes in: the batch's shape and dtype, train/eval mode, each
+        parameter's binding (its version: arrays, trainability, penalty) and its penalty's
+        strength (a regularizer's lam may change in place), and each layer's capture_key."""
         t = self.trainer
         params = tuple((p.version, getattr(p.penalty, "lam", None))
                        for p in t.optimizer.params)
-        # a random layer's mode and rate are baked into its recorded kernels (p = 0 or eval
-        # mode records no mask at all)
-        seeded = tuple((layer.training, layer.p) for layer in t._seeded_layers)
+        # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
+        layers = tuple(layer.capture_key() for layer in t._layers)
         return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
-                t.model.training, params, seeded)
+                t.model.training, params, layers)
 
     def seeded_layers(self):
         """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""
@@ -174,7 +176,8 @@ class Trainer:
         replayed where B has graphs): asked once per backend, not every step (whether the
         step is replayable walks the model's layers)."""
         if self._runner_backend is not B:
-            self._seeded_layers = _stochastic_layers(self.model)
+            self._layers = _all_layers(self.model)
+            self._seeded_layers = [layer for layer in self._layers if hasattr(layer, "rng")]
             self._runner = B.step_runner(replayable=self.step_replayable())
             self._runner_backend = B
         return self._runner

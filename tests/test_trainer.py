@@ -544,3 +544,30 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
         warnings.simplefilter("error")
         runner.run(step, xs[3], y)
     assert step.host == host + 2 and step.ran[-1] is xs[3]
+
+
+def test_a_captured_step_is_keyed_on_what_its_kernels_bake_in():
+    """A recorded step replays only while every layer's capture_key is the one it was recorded
+    with: a changed Dropout rate, LeakyReLU slope or BatchNorm momentum, or one layer put in
+    eval mode, is a new graph (a replay would run the old value); nothing else is."""
+    from fastnn.backend import cpu
+    from fastnn.layers import BatchNorm, LeakyReLU
+    from fastnn.trainer import _TrainStep
+    fastnn.seed(0)
+    model = fastnn.Sequential([Dense(4, 8), BatchNorm(8), LeakyReLU(0.1), Dropout(0.3),
+                               Dense(8, 3)])
+    model.compile("cross_entropy", "adam")
+    trainer = model.trainer
+    trainer._step_runner(cpu)
+    step = _TrainStep(trainer, None)
+    x, y = np.zeros((5, 4), np.float32), np.zeros(5, np.int64)
+    key = step.key(x, y)
+    assert step.key(x, y) == key
+    changes = [(model[1], "momentum", 0.5), (model[2], "alpha", 0.2), (model[3], "p", 0.0),
+               (model[1], "training", False)]
+    for layer, name, value in changes:
+        old = getattr(layer, name)
+        setattr(layer, name, value)
+        assert step.key(x, y) != key, name
+        setattr(layer, name, old)
+        assert step.key(x, y) == key, name

@@ -65,6 +65,9 @@ class LeakyReLU(_Elementwise):
             raise ValueError(f"{self.label}: expected alpha in [0, 1), got {alpha!r}")
         self.alpha = float(alpha)
 
+    def capture_key(self):
+        return (self.training, self.alpha)
+
     def _compute(self, B, x, y):
         B.leaky_relu_forward(x, out=y, alpha=self.alpha)
         self._cache = x

@@ -131,6 +131,13 @@ class Layer:
         """(name, layer) pairs of the layers inside this one (none for a plain layer)."""
         return []
 
+    def capture_key(self):
+        """What this layer bakes into a recorded step's kernels besides its parameters: a
+        captured graph (fastnn.backend.graphs) replays only while every layer's key is the
+        same. Its mode here; a layer passing a changeable hyperparameter to its kernels (a
+        rate, a slope, a momentum) adds it."""
+        return (self.training,)
+
     # -- parameters ------------------------------------------------------------------------
     params = property(lambda self: self._fields["value"],
                       lambda self, d: self._set_field("value", d),

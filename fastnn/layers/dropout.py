@@ -39,6 +39,9 @@ class _Seeded:
     def next_seed(self):
         return int(self.rng.integers(1 << 63))
 
+    def capture_key(self):
+        return (self.training, self.p)  # p = 0 or eval mode records no mask at all
+
     def _draw_mask(self, shape, dtype, like):
         """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer:
         the backend hashes (seed, index) into it, so a device builds it without host traffic

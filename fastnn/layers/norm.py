@@ -31,6 +31,9 @@ class BatchNorm(Layer):
         self.state["running_mean"] = initializers.make("zeros", c, 1, dtype)
         self.state["running_var"] = initializers.make("ones", c, 1, dtype)
 
+    def capture_key(self):
+        return (self.training, self.momentum, self.eps)  # the statistics kernel takes both
+
     def _forward(self, x):
         self._check_input(x, (2, 4), self.num_features)
         per_channel = x.shape[0] * (x.shape[2] * x.shape[3] if x.ndim == 4 else 1)
