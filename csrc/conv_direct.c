@@ -193,20 +193,11 @@ int fastnn_cpu_has(const char *feature)
 {
 #ifdef HAVE_X86_VARIANTS
     __builtin_cpu_init();
-    if (!strcmp(feature, "avx2"))
-        return __builtin_cpu_supports("avx2");
-    if (!strcmp(feature, "fma"))
-        return __builtin_cpu_supports("fma");
-    if (!strcmp(feature, "avx512f"))
-        return __builtin_cpu_supports("avx512f");
-    if (!strcmp(feature, "avx512cd"))
-        return __builtin_cpu_supports("avx512cd");
-    if (!strcmp(feature, "avx512vl"))
-        return __builtin_cpu_supports("avx512vl");
-    if (!strcmp(feature, "avx512bw"))
-        return __builtin_cpu_supports("avx512bw");
-    if (!strcmp(feature, "avx512dq"))
-        return __builtin_cpu_supports("avx512dq");
+    /* __builtin_cpu_supports takes a string literal only: one test per feature */
+#define FEATURE(name) if (!strcmp(feature, #name)) return __builtin_cpu_supports(#name);
+    FEATURE(avx2) FEATURE(fma) FEATURE(avx512f) FEATURE(avx512cd) FEATURE(avx512vl)
+    FEATURE(avx512bw) FEATURE(avx512dq)
+#undef FEATURE
 #endif
     (void)feature;
     return 0;

@@ -12,6 +12,18 @@ static int NAME(threads)(int threads, ptrdiff_t N)
     return (ptrdiff_t)threads < N ? threads : (int)(N > 0 ? N : 1);
 }
 
+/* db[f] = the per-image bias sums part (N, F) float64, summed over images in order: the bias
+ * gradient of the direct and the Winograd weight gradients alike. */
+static void NAME(bias_from_partials)(const double *part, ptrdiff_t N, ptrdiff_t F, T *db)
+{
+    for (ptrdiff_t f = 0; f < F; f++) {
+        double s = 0;
+        for (ptrdiff_t i = 0; i < N; i++)
+            s += part[i * F + f];
+        db[f] = (T)s;
+    }
+}
+
 static int NAME(tid)(void)
 {
 #ifdef _OPENMP
@@ -104,12 +116,7 @@ static void NAME(backward)(const T *dy, const T *x, const T *W, T *dx, T *dW, T 
                         s += bufs[t * per_thread + Hq * Wq * Fp + Hp * Wp * C + at];
                     dW[((f * C + c) * KH + ky) * KW + kx] = s;
                 }
-    for (ptrdiff_t f = 0; f < F; f++) {
-        double s = 0;
-        for (ptrdiff_t i = 0; i < N; i++)
-            s += part[i * F + f];
-        db[f] = (T)s;
-    }
+    NAME(bias_from_partials)(part, N, F, db);
 }
 
 /* Elements of T the work buffers take. */

@@ -127,12 +127,7 @@ static void NAME(wino_bww_run)(const T *dy, const T *x, T *dW, T *db, const fast
                         (T)(t[a][0] * G[0][b] + t[a][1] * G[1][b] + t[a][2] * G[2][b]
                             + t[a][3] * G[3][b]);
         }
-    for (ptrdiff_t f = 0; f < F; f++) {
-        double s = 0;
-        for (ptrdiff_t i = 0; i < N; i++)
-            s += part[i * F + f];
-        db[f] = (T)s;
-    }
+    NAME(bias_from_partials)(part, N, F, db);
 }
 
 static ptrdiff_t NAME(wino_bww_work)(const fastnn_conv_geom *g, int threads)

@@ -10,6 +10,8 @@ Every op is defined once, by family, in fastnn/backend/front/: it validates its 
 TypeError/ValueError naming the op, what it expected and what it got. Geometry arguments
 (kernel, stride, pad) are ints or (h, w) pairs; images are NCHW and C-contiguous.
 """
+import numpy as np
+
 from fastnn.backend.context import DeviceContext
 from fastnn.backend.front import (ActivationOps, ElementwiseOps, LayoutOps, LossOps, NormOps,
                                   OptimOps, PoolOps)
@@ -105,7 +107,6 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
     def host_array(self, a):
         """a itself where it is a host (numpy) array, which code may convert with numpy; None
         where it lives on a device (a conversion there would cost a host round trip)."""
-        import numpy as np
         return a if isinstance(a, np.ndarray) else None
 
     def default_sync_every(self):

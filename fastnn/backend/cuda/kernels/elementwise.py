@@ -3,6 +3,7 @@ import math
 
 from numba import float32, int32, uint64
 
+from fastnn.backend.cpu_numpy import GOLDEN  # splitmix64's increment: one definition
 from fastnn.backend.cuda.kernels._common import REDUCE_THREADS_MAX, block_sum, cuda, per_dtype
 
 
@@ -136,9 +137,6 @@ def activation_backward(kind, dy, saved, dx, alpha, zero, one):
         dx[i] = dy[i] * (one - s * s)
     else:                # LEAKY_RELU, saved: x
         dx[i] = dy[i] if s > zero else dy[i] * alpha
-
-
-GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment (fastnn.backend's hash_offset)
 
 
 @cuda.jit(cache=True)
