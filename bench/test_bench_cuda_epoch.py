@@ -40,14 +40,6 @@ def mnist():
     return x, y.astype(np.int64)
 
 
-def _replays_its_steps(trainer):
-    """Whether the trainer's steady steps replay a captured graph (fastnn.backend.graphs)."""
-    from fastnn.backend.graphs import GraphedSteps
-    runner = trainer._runner
-    return bool(trainer.cuda_graphs and isinstance(runner, GraphedSteps) and not runner.failed
-                and runner.entry and runner.entry.get("graph") is not None)
-
-
 @pytest.mark.parametrize("model_name,batch", CASES)
 @pytest.mark.parametrize("impl", ["fastnn", "torch"])
 def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
@@ -68,7 +60,7 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         steps = -(-len(x) // batch)
         for key in counters:
             benchmark.extra_info[f"{key}_per_step"] = (counters[key] - before[key]) / steps
-        benchmark.extra_info["graph"] = _replays_its_steps(model.trainer)
+        benchmark.extra_info["graph"] = model.trainer.replays_steps
         return
     if torch is None or not torch.cuda.is_available():
         pytest.skip("PyTorch with CUDA is not installed")

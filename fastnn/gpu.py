@@ -3,6 +3,8 @@
     fastnn.gpu.is_available()      a usable GPU (or Numba's simulator) and numba-cuda installed
     d = fastnn.gpu.to_device(x)    a numpy array -> a device array (float32 stays float32)
     x = fastnn.gpu.to_host(d)      back to numpy
+    with fastnn.gpu.profile() as p: ...   time every launch, GEMM, copy and graph replay
+                                   (host and GPU time, by name; fastnn/backend/cuda/profile.py)
 
 `fastnn.cuda` is the same module under its old name (import fastnn.cuda keeps working).
 
@@ -29,6 +31,15 @@ def require():
         raise RuntimeError("fastnn: no usable CUDA GPU here (numba-cuda finds no device or "
                            "driver); use the CPU backend, or NUMBA_ENABLE_CUDASIM=1 to simulate")
     return cuda
+
+
+def profile():
+    """A block inside which every kernel launch, cuBLAS GEMM, copy and graph replay of the CUDA
+    backend is timed, on the host and on the GPU; it yields the Profile, readable once the
+    block has ended (print(p.table(per=steps)))."""
+    require()
+    from fastnn.backend import cuda as cuda_backend
+    return cuda_backend.get().context.profiling()
 
 
 def to_device(x):

@@ -183,6 +183,12 @@ class Trainer:
         return self._runner
 
     @property
+    def replays_steps(self):
+        """Whether the last training step replayed a captured CUDA graph (False on the CPU,
+        with cuda_graphs off, before a batch shape's capture, and after a failed capture)."""
+        return bool(self.cuda_graphs and self._runner is not None and self._runner.replaying)
+
+    @property
     def net(self):
         """What training and evaluation run: the model, or, for a model ending in Softmax
         trained with SoftmaxCrossEntropy, the model without that Softmax: the loss applies

@@ -677,6 +677,7 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
         model.trainer.cuda_graphs = graphs
         history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
         rngs = [layer.rng.bit_generator.state for layer in model.trainer._seeded_layers]
+        assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), rngs, model.trainer.cuda_graphs))
     # epoch 1: run, capture (+ replay), replay, replay; epoch 2: four replays
@@ -710,6 +711,7 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
             copies = B.counters["copies"]
             history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
             copies = B.counters["copies"] - copies
+            assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), model.trainer._seeded_layers[0].rng.bit_generator.state,
                      copies))

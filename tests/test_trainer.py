@@ -325,6 +325,7 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
         assert len(recordings) == 1 and recordings[0].replays == 11
         assert len({int(s[0]) for s in seeds_seen}) == len(seeds_seen) == 11
     assert runs[0][3].cuda_graphs and runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert runs[0][3].replays_steps and not runs[1][3].replays_steps  # the last step
     for name in runs[1][1]:
         np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 class EagerSteps:
     failed = False  # like GraphedSteps: an eager runner never stops trying anything
+    replaying = False  # it runs every step as written
 
     def run(self, step, xb, yb):
         step(xb, yb)
@@ -55,6 +56,11 @@ class GraphedSteps:
         self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
         self.staging = {}  # (shape, dtype) -> the input buffer graphs of that shape read
         self.failed = False
+
+    @property
+    def replaying(self):
+        """Whether the last step ran as a replay of a captured graph."""
+        return not self.failed and self.entry is not None and self.entry["graph"] is not None
 
     def run(self, step, xb, yb):
         if self.failed or not self._as_graph(step, xb, yb):

@@ -21,7 +21,8 @@ class _Graph:
         self._context = context
 
     def replay(self):
-        self._graph.launch(stream=self._context.cupy_stream)
+        with self._context.timed("graph replay"):
+            self._graph.launch(stream=self._context.cupy_stream)
         self._context.counters["launches"] += 1
 
 
@@ -61,9 +62,11 @@ class CUDABackend(Backend):
         capture is ended and the error raised."""
         if not self.graphs:
             raise RuntimeError("fastnn: CUDA graphs need a GPU with CuPy installed")
-        stream = self.context.cupy_stream
-        with self.context.scratch.hold():  # the graph records the buffers' pointers
+        ctx = self.context
+        stream = ctx.cupy_stream
+        with ctx.scratch.hold():  # the graph records the buffers' pointers
             stream.begin_capture()
+            ctx.capturing = True
             try:
                 fn()
             except BaseException:
@@ -72,7 +75,9 @@ class CUDABackend(Backend):
                 except Exception:  # noqa: BLE001 - the capture was invalid: fn's error matters
                     pass
                 raise
-            return _Graph(stream.end_capture(), self.context)
+            finally:
+                ctx.capturing = False
+            return _Graph(stream.end_capture(), ctx)
 
     def empty(self, shape, dtype):
         self.context.counters["allocations"] += 1
@@ -83,11 +88,13 @@ class CUDABackend(Backend):
 
     def to_host(self, a):
         self.context.counters["copies"] += 1
-        return a.copy_to_host()
+        with self.context.timed("copy device->host"):
+            return a.copy_to_host()
 
     def from_host(self, a):
         self.context.counters["copies"] += 1
-        return self.context.cuda.to_device(np.ascontiguousarray(a))
+        with self.context.timed("copy host->device"):
+            return self.context.cuda.to_device(np.ascontiguousarray(a))
 
     def default_sync_every(self):
         return 50  # a read waits for the GPU to finish the queued steps: not every step

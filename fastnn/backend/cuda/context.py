@@ -6,8 +6,12 @@ be captured from such a stream, never from the legacy default stream. It is a bl
 so work put on the default stream (fastnn.gpu.to_device, copy_to_host) stays in order with it.
 Without CuPy (no cuBLAS, no graphs) the default stream serves.
 """
+import contextlib
+import time
+
 from fastnn.backend.context import SCRATCH_CAP_BYTES, DeviceContext
 from fastnn.backend.cuda._numba import SIMULATOR, numba_cuda
+from fastnn.backend.cuda.profile import NOT_PROFILING, Profile, kernel_name
 
 THREADS = 256
 # Threads per block of the reductions (bias gradient, batch-norm sums, sums of squares): a
@@ -53,11 +57,40 @@ class CUDAContext(DeviceContext):
                             if self.cupy is not None else None)
         self.stream = (self.cuda.external_stream(self.cupy_stream.ptr)
                        if self.cupy_stream is not None else self.cuda.default_stream())
+        self.profile = None  # the Profile of an open fastnn.gpu.profile() block
+        self.capturing = False  # a CUDA graph is being recorded from the stream
 
     def launch_grid(self, kernel, grid, block, *args):
         """Every kernel launch of the backend goes through here (and is counted)."""
-        kernel[grid, block, self.stream](*args)
+        if self.profile is None:
+            kernel[grid, block, self.stream](*args)
+        else:
+            with self.timed(kernel_name(kernel)):
+                kernel[grid, block, self.stream](*args)
         self.counters["launches"] += 1
+
+    def timed(self, name):
+        """A block whose device work the open profile times under `name` (a no-op without
+        one, or while a graph is recorded: an event there would be recorded into it)."""
+        if self.profile is None or self.capturing:
+            return NOT_PROFILING
+        return self.profile.timing(name)
+
+    @contextlib.contextmanager
+    def profiling(self):
+        """fastnn.gpu.profile(): time every call of the backend inside the block."""
+        if self.profile is not None:
+            raise RuntimeError("fastnn.gpu.profile: a profile is already open on this backend "
+                               "(one at a time: close the outer block first)")
+        prof = Profile(self.cuda, self.stream, SIMULATOR)
+        self.profile = prof
+        start = time.perf_counter()
+        try:
+            yield prof
+        finally:
+            self.profile = None
+            prof.resolve()
+            prof.wall_s = time.perf_counter() - start
 
     def launch(self, kernel, n, *args, threads=THREADS):
         """Run a kernel on n threads in blocks of `threads` (nothing for n == 0): one thread

@@ -16,7 +16,12 @@ class LayoutLaunches:
             return out
         cublas = self._backend._cublas
         if cublas is not None:
-            cublas.gemm(a, b, out, trans_a, trans_b)
+            if self.ctx.profile is None:
+                cublas.gemm(a, b, out, trans_a, trans_b)
+            else:  # GEMMs by shape: each layer's own row in a profile
+                with self.ctx.timed(f"gemm {m}x{n}x{k}{' At' if trans_a else ''}"
+                                    f"{' Bt' if trans_b else ''} (cuBLAS)"):
+                    cublas.gemm(a, b, out, trans_a, trans_b)
             self.ctx.counters["launches"] += 1
             return out
         grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
@@ -61,16 +66,18 @@ class LayoutLaunches:
     def copy(self, a, out):
         """A device-to-device copy (not a kernel of ours, and no host round trip)."""
         cupy = self.ctx.cupy
-        if cupy is not None:  # Numba's copy_to_device spends ~0.5 ms of Python per call
-            if a.size:
-                cupy.cuda.runtime.memcpyAsync(
-                    out.device_ctypes_pointer.value, a.device_ctypes_pointer.value,
-                    a.size * np.dtype(a.dtype).itemsize,
-                    cupy.cuda.runtime.memcpyDeviceToDevice, self.ctx.cupy_stream.ptr)
-            return
-        out.copy_to_device(a, stream=self.ctx.stream)
+        with self.ctx.timed("copy device->device"):
+            if cupy is not None:  # Numba's copy_to_device spends ~0.5 ms of Python per call
+                if a.size:
+                    cupy.cuda.runtime.memcpyAsync(
+                        out.device_ctypes_pointer.value, a.device_ctypes_pointer.value,
+                        a.size * np.dtype(a.dtype).itemsize,
+                        cupy.cuda.runtime.memcpyDeviceToDevice, self.ctx.cupy_stream.ptr)
+                return
+            out.copy_to_device(a, stream=self.ctx.stream)
 
     def copy_from_host(self, host, out):
         """One host-to-device transfer, ordered on the backend's stream (before a replay)."""
         self.ctx.counters["copies"] += 1
-        out.copy_to_device(host, stream=self.ctx.stream)
+        with self.ctx.timed("copy host->device"):
+            out.copy_to_device(host, stream=self.ctx.stream)
