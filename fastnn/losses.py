@@ -10,8 +10,8 @@ regularization=: anything with a penalty() method, usually the model (whose laye
 regularizers, see fastnn.regularizers): its penalty is added to the loss value. A loss that is
 NaN or infinite raises FloatingPointError naming the step (the count of forward calls).
 
-forward(prediction, target, totals=t) (SoftmaxCrossEntropy; `accumulates` tells which losses
-can) adds [the batch's summed loss, its count of correct predictions] to the 2-element array t
+forward(prediction, target, totals=t) (both losses; `accumulates` tells which losses can) adds
+[the batch's summed loss, its count of correct predictions] to the 2-element array t
 of the prediction's backend and returns None: on a GPU nothing comes back to the host, and the
 Trainer reads t every few steps. The regularization penalty and the NaN check are then the
 reader's business.
@@ -148,12 +148,20 @@ def one_hot_indices(owner, labels):
 
 
 class MeanSquaredError(Loss):
-    def _forward(self, y, t):
+    """With totals (what the trainer passes: a training step then reads nothing back and
+    replays as a CUDA graph), the summed loss is sum((y - t)**2) / outputs per sample, and a
+    prediction counts as correct where its first largest output is the target's (a one-hot
+    row), or equals the target (an (N,) vector of labels): the accuracy the trainer's host
+    path computes. Outputs of more than one dimension count as flattened rows."""
+    accumulates = True
+
+    def _forward(self, y, t, totals=None):
         owner = type(self).__name__
         _check_prediction(owner, y)
         B = backend_of(y)
         if isinstance(t, (list, tuple, float, int)):
             t = np.asarray(t, dtype=y.dtype)
+        labels_1d = getattr(t, "ndim", None) == 1
         if tuple(t.shape) != tuple(y.shape):
             if t.size == y.size and t.ndim == 1 and y.ndim == 2:
                 t = t.reshape(y.shape)
@@ -164,6 +172,13 @@ class MeanSquaredError(Loss):
                 raise TypeError(f"{owner}: expected {y.dtype} targets, got {t.dtype}")
             t = t.astype(y.dtype)
         diff = self._buffer("diff", y.shape, y.dtype, y)
+        if totals is not None:  # one fused kernel, nothing read back
+            # (N, outputs) rows; forward() refused an empty batch
+            rows = (y.shape[0], y.size // y.shape[0]) if y.ndim else (1, 1)
+            B.mean_squared_error_forward(y.reshape(rows), t.reshape(rows), totals,
+                                         diff_out=diff.reshape(rows), labels_1d=labels_1d)
+            self._cache = diff
+            return None
         B.subtract(y, t, out=diff)
         self._cache = diff
         return B.sum_squares(diff) / max(diff.size, 1)

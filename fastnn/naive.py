@@ -288,16 +288,30 @@ def softmax_cross_entropy_forward(logits, labels):
     return total / n_rows, probs
 
 
+def mean_squared_error_totals(y, t, labels_1d=False):
+    """-> (diff, summed per-sample loss, correct) of a batch (N, F): diff = y - t, the rows'
+    sum of sum(diff**2) / F, and the rows whose first largest output is the target's first
+    largest (with labels_1d, F = 1 targets that are labels: equals t[n, 0])."""
+    diff = y - t
+    total = sum(sum(float(d) * float(d) for d in row) / y.shape[1] for row in diff)
+    labels = [t[n, 0] if labels_1d else first_argmax(t[n]) for n in range(t.shape[0])]
+    return diff, total, count_correct(y, labels)
+
+
+def first_argmax(row):
+    best = 0
+    for c in range(1, len(row)):
+        if row[c] > row[best]:
+            best = c
+    return best
+
+
 def count_correct(scores, labels):
     """The rows whose largest score (the first, on ties) sits at the label: the accuracy's
     numerator."""
     correct = 0
     for n in range(scores.shape[0]):
-        best = 0
-        for c in range(1, scores.shape[1]):
-            if scores[n, c] > scores[n, best]:
-                best = c
-        correct += best == labels[n]
+        correct += first_argmax(scores[n]) == labels[n]
     return correct
 
 

@@ -155,6 +155,15 @@ KERNELS = {
              + [np.zeros(3, np.float32), np.zeros((2, 1), np.float32), np.zeros(4)[::2],
                 np.zeros(1)],
              grad_out=_generic_bad(logits, optional=True) + _shape_bad(logits) + [logits])),
+    "mean_squared_error_forward": (
+        "mean_squared_error_forward", dict(prediction=logits, target=_f32(4, 3),
+                                           totals=np.zeros(2, np.float32)),
+        dict(prediction=_generic_bad(logits) + [np.zeros((4, 0), np.float32)],
+             target=_generic_bad(logits) + _shape_bad(logits) + [logits.astype(np.float64)],
+             totals=NOT_ARRAYS + [np.zeros(t and 2, t) for t in BAD_DTYPES if t != object]
+             + [np.zeros(3, np.float32), np.zeros((2, 1), np.float32), np.zeros(4)[::2]],
+             diff_out=_generic_bad(logits, optional=True) + _shape_bad(logits),
+             labels_1d=[True])),
     "conv2d_forward": (ops.conv2d_forward, dict(x=x, W=W, b=_f32(4), stride=1, pad=1),
                        dict(x=_generic_bad(x), W=_generic_bad(W) + _shape_bad(W)[:2] + _shape_bad(W)[-1:],
                             b=_generic_bad(_f32(4))[1:] + _shape_bad(_f32(4)),

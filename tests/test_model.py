@@ -177,8 +177,11 @@ def test_softmax_cross_entropy_matches_the_oracle_and_is_stable():
     assert naive.count_correct(logits, labels) == np.sum(logits.argmax(axis=1) == labels)
     with pytest.raises(ValueError, match=r"expected totals of shape \(2,\)"):
         loss.forward(logits, labels, totals=np.zeros(3))
+    class PerStep(fastnn.losses.Loss):  # a loss of one's own that gives a float per step
+        def _forward(self, y, t):
+            return 0.0
     with pytest.raises(TypeError, match="takes no totals"):
-        MeanSquaredError().forward(logits, logits, totals=totals)
+        PerStep().forward(logits, logits, totals=totals)
     with pytest.raises(ValueError, match=r"labels in \[0, 4\)"):
         loss.forward(logits, labels + 4)
     with pytest.raises(ValueError, match="one-hot"):
@@ -192,6 +195,44 @@ def test_mean_squared_error():
     assert loss.forward(y, t) == pytest.approx((0 + 4 + 1 + 0) / 4)
     np.testing.assert_allclose(loss.backward(), 2 * (y - t) / 4)
     assert fastnn.gradcheck_loss(MeanSquaredError(), y, t) < 1e-8
+
+
+def test_mean_squared_error_into_totals_is_the_host_loss_and_accuracy():
+    """With totals= (what a training step passes), MSE adds [the summed per-sample loss, the
+    correct count] as the trainer's host path computes them (loss * N and the accuracy of
+    history.accuracy), returns None, and its backward is unchanged."""
+    from fastnn.history import accuracy
+    rng = np.random.default_rng(3)
+    y, t = rng.standard_normal((5, 3)), np.eye(3)[[0, 2, 1, 1, 0]]
+    y[1] = y[1, 0]  # a tie: the first largest output counts, as np.argmax
+    loss = MeanSquaredError()
+    value, plain_grad = loss.forward(y, t), loss.backward().copy()
+    totals = np.array([1.0, 2.0])
+    for _ in range(2):
+        assert loss.forward(y, t, totals=totals) is None
+    _, total, correct = naive.mean_squared_error_totals(y, t)
+    assert total == pytest.approx(value * 5, rel=1e-12) and correct == accuracy(y, t) * 5
+    np.testing.assert_allclose(totals, [1 + 2 * total, 2 + 2 * correct], rtol=1e-12)
+    np.testing.assert_array_equal(loss.backward(), plain_grad)
+    # (N,) targets are labels against one output per row; (N, ...) outputs count as rows
+    one, labels = rng.standard_normal((4, 1)), np.array([0.0, 1.0, 0.0, 0.0])
+    totals = np.zeros(2)
+    MeanSquaredError().forward(one, labels, totals=totals)
+    assert totals[1] == accuracy(one, labels) * 4 == 3
+    assert totals[0] == pytest.approx(np.sum((one[:, 0] - labels) ** 2), rel=1e-12)
+    images = rng.standard_normal((3, 1, 2, 2)).astype(np.float32)
+    target = rng.standard_normal((3, 1, 2, 2)).astype(np.float32)
+    totals = np.zeros(2)
+    MeanSquaredError().forward(images, target, totals=totals)
+    _, total, correct = naive.mean_squared_error_totals(images.reshape(3, 4), target.reshape(3, 4))
+    assert totals == pytest.approx([total, correct], rel=1e-5)
+    from fastnn.backend import cpu
+    diff, _, _ = naive.mean_squared_error_totals(y, t)
+    np.testing.assert_array_equal(cpu.mean_squared_error_forward(y, t, np.zeros(2)), diff)
+    with pytest.raises(ValueError, match="labels_1d takes one output per row"):
+        cpu.mean_squared_error_forward(y, t, np.zeros(2), labels_1d=True)
+    with pytest.raises(ValueError, match="diff_out must not be the target"):
+        cpu.mean_squared_error_forward(y, t, np.zeros(2), diff_out=t)
 
 
 def test_regularized_loss_includes_the_penalty():

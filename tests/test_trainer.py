@@ -273,6 +273,47 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     assert checks == [cpu] and len(runs) == 16
 
 
+def test_mse_steps_replay_and_log_the_host_loss_and_accuracy(monkeypatch):
+    """MSE sums into device totals like the cross-entropy (issue 16: a step that reads a loss
+    back every step cannot replay): a captured MSE step replays, bit for bit the eager one,
+    and the logged loss and accuracy are those of the host's formulas (the mean over every
+    element, history.accuracy on one-hot targets) for the same weights."""
+    from fastnn.backend import cpu
+    from fastnn.history import accuracy
+    x, labels = _blobs(300)
+    y = np.eye(3, dtype=np.float32)[labels]
+
+    def build():
+        fastnn.seed(2)
+        model = fastnn.Sequential([Flatten(), Dense(32, 16), ReLU(), Dropout(0.2),
+                                   Dense(16, 3)])
+        return model.compile("mse", fastnn.optim.Adam(model, lr=1e-2), seed=0)
+    first = build()
+    assert first.trainer.step_replayable()
+    # a step over the whole set logs the loss and accuracy of the initial weights, and of the
+    # first Dropout mask: the one this forward draws from a generator seeded the same way
+    first.train()
+    out = first.forward(x)
+    runs = []
+    for graphs in (True, False):
+        model = build()
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, cpu, lambda: model.trainer)
+            history = model.fit(x, y, epochs=2, batch_size=50, verbose=0)
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), model.trainer.replays_steps))
+    assert len(recordings) == 1 and recordings[0].replays == 11 and runs[0][2]
+    assert runs[0][0] == runs[1][0]
+    for name in runs[1][1]:
+        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
+    whole = build()
+    logs = whole.fit(x, y, epochs=1, batch_size=300, verbose=0, shuffle=False).history
+    expected = fastnn.losses.MeanSquaredError().forward(out, y)
+    assert logs["loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert logs["accuracy"][0] == accuracy(out, y)
+
+
 class _DropoutRate(callbacks.Callback):
     """Sets the model's first Dropout's rate at the start of every epoch (a schedule)."""
 

@@ -104,6 +104,16 @@ class CPUKernels(NumpyKernels):
             return None, probs
         return (total / n if n else float("nan")), probs
 
+    def mean_squared_error_forward(self, y, t, totals, diff, labels_1d):
+        np.subtract(y, t, out=diff)
+        if diff.size == 0:
+            return diff
+        flat = diff.reshape(-1)
+        totals[0] += float(np.dot(flat, flat)) / diff.shape[1]
+        labels = t[:, 0] if labels_1d else np.argmax(t, axis=1)
+        totals[1] += np.count_nonzero(np.argmax(y, axis=1) == labels)
+        return diff
+
     def softmax_cross_entropy_backward(self, probs, labels, dx):
         self._labels_in_range("softmax_cross_entropy_backward", labels, probs.shape[1])
         self._loss.softmax_cross_entropy_backward(probs, labels, dx)

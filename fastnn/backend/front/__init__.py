@@ -18,7 +18,7 @@ test_elementwise.py, test_pool.py, test_optim.py, test_cuda.py):
 - elementwise: bias_add (+ ReLU: naive.bias_add);
 - pool: max_pool2d_backward with relu_gate (a ReLU's backward: naive.max_pool2d_backward);
 - loss: softmax_cross_entropy_forward with grad_out (naive.softmax_cross_entropy_forward and
-  _backward);
+  _backward), mean_squared_error_forward into totals (naive.mean_squared_error_totals);
 - optim: sgd/momentum/adagrad/rmsprop/adam updates (naive.*_update), add_l2_grad/add_l1_grad
   (tests/test_backend_front.py, against the formula);
 - norm: batchnorm_forward/backward (the layer's gradcheck, tests/test_layers.py).

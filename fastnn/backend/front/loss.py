@@ -1,4 +1,5 @@
-"""The fused softmax + cross-entropy loss: logits (N, C), labels int64 (N,)."""
+"""The losses' fused kernels: softmax + cross-entropy (logits (N, C), labels int64 (N,)) and
+the mean squared error's forward into device totals (predictions and targets (N, F))."""
 import numpy as np
 
 from fastnn import _checks
@@ -43,6 +44,36 @@ class LossOps:
             _checks.same_shape(op, "totals", totals, (2,))
         return self._kernels.softmax_cross_entropy_forward(logits, labels, probs, totals,
                                                           grad_out)
+
+    def mean_squared_error_forward(self, prediction, target, totals, diff_out=None,
+                                   labels_1d=False):
+        """-> diff = prediction - target (N, F), the backward's input, after adding to totals
+        (a 2-element array of this backend, the prediction's dtype on a GPU, a float dtype
+        on the host) [the batch's summed per-sample losses: sum(diff**2) / F, the count of
+        rows whose first largest output is the target's first largest, or with labels_1d
+        (targets given as an (N,) vector) equals the target's value]: what a training step
+        sums on the device, reading nothing back (SoftmaxCrossEntropy's totals, for MSE)."""
+        op, dev = "mean_squared_error_forward", self.device_arrays
+        _checks.array(op, "prediction", prediction, 2, layout="2-D (N, outputs)", device=dev)
+        n, f = prediction.shape
+        _checks.array(op, "target", target, 2, dtypes=(prediction.dtype,), device=dev)
+        _checks.same_shape(op, "target", target, (n, f))
+        if n and f < 1:
+            raise ValueError(f"{op}: expected at least one output per row, got predictions "
+                             f"of shape {prediction.shape}")
+        if labels_1d and f != 1:
+            raise ValueError(f"{op}: labels_1d takes one output per row (targets given as "
+                             f"an (N,) vector), got predictions of shape {prediction.shape}")
+        dtypes = (prediction.dtype,) if dev else _checks.FLOAT_DTYPES
+        _checks.array(op, "totals", totals, 1, dtypes=dtypes, device=dev)
+        _checks.same_shape(op, "totals", totals, (2,))
+        diff = _checks.out_array(op, diff_out, (n, f), prediction.dtype, name="diff_out",
+                                 empty=self.empty, device=dev)
+        if diff is target:
+            raise ValueError(f"{op}: diff_out must not be the target (each row's target is "
+                             "read after its difference is written)")
+        return self._kernels.mean_squared_error_forward(prediction, target, totals, diff,
+                                                        bool(labels_1d))
 
     def softmax_cross_entropy_backward(self, probs, labels, out=None):
         """-> dlogits = (probs - onehot(labels)) / N."""

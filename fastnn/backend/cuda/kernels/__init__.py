@@ -8,7 +8,8 @@ from fastnn.backend.cuda.kernels._common import REDUCE_THREADS_MAX
 from fastnn.backend.cuda.kernels.gemm import TILE, gemm_kernel
 from fastnn.backend.cuda.kernels.layout import (col2im, im2col, nchw_to_rows_kernel,
                                                 rows_to_nchw_kernel, square_grid, take_rows)
-from fastnn.backend.cuda.kernels.loss import (softmax_cross_entropy_backward,
+from fastnn.backend.cuda.kernels.loss import (mean_squared_error_forward,
+                                              softmax_cross_entropy_backward,
                                               softmax_cross_entropy_forward)
 from fastnn.backend.cuda.kernels.norm import (bn_grad_sums_kernel, bn_input_grad, bn_inv_std,
                                               bn_normalize, bn_statistics_kernel)
@@ -24,7 +25,7 @@ __all__ = [
     "avg_pool_backward", "avg_pool_forward", "bias_add", "bias_grad_kernel", "bn_grad_sums_kernel",
     "bn_input_grad", "bn_inv_std", "bn_normalize", "bn_statistics_kernel", "col2im",
     "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward",
-    "max_pool_backward_overlapping", "max_pool_forward",
+    "max_pool_backward_overlapping", "max_pool_forward", "mean_squared_error_forward",
     "maxout_backward", "maxout_forward", "momentum", "multiply", "nchw_to_rows_kernel",
     "relu_backward", "relu_forward", "rows_to_nchw_kernel", "safe_divide", "scale", "scaled_step", "sgd",
     "softmax_backward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",

@@ -1,5 +1,5 @@
-"""The launches of a training step's end: the fused softmax cross-entropy loss and the
-optimizer updates and penalty gradients (over flat views)."""
+"""The launches of a training step's end: the fused losses (softmax cross-entropy, the mean
+squared error into totals) and the optimizer updates and penalty gradients (flat views)."""
 import math
 
 import numpy as np
@@ -23,6 +23,12 @@ class LossLaunches:
             return None, probs
         value = float(self.to_host(row_loss).astype(np.float64).sum()) / n if n else math.nan
         return value, probs
+
+    def mean_squared_error_forward(self, y, t, totals, diff, labels_1d):
+        self.ctx.launch(K.mean_squared_error_forward, y.shape[0], y, t, diff, totals,
+                        labels_1d, const(y, 1.0 / max(y.shape[1], 1)), const(y, 0),
+                        const(y, 1))
+        return diff
 
     def softmax_cross_entropy_backward(self, probs, labels, dx):
         n = probs.shape[0]
