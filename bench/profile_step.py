@@ -37,7 +37,7 @@ def profile_fastnn(name, batch, steps):
     fastnn.seed(0)
     model = reference_models.get(name)
     model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0).to("cuda")
-    x, y = _data(batch, steps)
+    x, y = (fastnn.gpu.to_device(a) for a in _data(batch, steps))  # as PyTorch's, on the GPU
     result = {}
     for mode, graphs in (("launched", False), ("graph", True)):
         model.trainer.cuda_graphs = graphs

@@ -7,25 +7,49 @@ import numbers
 import numpy as np
 
 from fastnn import losses as losses_mod
+from fastnn._checks import is_device_array
+from fastnn.backend import backend_of
 from fastnn.datasets.loader import class_labels
 from fastnn.layers.activation import Softmax
 from fastnn.layers.container import Container
 
 
-def cast_input(model, x):
-    """x as an array of the model's dtype (the dtype of its parameters; float32 without any)."""
+def cast_input(model, x, owner="predict"):
+    """x as an array of the model's dtype (the dtype of its parameters; float32 without any).
+    An array already on the GPU stays there: it must be of that dtype, and the model there."""
     params = list(model.named_parameters())
     dtype = params[0][1].dtype if params else np.float32
+    if is_device_array(x):
+        if not params or not is_device_array(params[0][1]):
+            raise TypeError(f"{owner}: x is on the GPU and the model on the CPU: call "
+                            "model.to('cuda') first, or pass host arrays")
+        if np.dtype(x.dtype) != dtype:
+            raise TypeError(f"{owner}: expected x on the GPU as {dtype} (the model's dtype), "
+                            f"got {x.dtype}: convert it on the host before moving it")
+        return x
     x = np.asarray(x)
     return x if x.dtype == dtype else x.astype(dtype)
 
 
 def check_data(model, loss, x, y, owner, what):
-    """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples."""
-    x, y = cast_input(model, x), class_labels(y)
+    """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples: on the
+    host, or both already on the GPU with the model (then used there, not copied)."""
+    if is_device_array(x) != is_device_array(y):
+        raise TypeError(f"{owner}: expected {what} both on the host or both on the GPU, got "
+                        f"one on each")
+    x = cast_input(model, x, owner)
+    try:
+        y = class_labels(y)
+    except TypeError as exc:
+        raise TypeError(f"{owner}: {exc}") from None
     if isinstance(loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2:
         # one-hot targets become class indices once, not every step (and a GPU takes them)
-        y = losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})", y)
+        if is_device_array(y):  # made on the host, once per call
+            B = backend_of(y)
+            y = B.from_host(losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})",
+                                                       B.to_host(y)))
+        else:
+            y = losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})", y)
     if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
         raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
                          f"shapes {x.shape} and {y.shape}")

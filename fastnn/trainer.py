@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from fastnn import fit_inputs, init as initializers, io as model_io, losses as losses_mod, optim
+from fastnn._checks import is_device_array
 from fastnn.backend import backend_of, cpu
 from fastnn.datasets.loader import DataLoader
 from fastnn.fit_inputs import cast_input
@@ -32,13 +33,15 @@ def model_backend(model):
 
 def predict(model, x, batch_size=256):
     """The model's outputs for x in inference mode, as a new (host) array; host batches are
-    moved to the model's device and the outputs back."""
+    moved to the model's device (x already on the GPU is cut there) and the outputs back."""
     x = cast_input(model, x)
     B = model_backend(model)
+    on_device = is_device_array(x)
     was = model.training
     model.eval()
     try:
-        outs = [np.array(B.to_host(model.forward(B.from_host(x[i:i + batch_size]))))
+        outs = [np.array(B.to_host(model.forward(
+            x[i:i + batch_size] if on_device else B.from_host(x[i:i + batch_size]))))
                 for i in range(0, len(x), batch_size)]
     finally:
         model.train(was)
@@ -208,10 +211,11 @@ class Trainer:
         """Train `epochs` more epochs; with resume_from, load that checkpoint and train until
         `epochs` epochs in all are complete. Returns the History of the whole run.
 
-        On a GPU the data set goes to the device once and batches are cut there (unless a
-        transform augments on the host), and the loss and accuracy are summed on the device
-        and read back every `sync_every` steps (default 50 on a GPU, 1 on the CPU) and at the
-        epoch's end: the progress bar and the NaN check see them then."""
+        On a GPU the data set goes to the device once (x and y already there are used as
+        they are) and batches are cut there (unless a transform augments on the host), and
+        the loss and accuracy are summed on the device and read back every `sync_every` steps
+        (default 50 on a GPU, 1 on the CPU) and at the epoch's end: the progress bar and the
+        NaN check see them then."""
         epochs = check_positive_int(epochs, "epochs", "fit")
         batch_size = check_positive_int(batch_size, "batch_size", "fit")
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):

@@ -195,6 +195,29 @@ def test_loss_totals_and_take_rows():
         B.take_rows(D(images), D(idx.astype(np.int32)))
 
 
+def test_mean_squared_error_into_totals():
+    """The fused MSE forward (one thread per row): the difference, and the summed per-sample
+    loss and correct count added atomically, against the oracle and the CPU."""
+    from fastnn.backend import cpu
+    y, t = _rand((6, 3)), np.eye(3, dtype=F32)[[0, 2, 1, 1, 0, 2]]
+    y[1] = 0.5  # a tie: the first largest output counts
+    totals = B.zeros((2,), F32)
+    for _ in range(2):
+        diff = B.mean_squared_error_forward(D(y), D(t), totals)
+    ref_diff, total, correct = naive.mean_squared_error_totals(y.astype(np.float64), t)
+    np.testing.assert_allclose(H(diff), ref_diff, rtol=1e-6)
+    np.testing.assert_allclose(H(totals), [2 * total, 2 * correct], rtol=1e-5)
+    host = np.zeros(2)
+    cpu.mean_squared_error_forward(y, t, host)
+    np.testing.assert_allclose(H(totals), 2 * host, rtol=1e-5)
+    one, labels = _rand((4, 1), 2), np.array([[0], [1], [0], [0]], F32)  # (N,) labels
+    totals = B.zeros((2,), F32)
+    B.mean_squared_error_forward(D(one), D(labels), totals, labels_1d=True)
+    _, total, correct = naive.mean_squared_error_totals(one.astype(np.float64), labels, True)
+    np.testing.assert_allclose(H(totals), [total, correct], rtol=1e-5)
+    assert correct == 3
+
+
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -341,6 +364,7 @@ PTX_CHECK = textwrap.dedent("""
         "relu_backward": (A(1), A(1), A(1), f),
         "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), A(1), b, A(2), b, f, f, f),
         "softmax_cross_entropy_backward": (A(2), A(1, i64), A(2), f),
+        "mean_squared_error_forward": (A(2), A(2), A(2), A(1), b, f, f, f),
         "sgd": (A(1), A(1), f),
         "momentum": (A(1), A(1), A(1), f, f, b),
         "scaled_step": (A(1), A(1), A(1), f, f, f, f),
@@ -595,6 +619,68 @@ def test_mse_and_penalties_on_cuda_match_the_cpu():
                                    err_msg=name)
 
 
+def test_mse_training_sums_on_the_device_as_the_cpu_does():
+    """An MSE model's fit on the GPU reads nothing back per step (its loss and accuracy go
+    into device totals, so its steps can replay) and logs what the CPU logs."""
+    import fastnn
+    from fastnn.layers import Dense
+    x = _rand((24, 6), 5)
+    y = np.eye(3, dtype=F32)[np.random.default_rng(6).integers(0, 3, 24)]
+    logs, copies = {}, None
+    for device in ("cpu", "cuda"):
+        fastnn.seed(1)
+        model = fastnn.Sequential([Dense(6, 3)])
+        model.compile("mse", fastnn.optim.Adam(model, lr=0.05), seed=0).to(device)
+        before = B.counters["copies"]
+        history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        if device == "cuda":
+            copies = B.counters["copies"] - before
+        logs[device] = {k: v for k, v in history.history.items() if k != "time"}
+    assert copies == 4  # x, y and the epoch's order in, the totals out once: none per step
+    for key, values in logs["cpu"].items():
+        np.testing.assert_allclose(logs["cuda"][key], values, rtol=1e-5, err_msg=key)
+
+
+def test_data_already_on_the_gpu_trains_evaluates_and_predicts_where_it_is():
+    """fit / evaluate / predict take x and y already on the GPU (fastnn.gpu.to_device) and
+    use them there: the same bits as host arrays, without copying the data set over; data on
+    the wrong side, of another dtype, or int32 labels are refused by name."""
+    import fastnn
+    from fastnn.datasets import RandomShift
+    from fastnn.layers import Dense
+    x, labels = _rand((24, 6), 7), np.random.default_rng(8).integers(0, 3, 24)
+    runs = []
+    for on_device in (False, True):
+        fastnn.seed(4)
+        model = fastnn.Sequential([Dense(6, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        data = (D(x), D(labels)) if on_device else (x, labels)
+        before = B.counters["copies"]
+        history = model.fit(*data, epochs=1, batch_size=8, verbose=0)
+        copies = B.counters["copies"] - before
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), copies, model.evaluate(*data), model.predict(data[0])))
+    assert runs[1][2] == runs[0][2] - 2  # x and y were not copied over
+    assert runs[0][0] == runs[1][0] and runs[0][3] == runs[1][3]
+    np.testing.assert_array_equal(runs[0][4], runs[1][4])
+    for key, value in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][key], value, err_msg=key)
+    onehot = D(np.eye(3, dtype=F32)[labels])  # one-hot labels on the GPU: indices made once
+    assert model.evaluate(D(x), onehot) == runs[1][3]
+    with pytest.raises(TypeError, match="both on the host or both on the GPU"):
+        model.fit(D(x), labels, verbose=0)
+    with pytest.raises(TypeError, match="expected x on the GPU as float32 .* got float64"):
+        model.fit(D(x.astype(np.float64)), D(labels), verbose=0)
+    with pytest.raises(TypeError, match="labels on the GPU as int64, got int32"):
+        model.fit(D(x), D(labels.astype(np.int32)), verbose=0)
+    with pytest.raises(ValueError, match="transforms run on the host"):
+        model.fit(D(x.reshape(24, 1, 2, 3)), D(labels), transform=RandomShift(1), verbose=0)
+    host_model = fastnn.Sequential([Dense(6, 3)])
+    host_model.compile("cross_entropy", "adam")
+    with pytest.raises(TypeError, match="x is on the GPU and the model on the CPU"):
+        host_model.fit(D(x), D(labels), verbose=0)
+
+
 def test_launches_per_training_step(monkeypatch):
     """Kernel launches of one steady-state training step at full MNIST shapes (batch 100),
     counted with the kernels stubbed out (the simulator could not run these sizes): every
@@ -645,6 +731,9 @@ def _random_layers_model(name):
         return fastnn.Sequential([Conv2D(1, 8, 3, pad=1), BatchNorm(8), ReLU(), MaxPool2D(2),
                                   Flatten(), Dense(8 * 14 * 14, 32), BatchNorm(32), ReLU(),
                                   Dropout(0.3), Dense(32, 10)])
+    if name == "mse-mlp":
+        return fastnn.Sequential([Flatten(), Dense(784, 32), ReLU(), Dropout(0.2),
+                                  Dense(32, 10)])
     assert name == "residual"
     from fastnn.layers import Residual
     return fastnn.Sequential([Conv2D(1, 8, 3, pad=1), ReLU(),
@@ -653,7 +742,8 @@ def _random_layers_model(name):
                               ReLU(), MaxPool2D(2), Flatten(), Dense(8 * 14 * 14, 10)])
 
 
-@pytest.mark.parametrize("name", ["simple-cnn", "deep-cnn", "bn-dropout-cnn", "residual"])
+@pytest.mark.parametrize("name", ["simple-cnn", "deep-cnn", "bn-dropout-cnn", "residual",
+                                  "mse-mlp"])
 def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
     """On a GPU with CuPy, fit replays each step's forward and backward from a CUDA graph
     (captured at a batch shape's second step): the parameters, the logged losses and the
@@ -672,10 +762,13 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
     for graphs in (True, False):
         fastnn.seed(0)
         model = _random_layers_model(name)
-        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0)
+        mse = name == "mse-mlp"  # MSE sums into device totals too: its steps replay
+        model.compile("mse" if mse else "cross_entropy", fastnn.optim.Adam(model, lr=1e-3),
+                      seed=0)
         model.to("cuda")
         model.trainer.cuda_graphs = graphs
-        history = model.fit(x, y, epochs=2, batch_size=100, verbose=0)
+        history = model.fit(x, np.eye(10, dtype=np.float32)[y] if mse else y, epochs=2,
+                            batch_size=100, verbose=0)
         rngs = [layer.rng.bit_generator.state for layer in model.trainer._seeded_layers]
         assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},

@@ -12,12 +12,19 @@ import numbers
 import numpy as np
 
 from fastnn import init as initializers
+from fastnn._checks import is_device_array
 from fastnn.backend import backend_for_device
 
 
 def class_labels(y):
     """Targets as an array, integer class labels as int64: what the losses take on a GPU
-    (the host accepts any integer type)."""
+    (the host accepts any integer type). Targets already on a GPU stay there, as they are:
+    integer ones must be int64 (no kernel converts them)."""
+    if is_device_array(y):
+        if np.dtype(y.dtype).kind in "iu" and y.dtype != np.int64:
+            raise TypeError(f"expected integer labels on the GPU as int64, got {y.dtype}: "
+                            "convert them on the host before moving them")
+        return y
     y = np.asarray(y)
     return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
 
@@ -40,11 +47,24 @@ class DataLoader:
     per step. With reuse_buffers the whole epoch is gathered at its start, one kernel per
     array (none without shuffle), and each batch is a view of it: no launch per step. The batches are the same as on
     the host for the same seed. Integer labels become int64 there (what the losses take).
-    Transforms run on the host, so they need device=None."""
+    x and y already on the GPU (fastnn.gpu.to_device) are used where they are, no copy made
+    (integer labels must then be int64). Transforms run on the host, so they need host data
+    and device=None."""
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
                  transform=None, reuse_buffers=False, device=None):
-        x, y = np.asarray(x), np.asarray(y)
+        on_gpu = [is_device_array(a) for a in (x, y)]
+        if on_gpu[0] != on_gpu[1]:
+            raise TypeError(f"DataLoader: expected x and y both on the host or both on the GPU, "
+                            f"got x on the {'GPU' if on_gpu[0] else 'host'} and y on the "
+                            f"{'GPU' if on_gpu[1] else 'host'}")
+        if on_gpu[0]:
+            if device not in (None, "cuda"):
+                raise ValueError(f"DataLoader: x and y are on the GPU: expected device='cuda' "
+                                 f"(or None), got {device!r}")
+            device = "cuda"
+        else:
+            x, y = np.asarray(x), np.asarray(y)
         if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
             raise ValueError(f"DataLoader: expected x and y with the same number of samples, got "
                              f"x {x.shape} and y {y.shape}")
@@ -65,7 +85,9 @@ class DataLoader:
             raise ValueError(f"DataLoader: transforms run on the host: give device=None to "
                              f"augment, or no transform to keep the data on {device!r}")
         # the data set where the batches are cut (on the host: x itself when contiguous)
-        self._data = (B.from_host(x), B.from_host(class_labels(y) if B.name != "cpu" else y))
+        # (data already on the GPU is used as it is: no copy)
+        self._data = ((x, class_labels(y)) if on_gpu[0] else
+                      (B.from_host(x), B.from_host(class_labels(y) if B.name != "cpu" else y)))
 
     @property
     def backend(self):
