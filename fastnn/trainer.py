@@ -237,6 +237,10 @@ class Trainer:
                                  f"got {got}")
             validation_data = self._data(*validation_data, "fit", "validation_data")
         B = model_backend(self.model)
+        if validation_data is not None and B.device_arrays and \
+                B.host_array(validation_data[0]) is not None:
+            # evaluated after every epoch: moved to the device once, not once per epoch
+            validation_data = tuple(B.from_host(a) for a in validation_data)
         self.loader = DataLoader(x, y, batch_size, shuffle=shuffle, seed=self.rng,
                                  transform=transform, reuse_buffers=True,
                                  device=B.name if transform is None else None)

@@ -665,8 +665,16 @@ def test_data_already_on_the_gpu_trains_evaluates_and_predicts_where_it_is():
     np.testing.assert_array_equal(runs[0][4], runs[1][4])
     for key, value in runs[0][1].items():
         np.testing.assert_array_equal(runs[1][1][key], value, err_msg=key)
+    # host validation data goes over once per fit, not once per epoch
+    shapes, from_host = [], B.from_host
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(B, "from_host", lambda a: shapes.append(a.shape) or from_host(a))
+        history = model.fit(x, labels, epochs=2, batch_size=8, verbose=0,
+                            validation_data=(x[:10], labels[:10]))
+    assert shapes.count((10, 6)) == 1 and len(history.history["val_loss"]) == 2
+    assert history.history["val_loss"][-1] == model.evaluate(x[:10], labels[:10])["loss"]
     onehot = D(np.eye(3, dtype=F32)[labels])  # one-hot labels on the GPU: indices made once
-    assert model.evaluate(D(x), onehot) == runs[1][3]
+    assert model.evaluate(D(x), onehot) == model.evaluate(D(x), D(labels))
     with pytest.raises(TypeError, match="both on the host or both on the GPU"):
         model.fit(D(x), labels, verbose=0)
     with pytest.raises(TypeError, match="expected x on the GPU as float32 .* got float64"):
