@@ -6,15 +6,18 @@
 #
 #   here, once:   bash bench/gpu_session.sh prepare     (MNIST into .gpu-data/, git-ignored)
 #   call 1:       run(command="OUT=$OUT bash bench/gpu_session.sh check",   carry=[".gpu-data"],
-#                     timeout_s=480)
+#                     timeout_s=380)                       (the phase stops itself by 360 s)
 #                 build; the CUDA tests on the GPU (replayed steps equal launched ones bit for
 #                 bit; the profiler's device times); where each step's time goes, per kernel
-#                 (bench/profile_step.py, fastnn then PyTorch)                  ~5 minutes
-#   call 2:       run(command="OUT=$OUT bash bench/gpu_session.sh measure", carry=[".gpu-data"],
-#                     timeout_s=480)
+#                 (bench/profile_step.py, fastnn then PyTorch)            ~4 minutes expected
+#   call 2:       run(command="OUT=$OUT BUDGET_S=<s> bash bench/gpu_session.sh measure",
+#                     carry=[".gpu-data"], timeout_s=<s + 20>)   (<s>: budget_left_s - 40)
 #                 the GPU epochs vs PyTorch eager and with CUDA graphs, two rounds of fresh
 #                 processes (bench/report.py -k cuda); deep-cnn trained 20 epochs (>= 99.2%)
-#                                                                               ~6 minutes
+#                                                                          ~5 minutes expected
+# Every part has its own limit and the phase a deadline (BUDGET_S, default 360 s for check,
+# 400 s for measure): a part that would pass it is cut short or skipped, so a slow part never
+# costs the session's remaining device time (15 minutes per task, the start included).
 # Each phase builds the extension if it is not built (a fresh machine is bare). Logs and JSON
 # go to $OUT (default ./gpu-out): check.log, measure.log, profile-*.json, cuda-epochs.json,
 # deep-cnn-history.json (a call brings back 8 files at most).
@@ -33,9 +36,18 @@ case "$phase" in check|measure) ;; *)
     echo "usage: bash bench/gpu_session.sh prepare|check|measure" >&2; exit 2;; esac
 mkdir -p "$OUT"
 log="$OUT/$phase.log"
+# The phase's own deadline (seconds from its start): keep the call's timeout_s above it, and
+# the two phases together inside the session's device time (status: budget_left_s).
+if [ "$phase" = check ]; then deadline=${BUDGET_S:-360}; else deadline=${BUDGET_S:-400}; fi
 
-step() {  # step SECONDS NAME COMMAND...: one part, bounded, its output in the log
+step() {  # step SECONDS NAME COMMAND...: one part, bounded by SECONDS and by the deadline
     local limit=$1 name=$2; shift 2
+    local left=$((deadline - SECONDS - 10))
+    if [ "$left" -lt 30 ]; then
+        echo "=== $name: SKIPPED, ${left}s left before the phase's deadline" | tee -a "$log"
+        return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     echo "=== $name (limit ${limit}s) $(date +%T)" | tee -a "$log"
     local t0=$SECONDS
     timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$log"
@@ -54,7 +66,7 @@ python3 -c "import fastnn, fastnn.gpu; print('HAVE_EXT', fastnn.HAVE_EXT, 'GPU',
 if [ "$phase" = check ]; then
     step 170 gpu-tests python3 -m pytest tests/test_cuda.py tests/test_cuda_profile.py -q \
         -p no:cacheprovider -rs --durations=8
-    step 80 profile-fastnn python3 bench/profile_step.py --impl fastnn \
+    step 120 profile-fastnn python3 bench/profile_step.py --impl fastnn \
         --json "$OUT/profile-fastnn.json"
     step 60 profile-torch python3 bench/profile_step.py --impl torch \
         --json "$OUT/profile-torch.json"

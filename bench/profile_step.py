@@ -4,11 +4,15 @@ targets are whole epochs: bench/test_bench_cuda_epoch.py; this says what to make
     python bench/profile_step.py --impl fastnn [--models deep-cnn,simple-cnn] [--batches 100,1000]
     python bench/profile_step.py --impl torch  (the same steps in PyTorch, for comparison)
 
-fastnn: `steps` steps of model.fit on random MNIST-shaped data, profiled with
-fastnn.gpu.profile twice: every kernel launched from Python (cuda_graphs off: each kernel's
-host and GPU time, each GEMM by shape), then replayed as a CUDA graph (one "graph replay" per
-step: the step's whole GPU time, and what the host spends around it). Per-step figures; the
-wall time is the block's, the GPU's queue drained at its end.
+fastnn: model.fit for two epochs of `images` random MNIST-shaped images held on the GPU, the
+second epoch (the steady state: the first compiles, makes buffers, captures) measured three
+times over, twice in each mode (every kernel launched from Python, cuda_graphs off; then
+replayed as a CUDA graph):
+  1. the wall time per step, unprofiled;
+  2. fastnn.gpu.profile: each launch's host time and event span, by name (each GEMM by shape;
+     a replayed step is one "graph replay": the whole step's span);
+  3. CUPTI, through torch.profiler where PyTorch is installed: the GPU time per step of each
+     kernel (Numba's and cuBLAS's), what the spans cannot separate from the host's dispatch.
 torch: the same model and batch, eager and as one torch.cuda.CUDAGraph of the whole step
 (forward, backward, Adam capturable), wall time per step; and the GPU time per eager step as
 torch.profiler sums its kernels.
@@ -22,6 +26,8 @@ import time
 
 import numpy as np
 
+from fastnn.callbacks import Callback as callbacks_base
+
 MODELS = ("mlp", "simple-cnn", "deep-cnn")
 
 
@@ -31,9 +37,56 @@ def _data(batch, steps, seed=0):
             rng.integers(0, 10, batch * steps))
 
 
+class _SecondEpoch(callbacks_base):
+    """Runs open() as fit's second epoch begins and close() when training ends: the steady
+    state alone (the first epoch compiles, makes the loader's buffers and captures)."""
+
+    def __init__(self, open_, close):
+        self.open_, self.close = open_, close
+        self.begun = 0  # epochs begun in this fit (the trainer numbers them from its first)
+
+    def on_epoch_begin(self, epoch):
+        self.begun += 1
+        if self.begun == 2:
+            self.open_()
+
+    def on_train_end(self):
+        self.close()
+
+
+class _Clock:
+    """The wall time from open() to close(), the GPU drained at both ends."""
+
+    def __init__(self, cuda):
+        self.cuda, self.seconds = cuda, None
+
+    def open(self):
+        self.cuda.synchronize()
+        self.start = time.perf_counter()
+
+    def close(self):
+        self.cuda.synchronize()
+        self.seconds = time.perf_counter() - self.start
+
+
+class _Block:
+    """A context manager (make()) entered at open() and left at close(); value: what it gave."""
+
+    def __init__(self, make):
+        self.make, self.value = make, None
+
+    def open(self):
+        self.cm = self.make()
+        self.value = self.cm.__enter__()
+
+    def close(self):
+        self.cm.__exit__(None, None, None)
+
+
 def profile_fastnn(name, batch, steps):
     import fastnn
     from fastnn import reference_models
+    cuda = fastnn.gpu.require()
     fastnn.seed(0)
     model = reference_models.get(name)
     model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-3), seed=0).to("cuda")
@@ -41,24 +94,66 @@ def profile_fastnn(name, batch, steps):
     result = {}
     for mode, graphs in (("launched", False), ("graph", True)):
         model.trainer.cuda_graphs = graphs
-        model.fit(x, y, epochs=1, batch_size=batch, verbose=0)  # compile; capture a graph
-        with fastnn.gpu.profile() as prof:
-            model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+
+        def fit(window):  # two epochs, the second one inside `window`
+            model.fit(x, y, epochs=2, batch_size=batch, verbose=0,
+                      callbacks=[_SecondEpoch(window.open, window.close)])
+        clock = _Clock(cuda)
+        fit(clock)
+        block = _Block(fastnn.gpu.profile)
+        fit(block)
+        prof = block.value
         replays = prof.count("graph replay")
         replay = next((row for row in prof.rows() if row["name"] == "graph replay"), None)
         total = prof.total()
         result[mode] = {
-            "steps": steps, "wall_us_per_step": 1e6 * total["wall_s"] / steps,
+            "steps": steps, "wall_us_per_step": 1e6 * clock.seconds / steps,
+            "profiled_wall_us_per_step": 1e6 * total["wall_s"] / steps,
             "host_us_per_step": 1e6 * total["host_s"] / steps,
-            "gpu_us_per_step": None if total["gpu_s"] is None else 1e6 * total["gpu_s"] / steps,
+            "span_us_per_step": None if total["span_s"] is None
+            else 1e6 * total["span_s"] / steps,
             "calls_per_step": total["calls"] / steps, "replays": replays,
-            "gpu_us_per_replay": (1e6 * replay["gpu_s"] / replay["calls"]
-                                  if replay and replay["gpu_s"] is not None else None),
-            "rows": prof.rows()}
-        print(f"\n== fastnn {name} batch {batch}, {mode} ({steps} steps; {replays} graph "
-              f"replays{'' if graphs == model.trainer.cuda_graphs else ', capture FAILED'})")
+            "span_us_per_replay": (1e6 * replay["span_s"] / replay["calls"]
+                                   if replay and replay["span_s"] is not None else None),
+            "rows": prof.rows(),
+            "kernels_us_per_step": _cupti_kernels(fit, steps)}
+        failed = "" if graphs == model.trainer.cuda_graphs else ", capture FAILED"
+        print(f"\n== fastnn {name} batch {batch}, {mode}: {steps} steps of epoch 2, "
+              f"{replays} graph replays{failed}; unprofiled wall "
+              f"{result[mode]['wall_us_per_step']:.1f} us per step")
         print(prof.table(per=steps))
+        kernels = result[mode]["kernels_us_per_step"]
+        if kernels:
+            print(f"-- GPU time per step by kernel (CUPTI via torch.profiler): "
+                  f"{sum(kernels.values()):.1f} us in all")
+            for kname, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:25]:
+                print(f"{us:10.1f}  {kname[:110]}")
     return result
+
+
+def _cupti_kernels(fit, steps):
+    """{kernel name: GPU us per step} of one more fit's second epoch (fit(window)), as CUPTI
+    records them (torch.profiler; it sees Numba's and cuBLAS's kernels too), or None without
+    PyTorch."""
+    try:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+    try:
+        block = _Block(lambda: profile(activities=[ProfilerActivity.CUDA]))
+        fit(block)
+        return _device_us(torch, block.value, steps)
+    except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one table
+        print(f"torch.profiler: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+
+
+def _device_us(torch, prof, steps):
+    """{name: device us per step} of the profile's events that ran on the GPU."""
+    cuda_type = torch.autograd.DeviceType.CUDA
+    return {e.key: e.self_device_time_total / steps for e in prof.key_averages()
+            if getattr(e, "device_type", None) == cuda_type and e.self_device_time_total}
 
 
 def profile_torch(name, batch, steps):
@@ -77,7 +172,7 @@ def profile_torch(name, batch, steps):
         sx, sy = xt[:batch].clone(), yt[:batch].clone()
 
         def step():
-            opt.zero_grad(set_to_none=mode == "graph")
+            opt.zero_grad(set_to_none=True)
             lossf(net(sx), sy).backward()
             opt.step()
         side = torch.cuda.Stream()
@@ -113,13 +208,14 @@ def profile_torch(name, batch, steps):
 
 
 def _torch_gpu_us(steps_run, steps):
-    """The GPU time of the steps' kernels as torch.profiler sums them (None if it cannot)."""
+    """The GPU time per step of the steps' kernels as torch.profiler sums them (None if it
+    cannot)."""
     try:
+        import torch
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             steps_run()
-        total = sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages())
-        return total / steps
+        return sum(_device_us(torch, prof, steps).values())
     except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one figure
         print(f"torch.profiler: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -131,7 +227,7 @@ def main():
     ap.add_argument("--impl", choices=("fastnn", "torch"), required=True)
     ap.add_argument("--models", default="simple-cnn,deep-cnn")
     ap.add_argument("--batches", default="100,1000")
-    ap.add_argument("--images", type=int, default=5000,
+    ap.add_argument("--images", type=int, default=10000,
                     help="images per profiled pass (steps = images // batch, at least 2)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

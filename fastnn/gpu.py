@@ -4,7 +4,7 @@
     d = fastnn.gpu.to_device(x)    a numpy array -> a device array (float32 stays float32)
     x = fastnn.gpu.to_host(d)      back to numpy
     with fastnn.gpu.profile() as p: ...   time every launch, GEMM, copy and graph replay
-                                   (host and GPU time, by name; fastnn/backend/cuda/profile.py)
+                                   (host time and GPU event span, by name: backend/cuda/profile.py)
 
 `fastnn.cuda` is the same module under its old name (import fastnn.cuda keeps working).
 
@@ -35,8 +35,8 @@ def require():
 
 def profile():
     """A block inside which every kernel launch, cuBLAS GEMM, copy and graph replay of the CUDA
-    backend is timed, on the host and on the GPU; it yields the Profile, readable once the
-    block has ended (print(p.table(per=steps)))."""
+    backend is timed, on the host and by CUDA events on its stream; it yields the Profile,
+    readable once the block has ended (print(p.table(per=steps)))."""
     require()
     from fastnn.backend import cuda as cuda_backend
     return cuda_backend.get().context.profiling()

@@ -89,8 +89,9 @@ class CUDAContext(DeviceContext):
             yield prof
         finally:
             self.profile = None
+            prof.synchronize()
+            prof.wall_s = time.perf_counter() - start  # the work, not the reading of its events
             prof.resolve()
-            prof.wall_s = time.perf_counter() - start
 
     def launch(self, kernel, n, *args, threads=THREADS):
         """Run a kernel on n threads in blocks of `threads` (nothing for n == 0): one thread

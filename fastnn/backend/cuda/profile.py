@@ -1,8 +1,11 @@
 """Where a GPU step's time goes: each kernel launch, cuBLAS GEMM, copy and graph replay of the
 CUDA backend, timed twice and grouped by name:
 - host time: the Python and driver time of the call (what a launch-bound step is made of);
-- GPU time: CUDA events recorded on the backend's stream either side of it (what the work
-  itself takes on the device).
+- span: the time between CUDA events recorded on the backend's stream either side of it. That
+  is the work's own GPU time where the GPU was still busy with earlier work when the call was
+  made; where it sat idle waiting for the host, the span also holds the host's dispatch of
+  the call (events cannot tell the two apart: a kernel-level GPU time needs CUPTI, e.g.
+  torch.profiler, which bench/profile_step.py also runs).
 
     with fastnn.gpu.profile() as prof:
         model.fit(x, y, epochs=1, batch_size=100, verbose=0)
@@ -11,7 +14,7 @@ CUDA backend, timed twice and grouped by name:
 A replayed graph is one "graph replay" (its kernels run inside it, not from Python): set
 model.trainer.cuda_graphs = False to see every kernel. Nothing is timed while a graph is being
 recorded (an event recorded then would become part of the graph). Numba's simulator records no
-times on the device: there the GPU times are None, and the calls and host times are still real.
+times on the device: there the spans are None, and the calls and host times are still real.
 """
 import contextlib
 import time
@@ -31,7 +34,7 @@ class Profile:
     def __init__(self, cuda, stream, simulated):
         self._cuda, self._stream = cuda, stream
         self.simulated = simulated
-        self.calls = []  # [name, host seconds, GPU seconds (None until resolved)]
+        self.calls = []  # [name, host seconds, span seconds (None until resolved)]
         self._events = []  # (start, end) per call, until resolved
         self.wall_s = None  # the whole block, from entry until the GPU had finished
 
@@ -48,10 +51,14 @@ class Profile:
             self.calls.append([name, host, None])
             self._events.append((start, end))
 
-    def resolve(self):
-        """Wait for the GPU and read every call's device time (once, at the block's end)."""
+    def synchronize(self):
+        """Wait until the GPU has done every timed call (all are on one stream)."""
         if self._events:
             self._events[-1][1].synchronize()
+
+    def resolve(self):
+        """Read every call's span (once, at the block's end, after synchronize())."""
+        self.synchronize()
         for call, (start, end) in zip(self.calls, self._events):
             call[2] = None if self.simulated else start.elapsed_time(end) / 1e3
         self._events = []
@@ -61,40 +68,42 @@ class Profile:
         return sum(1 for call in self.calls if call[0] == name)
 
     def rows(self):
-        """[{name, calls, host_s, gpu_s}] summed per name, the largest GPU time first (the
-        largest host time first where GPU times are unknown)."""
+        """[{name, calls, host_s, span_s}] summed per name, the largest span first (the
+        largest host time first where spans are unknown)."""
         by_name = {}
-        for name, host, gpu in self.calls:
+        for name, host, span in self.calls:
             row = by_name.setdefault(name, {"name": name, "calls": 0, "host_s": 0.0,
-                                            "gpu_s": None if gpu is None else 0.0})
+                                            "span_s": None if span is None else 0.0})
             row["calls"] += 1
             row["host_s"] += host
-            if gpu is not None:
-                row["gpu_s"] += gpu
-        return sorted(by_name.values(), key=lambda r: -(r["gpu_s"] if r["gpu_s"] is not None
+            if span is not None:
+                row["span_s"] += span
+        return sorted(by_name.values(), key=lambda r: -(r["span_s"] if r["span_s"] is not None
                                                         else r["host_s"]))
 
     def total(self):
-        """{calls, host_s, gpu_s, wall_s} over the whole block."""
-        gpu = [call[2] for call in self.calls]
+        """{calls, host_s, span_s, wall_s} over the whole block."""
+        spans = [call[2] for call in self.calls]
         return {"calls": len(self.calls), "host_s": sum(call[1] for call in self.calls),
-                "gpu_s": None if not gpu or None in gpu else sum(gpu), "wall_s": self.wall_s}
+                "span_s": None if not spans or None in spans else sum(spans),
+                "wall_s": self.wall_s}
 
     def table(self, per=1):
         """The rows as text, each figure divided by `per` (e.g. the steps profiled: per-step
-        calls and microseconds), with each name's share of the GPU time."""
+        calls and microseconds), with each name's share of the summed spans."""
         if not isinstance(per, int) or isinstance(per, bool) or per < 1:
             raise ValueError(f"Profile.table: expected per as a positive int, got {per!r}")
         total = self.total()
-        gpu_all = total["gpu_s"]
-        lines = [f"{'calls':>8}  {'host us':>10}  {'GPU us':>10}  {'GPU %':>6}  name"
+        span_all = total["span_s"]
+        lines = [f"{'calls':>8}  {'host us':>10}  {'span us':>10}  {'span %':>6}  name"
                  + (f"   (figures per {per})" if per > 1 else "")]
         for row in self.rows() + [dict(total, name="(all)")]:
-            gpu = row["gpu_s"]
-            share = f"{100 * gpu / gpu_all:6.1f}" if gpu is not None and gpu_all else "     -"
-            gpu_us = "-" if gpu is None else f"{1e6 * gpu / per:.1f}"
+            span = row["span_s"]
+            share = ("     -" if span is None or not span_all
+                     else f"{100 * span / span_all:6.1f}")
+            span_us = "-" if span is None else f"{1e6 * span / per:.1f}"
             lines.append(f"{row['calls'] / per:8.2f}  {1e6 * row['host_s'] / per:10.1f}  "
-                         f"{gpu_us:>10}  {share}  {row['name']}")
+                         f"{span_us:>10}  {share}  {row['name']}")
         if self.wall_s is not None:
             lines.append(f"wall: {1e6 * self.wall_s / per:.1f} us (the whole block, until the "
                          "GPU had finished)")
