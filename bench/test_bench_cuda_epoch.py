@@ -12,7 +12,9 @@ Targets (issue 16, on an H100 or H200): deep-cnn at batch 100 <= 0.5x PyTorch ea
 simple-cnn at batch 100 no slower than PyTorch with CUDA graphs; at batch 1000 no slower than
 PyTorch eager for both. Skipped without a real GPU (the simulator would take hours). Each
 implementation runs one warm-up epoch first (kernel compilation, cuBLAS/cuDNN autotuning), then
-one timed epoch.
+one timed epoch. fastnn computes its GEMMs in full float32, PyTorch its cuDNN convolutions
+in TF32 by default (`torch_cudnn_tf32`): the fastnn process also times an epoch with
+fastnn.gpu.allow_tf32(True) (`tf32_epoch_s`), the same precision as PyTorch's convolutions.
 
     python bench/report.py -k cuda
 """
@@ -66,6 +68,7 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         for key in counters:
             benchmark.extra_info[f"{key}_per_step"] = (counters[key] - before[key]) / steps
         benchmark.extra_info["graph"] = model.trainer.replays_steps
+        benchmark.extra_info["tf32_epoch_s"] = _tf32_epoch(epoch)
         return
     if torch is None or not torch.cuda.is_available():
         pytest.skip("PyTorch with CUDA is not installed")
@@ -80,6 +83,9 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
         return net, opt, torch.Generator(device=dev).manual_seed(0)
 
     net, opt, gen = setup()
+    # what PyTorch computes in by default: cuDNN convolutions on TF32, matmuls in float32
+    benchmark.extra_info["torch_cudnn_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+    benchmark.extra_info["torch_matmul_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
 
     def epoch():
         net.train()
@@ -94,6 +100,20 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
     benchmark.pedantic(epoch, **ONCE)
     benchmark.extra_info["cuda_graphs_epoch_s"] = _torch_graphed_epoch(setup, xt, yt, batch,
                                                                         lossf)
+
+
+def _tf32_epoch(epoch):
+    """fastnn's epoch once more with its GEMMs on TF32 tensor cores (fastnn.gpu.allow_tf32),
+    PyTorch's default precision for convolutions: seconds, after a warm-up epoch (the step is
+    recorded again under the new math mode)."""
+    fastnn.gpu.allow_tf32(True)
+    try:
+        epoch()
+        start = time.perf_counter()
+        epoch()
+        return time.perf_counter() - start
+    finally:
+        fastnn.gpu.allow_tf32(False)
 
 
 def _torch_graphed_epoch(setup, xt, yt, batch, lossf):

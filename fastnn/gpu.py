@@ -3,6 +3,7 @@
     fastnn.gpu.is_available()      a usable GPU (or Numba's simulator) and numba-cuda installed
     d = fastnn.gpu.to_device(x)    a numpy array -> a device array (float32 stays float32)
     x = fastnn.gpu.to_host(d)      back to numpy
+    fastnn.gpu.allow_tf32(True)    float32 GEMMs on TF32 tensor cores (off by default)
     with fastnn.gpu.profile() as p: ...   time every launch, GEMM, copy and graph replay
                                    (host time and GPU event span, by name: backend/cuda/profile.py)
 
@@ -40,6 +41,18 @@ def profile():
     require()
     from fastnn.backend import cuda as cuda_backend
     return cuda_backend.get().context.profiling()
+
+
+def allow_tf32(enabled=None):
+    """Whether float32 GEMMs on the GPU may use TF32 tensor cores (the backend's allow_tf32:
+    faster, about 3 decimal digits per product; off by default). With enabled (True or
+    False), set it first. A captured training step is recorded again after a change."""
+    require()
+    from fastnn.backend import cuda as cuda_backend
+    B = cuda_backend.get()
+    if enabled is not None:
+        B.allow_tf32 = enabled
+    return B.allow_tf32
 
 
 def to_device(x):

@@ -689,6 +689,51 @@ def test_data_already_on_the_gpu_trains_evaluates_and_predicts_where_it_is():
         host_model.fit(D(x), D(labels), verbose=0)
 
 
+def test_tf32_is_opt_in_and_a_change_records_the_step_again(monkeypatch):
+    """fastnn.gpu.allow_tf32: off by default, a bool, and part of what a captured step bakes
+    in (the backend's capture_key): turning it on between epochs records the step again (the
+    stand-in recording of tests/graph_standin.py; the simulator's GEMM ignores the mode)."""
+    import fastnn
+    from fastnn.callbacks import Callback
+    from fastnn.layers import Dense
+    from graph_standin import recording_capture
+    assert fastnn.gpu.allow_tf32() is False and B.capture_key() == (False,)
+    with pytest.raises(TypeError, match="expected True or False, got 1"):
+        B.allow_tf32 = 1
+
+    class TF32OnEpoch2(Callback):
+        def on_epoch_begin(self, epoch):
+            if epoch == 2:
+                fastnn.gpu.allow_tf32(True)
+    x, y = _rand((16, 6), 3), np.random.default_rng(3).integers(0, 3, 16)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Dense(6, 3)])
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0).to("cuda")
+    try:
+        recordings = recording_capture(monkeypatch, B, lambda: model.trainer)
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[TF32OnEpoch2()])
+        assert B.capture_key() == (True,)
+    finally:
+        fastnn.gpu.allow_tf32(False)
+    # epoch 1: run, record (+ replay), replay, replay; epoch 2: a new key, so run, record, ...
+    assert [r.replays for r in recordings] == [3, 3]
+
+
+def test_tf32_gemms_on_a_gpu_stay_within_tf32_precision():
+    if B._cublas is None:
+        pytest.skip("TF32 applies to cuBLAS (a real GPU with CuPy)")
+    a, b = _rand((256, 512), 1), _rand((512, 128), 2)
+    exact = a.astype(np.float64) @ b
+    errors = {}
+    try:
+        for tf32 in (False, True):
+            B.allow_tf32 = tf32
+            errors[tf32] = np.abs(H(B.gemm(D(a), D(b))) - exact).max() / np.abs(exact).max()
+    finally:
+        B.allow_tf32 = False
+    assert errors[False] < 1e-5 and errors[True] < 5e-3 and errors[False] <= errors[True]
+
+
 def test_launches_per_training_step(monkeypatch):
     """Kernel launches of one steady-state training step at full MNIST shapes (batch 100),
     counted with the kernels stubbed out (the simulator could not run these sizes): every

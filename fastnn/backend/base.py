@@ -94,6 +94,11 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         only where `graphs` is true."""
         raise RuntimeError(f"fastnn: the {self.name} backend cannot capture graphs")
 
+    def capture_key(self):
+        """What this backend bakes into a captured graph besides the step's own arrays (a
+        GPU's GEMM math mode): a graph recorded under another key is recorded again."""
+        return ()
+
     # -- What the device-neutral modules ask a backend (the trainer, the losses); capture and
     # replay of training steps live in fastnn/backend/graphs.py --------------------------------
     def step_runner(self, replayable=True):

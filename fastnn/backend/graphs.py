@@ -40,7 +40,8 @@ class GraphedSteps:
     A shape's first step runs as usual (it compiles the kernels and allocates every buffer);
     the second is captured, reading its batch from input buffers of the graph's own that each
     replay first copies the batch into. The capture is kept while the step's key is the same
-    (step.key: the batch's shape and dtype, the mode, the parameters' arrays, ...), and it is
+    (step.key: the batch's shape and dtype, the mode, the parameters' arrays, ...; and the
+    backend's capture_key: its GEMM math mode), and it is
     dropped once the backend has made any array since (the buffers it uses might have been
     replaced). A capture that fails (an op that cannot be captured) warns once, and every
     later step runs eagerly (`failed`).
@@ -78,7 +79,7 @@ class GraphedSteps:
         """Run the step as a graph (captured now, or replayed); False where the caller must
         run it itself (a shape's first step, or a capture that failed)."""
         B = self.B
-        key, entry = step.key(xb, yb), self.entry
+        key, entry = (step.key(xb, yb), B.capture_key()), self.entry
         if entry is None or entry["key"] != key or (
                 entry["graph"] is not None and B.allocation_count() != entry["allocations"]):
             # a new shape, or arrays made since the capture: a layer may have replaced a

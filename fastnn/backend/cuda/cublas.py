@@ -13,6 +13,9 @@ import importlib
 import numpy as np
 
 OP_N, OP_T = 0, 1
+# cublasMath_t: full float32 products, or TF32 tensor cores for float32 GEMMs (10-bit mantissa
+# inputs, float32 sums: what PyTorch's cuDNN convolutions use by default on Ampere and later)
+DEFAULT_MATH, TF32_TENSOR_OP_MATH = 0, 3
 # cuBLAS may not allocate memory while a graph is captured: it gets a workspace of its own
 # (32 MiB, what PyTorch gives it on Hopper).
 WORKSPACE_BYTES = 32 << 20
@@ -38,7 +41,7 @@ def _library_path():
 
 class Cublas:
     def __init__(self, path, stream_handle, workspace_ptr):
-        lib = ctypes.CDLL(path)
+        lib = self._lib = ctypes.CDLL(path)
         self._handle = ctypes.c_void_p()
         self._check("cublasCreate_v2", lib.cublasCreate_v2(ctypes.byref(self._handle)))
         self._check("cublasSetStream_v2",
@@ -56,6 +59,11 @@ class Cublas:
                            ctypes.c_void_p, ctypes.c_int]
             self._gemm[np.dtype(dtype)] = (name, fn, ctypes.byref(scalar(1)),
                                            ctypes.byref(scalar(0)))
+
+    def set_tf32(self, enabled):
+        """float32 GEMMs on TF32 tensor cores (enabled) or in full float32 (the default)."""
+        self._check("cublasSetMathMode", self._lib.cublasSetMathMode(
+            self._handle, ctypes.c_int(TF32_TENSOR_OP_MATH if enabled else DEFAULT_MATH)))
 
     @staticmethod
     def _check(name, status):
