@@ -201,24 +201,31 @@ def profile_torch(name, batch, steps):
         steps_run()
         wall = time.perf_counter() - start
         result[mode] = {"steps": steps, "wall_us_per_step": 1e6 * wall / steps}
+        print(f"\n== torch {name} batch {batch}, {mode}: {1e6 * wall / steps:.1f} us per step")
         if mode == "eager":
-            result[mode]["gpu_us_per_step"] = _torch_gpu_us(steps_run, steps)
-        print(f"== torch {name} batch {batch}, {mode}: {result[mode]}")
+            kernels = _torch_kernels(steps_run, steps)
+            result[mode]["kernels_us_per_step"] = kernels
+            if kernels is not None:
+                result[mode]["gpu_us_per_step"] = sum(kernels.values())
     return result
 
 
-def _torch_gpu_us(steps_run, steps):
-    """The GPU time per step of the steps' kernels as torch.profiler sums them (None if it
-    cannot)."""
+def _torch_kernels(steps_run, steps):
+    """{kernel: GPU us per step} of the steps as torch.profiler records them, the largest
+    printed after their total (None if it cannot run)."""
     try:
         import torch
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             steps_run()
-        return sum(_device_us(torch, prof, steps).values())
-    except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one figure
+        kernels = _device_us(torch, prof, steps)
+    except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one table
         print(f"torch.profiler: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
+    print(f"-- GPU time per step by kernel: {sum(kernels.values()):.1f} us in all")
+    for name, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"{us:10.1f}  {name[:110]}")
+    return kernels
 
 
 def main():
