@@ -23,6 +23,7 @@ from fastnn.fit_inputs import cast_input
 from fastnn.history import METRICS, History, Tally, accuracy
 from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
+from fastnn.train_step import TrainStep, all_layers, stochastic_layers
 
 
 def model_backend(model):
@@ -48,62 +49,6 @@ def predict(model, x, batch_size=256):
     if not outs:
         raise ValueError("predict: expected at least one sample, got an empty array")
     return np.concatenate(outs)
-
-
-def _all_layers(model):
-    """The model and every layer inside it, in order."""
-    out = [model]
-    for _, child in model.children():
-        out.extend(_all_layers(child))
-    return out
-
-
-def _stochastic_layers(model):
-    """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`)."""
-    return [layer for layer in _all_layers(model) if hasattr(layer, "rng")]
-
-
-class _TrainStep:
-    """One training step's forward, loss and backward (not the optimizer's update), in the
-    form a backend's step runner takes (fastnn.backend.graphs): the trainer never sees a
-    graph, and a backend without graphs simply calls the step."""
-
-    def __init__(self, trainer, tally):
-        self.trainer, self.tally = trainer, tally
-
-    def __call__(self, xb, yb):
-        net = self.trainer.net
-        self.tally.add(net.forward(xb), yb)
-        net.backward(self.trainer.loss.backward(), need_dx=False)
-
-    def key(self, xb, yb):
-        """What a captured step bakes in: the batch's shape and dtype, train/eval mode, each
-        parameter's binding (its version: arrays, trainability, penalty) and its penalty's
-        strength (a regularizer's lam may change in place), and each layer's capture_key."""
-        t = self.trainer
-        params = tuple((p.version, getattr(p.penalty, "lam", None))
-                       for p in t.optimizer.params)
-        # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
-        layers = tuple(layer.capture_key() for layer in t._layers)
-        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
-                t.model.training, params, layers)
-
-    def seeded_layers(self):
-        """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""
-        return [layer for layer in self.trainer._seeded_layers if layer.draws_seed()]
-
-    def prepare(self, xb, yb):
-        self.tally.ensure_totals(xb.dtype)
-
-    def host_state(self):
-        return self.tally.pending, self.tally.steps, self.trainer.loss.steps
-
-    def restore(self, state):
-        self.tally.pending, self.tally.steps, self.trainer.loss.steps = state
-
-    def count(self, n):
-        self.trainer.loss.count_step()
-        self.tally.count(n)
 
 
 class Trainer:
@@ -156,7 +101,7 @@ class Trainer:
 
     def _step(self, xb, yb, tally):
         self.step += 1
-        step = _TrainStep(self, tally)
+        step = TrainStep(self, tally)
         if not self.cuda_graphs:
             step(xb, yb)
         else:
@@ -172,14 +117,14 @@ class Trainer:
         seed from device memory (next_seed and seed_slot: fastnn.layers.dropout)."""
         return self.loss.accumulates and all(
             hasattr(layer, "draws_seed") and hasattr(layer, "next_seed")
-            and hasattr(layer, "seed_slot") for layer in _stochastic_layers(self.model))
+            and hasattr(layer, "seed_slot") for layer in stochastic_layers(self.model))
 
     def _step_runner(self, B):
         """What runs steps on backend B (Backend.step_runner: eagerly on the CPU, captured and
         replayed where B has graphs): asked once per backend, not every step (whether the
         step is replayable walks the model's layers)."""
         if self._runner_backend is not B:
-            self._layers = _all_layers(self.model)
+            self._layers = all_layers(self.model)
             self._seeded_layers = [layer for layer in self._layers if hasattr(layer, "rng")]
             self._runner = B.step_runner(replayable=self.step_replayable())
             self._runner_backend = B
@@ -341,7 +286,7 @@ class Trainer:
         return {"trainer": self.rng.bit_generator.state,
                 "fastnn": initializers.default_rng().bit_generator.state,
                 "layers": [layer.rng.bit_generator.state
-                           for layer in _stochastic_layers(self.model)]}
+                           for layer in stochastic_layers(self.model)]}
 
     def save_checkpoint(self, path):
         """Model, optimizer, epoch, step, history and RNG states, written atomically."""
@@ -363,7 +308,7 @@ class Trainer:
         rng = extra["rng"]
         self.rng.bit_generator.state = rng["trainer"]
         initializers.default_rng().bit_generator.state = rng["fastnn"]
-        layers = _stochastic_layers(self.model)
+        layers = stochastic_layers(self.model)
         if len(layers) != len(rng["layers"]):
             raise ValueError(f"{path}: the checkpoint has {len(rng['layers'])} random layers, "
                              f"the model {len(layers)}")

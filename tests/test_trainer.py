@@ -597,14 +597,14 @@ def test_a_captured_step_is_keyed_on_what_its_kernels_bake_in():
     eval mode, is a new graph (a replay would run the old value); nothing else is."""
     from fastnn.backend import cpu
     from fastnn.layers import BatchNorm, LeakyReLU
-    from fastnn.trainer import _TrainStep
+    from fastnn.train_step import TrainStep
     fastnn.seed(0)
     model = fastnn.Sequential([Dense(4, 8), BatchNorm(8), LeakyReLU(0.1), Dropout(0.3),
                                Dense(8, 3)])
     model.compile("cross_entropy", "adam")
     trainer = model.trainer
     trainer._step_runner(cpu)
-    step = _TrainStep(trainer, None)
+    step = TrainStep(trainer, None)
     x, y = np.zeros((5, 4), np.float32), np.zeros(5, np.int64)
     key = step.key(x, y)
     assert step.key(x, y) == key

@@ -1,0 +1,63 @@
+"""One training step as a backend's step runner takes it (fastnn.backend.graphs): the
+forward, loss and backward of a Trainer's batch, what a captured graph of it bakes in (key),
+and its host bookkeeping; and the walks over a model's layers it and the trainer make. The
+optimizer's update is the trainer's, after the step (fastnn/trainer.py)."""
+
+
+def all_layers(model):
+    """The model and every layer inside it, in order."""
+    out = [model]
+    for _, child in model.children():
+        out.extend(all_layers(child))
+    return out
+
+
+def stochastic_layers(model):
+    """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`)."""
+    return [layer for layer in all_layers(model) if hasattr(layer, "rng")]
+
+
+class TrainStep:
+    """One training step's forward, loss and backward (not the optimizer's update), in the
+    form a backend's step runner takes (fastnn.backend.graphs): the trainer never sees a
+    graph, and a backend without graphs simply calls the step."""
+
+    def __init__(self, trainer, tally):
+        self.trainer, self.tally = trainer, tally
+
+    def __call__(self, xb, yb):
+        net = self.trainer.net
+        self.tally.add(net.forward(xb), yb)
+        net.backward(self.trainer.loss.backward(), need_dx=False)
+
+    def key(self, xb, yb):
+        """What a captured step bakes in: the batch's shape and dtype, train/eval mode, each
+        parameter's binding (its version: arrays, trainability, penalty) and its penalty's
+        strength (a regularizer's lam may change in place), and each layer's capture_key."""
+        t = self.trainer
+        params = tuple((p.version, getattr(p.penalty, "lam", None))
+                       for p in t.optimizer.params)
+        # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
+        layers = tuple(layer.capture_key() for layer in t._layers)
+        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
+                t.model.training, params, layers)
+
+    def seeded_layers(self):
+        """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""
+        return [layer for layer in self.trainer._seeded_layers if layer.draws_seed()]
+
+    def prepare(self, xb, yb):
+        self.tally.ensure_totals(xb.dtype)
+
+    def host_state(self):
+        return self.tally.pending, self.tally.steps, self.trainer.loss.steps
+
+    def restore(self, state):
+        self.tally.pending, self.tally.steps, self.trainer.loss.steps = state
+
+    def count(self, n):
+        self.trainer.loss.count_step()
+        self.tally.count(n)
+
+
+__all__ = ["TrainStep", "all_layers", "stochastic_layers"]
