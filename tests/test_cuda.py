@@ -176,6 +176,23 @@ def test_relu_and_loss():
     np.testing.assert_array_equal(H(grad), H(B.softmax_cross_entropy_backward(probs, D(labels))))
 
 
+def test_copy_from_host_fills_an_existing_array_and_leaves_host_free_at_once():
+    """What a replay's seeds and an augmented batch go over by: into the same device array,
+    one counted copy, and the host array may be rewritten as soon as the call returns (the
+    next step's seeds are)."""
+    out, host = B.empty((5,), np.uint64), np.arange(5, dtype=np.uint64)
+    copies = B.counters["copies"]
+    assert B.copy_from_host(host, out) is out and B.counters["copies"] == copies + 1
+    host[:] = 99
+    np.testing.assert_array_equal(H(out), np.arange(5))
+    images = _rand((2, 1, 3, 3))
+    into = B.empty(images.shape, F32)
+    np.testing.assert_array_equal(H(B.copy_from_host(images, into)), images)
+    B.copy_from_host(np.zeros((0, 3), F32), B.empty((0, 3), F32))  # nothing to copy
+    with pytest.raises(ValueError, match="expected host C-contiguous"):
+        B.copy_from_host(np.ones((3, 3, 2, 1), F32).transpose(2, 3, 0, 1), into)
+
+
 def test_loss_totals_and_take_rows():
     x = _rand((6, 4))
     x[1] = 0.5  # a tie: the first largest logit counts

@@ -77,7 +77,17 @@ class LayoutLaunches:
             out.copy_to_device(a, stream=self.ctx.stream)
 
     def copy_from_host(self, host, out):
-        """One host-to-device transfer, ordered on the backend's stream (before a replay)."""
+        """One host-to-device transfer, ordered on the backend's stream (before a replay; the
+        front checked host C-contiguous, of out's shape and dtype). From pageable memory the
+        driver stages host before it returns, so host may be rewritten at once (a replay's
+        seeds are, every step)."""
         self.ctx.counters["copies"] += 1
+        cupy = self.ctx.cupy
         with self.ctx.timed("copy host->device"):
+            if cupy is not None:  # one runtime call, not Numba's copy_to_device (see copy)
+                if host.size:
+                    cupy.cuda.runtime.memcpyAsync(
+                        out.device_ctypes_pointer.value, host.ctypes.data, host.nbytes,
+                        cupy.cuda.runtime.memcpyHostToDevice, self.ctx.cupy_stream.ptr)
+                return
             out.copy_to_device(host, stream=self.ctx.stream)
