@@ -64,8 +64,10 @@ fi
 python3 -c "import fastnn, fastnn.gpu; print('HAVE_EXT', fastnn.HAVE_EXT, 'GPU', fastnn.gpu.is_available())" 2>&1 | tee -a "$log"
 
 if [ "$phase" = check ]; then
+    # a test that hangs (a capture that never ends) costs 60 s, not the rest of the tests
+    per_test=(); python3 -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 60)
     step 170 gpu-tests python3 -m pytest tests/test_cuda.py tests/test_cuda_profile.py -q \
-        -p no:cacheprovider -rs --durations=8
+        -p no:cacheprovider -rs --durations=8 "${per_test[@]}"
     step 120 profile-fastnn python3 bench/profile_step.py --impl fastnn \
         --json "$OUT/profile-fastnn.json"
     step 60 profile-torch python3 bench/profile_step.py --impl torch \
