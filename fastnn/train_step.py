@@ -39,7 +39,7 @@ class TrainStep:
                        for p in t.optimizer.params)
         # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
         layers = tuple(layer.capture_key() for layer in t._layers)
-        return (tuple(xb.shape), str(xb.dtype), tuple(yb.shape), str(yb.dtype),
+        return (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype,
                 t.model.training, params, layers)
 
     def seeded_layers(self):

@@ -69,7 +69,7 @@ class GraphedSteps:
 
     def _input(self, a):
         """The graphs' input buffer for arrays like a, made once (a recapture reuses it)."""
-        key = (tuple(a.shape), str(a.dtype))
+        key = (tuple(a.shape), a.dtype)
         buf = self.staging.get(key)
         if buf is None:
             buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
