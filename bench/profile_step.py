@@ -95,13 +95,13 @@ def profile_fastnn(name, batch, steps):
     for mode, graphs in (("launched", False), ("graph", True)):
         model.trainer.cuda_graphs = graphs
 
-        def fit(window):  # two epochs, the second one inside `window`
+        def fit(open_, close):  # two epochs, the second one between open_() and close()
             model.fit(x, y, epochs=2, batch_size=batch, verbose=0,
-                      callbacks=[_SecondEpoch(window.open, window.close)])
+                      callbacks=[_SecondEpoch(open_, close)])
         clock = _Clock(cuda)
-        fit(clock)
+        fit(clock.open, clock.close)
         block = _Block(fastnn.gpu.profile)
-        fit(block)
+        fit(block.open, block.close)
         prof = block.value
         replays = prof.count("graph replay")
         replay = next((row for row in prof.rows() if row["name"] == "graph replay"), None)
@@ -115,38 +115,37 @@ def profile_fastnn(name, batch, steps):
             "calls_per_step": total["calls"] / steps, "replays": replays,
             "span_us_per_replay": (1e6 * replay["span_s"] / replay["calls"]
                                    if replay and replay["span_s"] is not None else None),
-            "rows": prof.rows(),
-            "kernels_us_per_step": _cupti_kernels(fit, steps)}
+            "rows": prof.rows()}
         failed = "" if graphs == model.trainer.cuda_graphs else ", capture FAILED"
         print(f"\n== fastnn {name} batch {batch}, {mode}: {steps} steps of epoch 2, "
               f"{replays} graph replays{failed}; unprofiled wall "
               f"{result[mode]['wall_us_per_step']:.1f} us per step")
         print(prof.table(per=steps))
-        kernels = result[mode]["kernels_us_per_step"]
-        if kernels:
-            print(f"-- GPU time per step by kernel (CUPTI via torch.profiler): "
-                  f"{sum(kernels.values()):.1f} us in all")
-            for kname, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:25]:
-                print(f"{us:10.1f}  {kname[:110]}")
+        result[mode]["kernels_us_per_step"] = _kernel_times(
+            lambda profiler: fit(profiler.start, profiler.stop), steps)
     return result
 
 
-def _cupti_kernels(fit, steps):
-    """{kernel name: GPU us per step} of one more fit's second epoch (fit(window)), as CUPTI
-    records them (torch.profiler; it sees Numba's and cuBLAS's kernels too), or None without
-    PyTorch."""
+def _kernel_times(run, steps):
+    """{kernel: GPU us per step} as CUPTI records them (torch.profiler: it sees Numba's and
+    cuBLAS's kernels too) over what run(profiler) does between the profiler's start() and
+    stop(), the largest printed after their total; None without PyTorch or a profiler."""
     try:
         import torch
         from torch.profiler import ProfilerActivity, profile
     except ImportError:
         return None
     try:
-        block = _Block(lambda: profile(activities=[ProfilerActivity.CUDA]))
-        fit(block)
-        return _device_us(torch, block.value, steps)
+        profiler = profile(activities=[ProfilerActivity.CUDA])
+        run(profiler)
+        kernels = _device_us(torch, profiler, steps)
     except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one table
         print(f"torch.profiler: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
+    print(f"-- GPU time per step by kernel (CUPTI): {sum(kernels.values()):.1f} us in all")
+    for name, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"{us:10.1f}  {name[:110]}")
+    return kernels
 
 
 def _device_us(torch, prof, steps):
@@ -203,29 +202,15 @@ def profile_torch(name, batch, steps):
         result[mode] = {"steps": steps, "wall_us_per_step": 1e6 * wall / steps}
         print(f"\n== torch {name} batch {batch}, {mode}: {1e6 * wall / steps:.1f} us per step")
         if mode == "eager":
-            kernels = _torch_kernels(steps_run, steps)
+            def profiled(profiler):
+                profiler.start()
+                steps_run()
+                profiler.stop()
+            kernels = _kernel_times(profiled, steps)
             result[mode]["kernels_us_per_step"] = kernels
             if kernels is not None:
                 result[mode]["gpu_us_per_step"] = sum(kernels.values())
     return result
-
-
-def _torch_kernels(steps_run, steps):
-    """{kernel: GPU us per step} of the steps as torch.profiler records them, the largest
-    printed after their total (None if it cannot run)."""
-    try:
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            steps_run()
-        kernels = _device_us(torch, prof, steps)
-    except Exception as exc:  # noqa: BLE001 - a profiler that cannot run loses one table
-        print(f"torch.profiler: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
-    print(f"-- GPU time per step by kernel: {sum(kernels.values()):.1f} us in all")
-    for name, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:15]:
-        print(f"{us:10.1f}  {name[:110]}")
-    return kernels
 
 
 def main():

@@ -9,7 +9,7 @@ import numpy as np
 from fastnn import losses as losses_mod
 from fastnn._checks import is_device_array
 from fastnn.backend import backend_of
-from fastnn.datasets.loader import class_labels
+from fastnn.datasets.loader import class_labels, data_on_gpu
 from fastnn.layers.activation import Softmax
 from fastnn.layers.container import Container
 
@@ -34,9 +34,7 @@ def cast_input(model, x, owner="predict"):
 def check_data(model, loss, x, y, owner, what):
     """(x, y) as arrays the trainer takes, with the same (non-zero) number of samples: on the
     host, or both already on the GPU with the model (then used there, not copied)."""
-    if is_device_array(x) != is_device_array(y):
-        raise TypeError(f"{owner}: expected {what} both on the host or both on the GPU, got "
-                        f"one on each")
+    data_on_gpu(owner, x, y, what)
     x = cast_input(model, x, owner)
     try:
         y = class_labels(y)
@@ -44,12 +42,9 @@ def check_data(model, loss, x, y, owner, what):
         raise TypeError(f"{owner}: {exc}") from None
     if isinstance(loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2:
         # one-hot targets become class indices once, not every step (and a GPU takes them)
-        if is_device_array(y):  # made on the host, once per call
-            B = backend_of(y)
-            y = B.from_host(losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})",
-                                                       B.to_host(y)))
-        else:
-            y = losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})", y)
+        B = backend_of(y)  # on a GPU: made on the host, once per call
+        y = B.from_host(losses_mod.one_hot_indices(f"{owner} ({type(loss).__name__})",
+                                                   B.to_host(y)))
     if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
         raise ValueError(f"{owner}: expected {what} with the same number of samples, got "
                          f"shapes {x.shape} and {y.shape}")

@@ -29,6 +29,17 @@ def class_labels(y):
     return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
 
 
+def data_on_gpu(owner, x, y, what="x and y"):
+    """Whether x and y are both already on the GPU (False: both on the host); one on each is
+    refused."""
+    x_gpu, y_gpu = is_device_array(x), is_device_array(y)
+    if x_gpu != y_gpu:
+        raise TypeError(f"{owner}: expected {what} both on the host or both on the GPU, got "
+                        f"the first on the {'GPU' if x_gpu else 'host'} and the second on the "
+                        f"{'GPU' if y_gpu else 'host'}")
+    return x_gpu
+
+
 # The most a device loader copies to gather a whole epoch at once (the copy doubles the data
 # set's footprint on the device); a larger data set is gathered batch by batch.
 EPOCH_GATHER_BYTES = 1 << 30
@@ -53,12 +64,8 @@ class DataLoader:
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False,
                  transform=None, reuse_buffers=False, device=None):
-        on_gpu = [is_device_array(a) for a in (x, y)]
-        if on_gpu[0] != on_gpu[1]:
-            raise TypeError(f"DataLoader: expected x and y both on the host or both on the GPU, "
-                            f"got x on the {'GPU' if on_gpu[0] else 'host'} and y on the "
-                            f"{'GPU' if on_gpu[1] else 'host'}")
-        if on_gpu[0]:
+        on_gpu = data_on_gpu("DataLoader", x, y)
+        if on_gpu:
             if device not in (None, "cuda"):
                 raise ValueError(f"DataLoader: x and y are on the GPU: expected device='cuda' "
                                  f"(or None), got {device!r}")
@@ -86,7 +93,7 @@ class DataLoader:
                              f"augment, or no transform to keep the data on {device!r}")
         # the data set where the batches are cut (on the host: x itself when contiguous)
         # (data already on the GPU is used as it is: no copy)
-        self._data = ((x, class_labels(y)) if on_gpu[0] else
+        self._data = ((x, class_labels(y)) if on_gpu else
                       (B.from_host(x), B.from_host(class_labels(y) if B.name != "cpu" else y)))
 
     @property

@@ -19,6 +19,14 @@ class LossOps:
                              f"{logits.shape}")
         return n, c
 
+    def _totals(self, op, totals, dtype):
+        """A loss's 2-element totals: the GPU adds into them atomically, in the predictions'
+        type; the host in any float type."""
+        dev = self.device_arrays
+        _checks.array(op, "totals", totals, 1, dtypes=(dtype,) if dev else _checks.FLOAT_DTYPES,
+                      device=dev)
+        _checks.same_shape(op, "totals", totals, (2,))
+
     def softmax_cross_entropy_forward(self, logits, labels, probs_out=None, totals=None,
                                       grad_out=None):
         """-> (mean loss as a Python float, softmax probabilities (N, C)). With totals (a
@@ -38,10 +46,7 @@ class LossOps:
                 raise ValueError(f"{op}: grad_out must be an array of its own, not the probs "
                                  "or the logits")
         if totals is not None:
-            # the GPU adds into totals atomically, in the logits' type; the host in float64
-            dtypes = (logits.dtype,) if dev else _checks.FLOAT_DTYPES
-            _checks.array(op, "totals", totals, 1, dtypes=dtypes, device=dev)
-            _checks.same_shape(op, "totals", totals, (2,))
+            self._totals(op, totals, logits.dtype)
         return self._kernels.softmax_cross_entropy_forward(logits, labels, probs, totals,
                                                           grad_out)
 
@@ -64,9 +69,7 @@ class LossOps:
         if labels_1d and f != 1:
             raise ValueError(f"{op}: labels_1d takes one output per row (targets given as "
                              f"an (N,) vector), got predictions of shape {prediction.shape}")
-        dtypes = (prediction.dtype,) if dev else _checks.FLOAT_DTYPES
-        _checks.array(op, "totals", totals, 1, dtypes=dtypes, device=dev)
-        _checks.same_shape(op, "totals", totals, (2,))
+        self._totals(op, totals, prediction.dtype)
         diff = _checks.out_array(op, diff_out, (n, f), prediction.dtype, name="diff_out",
                                  empty=self.empty, device=dev)
         if diff is target:

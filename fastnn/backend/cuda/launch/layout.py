@@ -65,16 +65,9 @@ class LayoutLaunches:
 
     def copy(self, a, out):
         """A device-to-device copy (not a kernel of ours, and no host round trip)."""
-        cupy = self.ctx.cupy
         with self.ctx.timed("copy device->device"):
-            if cupy is not None:  # Numba's copy_to_device spends ~0.5 ms of Python per call
-                if a.size:
-                    cupy.cuda.runtime.memcpyAsync(
-                        out.device_ctypes_pointer.value, a.device_ctypes_pointer.value,
-                        a.size * np.dtype(a.dtype).itemsize,
-                        cupy.cuda.runtime.memcpyDeviceToDevice, self.ctx.cupy_stream.ptr)
-                return
-            out.copy_to_device(a, stream=self.ctx.stream)
+            if not self._runtime_copy(out, a, "DeviceToDevice"):
+                out.copy_to_device(a, stream=self.ctx.stream)
 
     def copy_from_host(self, host, out):
         """One host-to-device transfer, ordered on the backend's stream (before a replay; the
@@ -82,12 +75,22 @@ class LayoutLaunches:
         driver stages host before it returns, so host may be rewritten at once (a replay's
         seeds are, every step)."""
         self.ctx.counters["copies"] += 1
-        cupy = self.ctx.cupy
         with self.ctx.timed("copy host->device"):
-            if cupy is not None:  # one runtime call, not Numba's copy_to_device (see copy)
-                if host.size:
-                    cupy.cuda.runtime.memcpyAsync(
-                        out.device_ctypes_pointer.value, host.ctypes.data, host.nbytes,
-                        cupy.cuda.runtime.memcpyHostToDevice, self.ctx.cupy_stream.ptr)
-                return
-            out.copy_to_device(host, stream=self.ctx.stream)
+            if not self._runtime_copy(out, host, "HostToDevice"):
+                out.copy_to_device(host, stream=self.ctx.stream)
+
+    def _runtime_copy(self, out, src, kind):
+        """src (a device array, or a numpy one for HostToDevice) into out as one CUDA runtime
+        memcpyAsync on the stream (Numba's copy_to_device spends ~0.5 ms of Python per call);
+        False without CuPy."""
+        cupy = self.ctx.cupy
+        if cupy is None:
+            return False
+        if src.size:
+            host = kind == "HostToDevice"
+            runtime = cupy.cuda.runtime
+            runtime.memcpyAsync(out.device_ctypes_pointer.value,
+                                src.ctypes.data if host else src.device_ctypes_pointer.value,
+                                src.size * np.dtype(src.dtype).itemsize,
+                                getattr(runtime, "memcpy" + kind), self.ctx.cupy_stream.ptr)
+        return True
