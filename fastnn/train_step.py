@@ -1,7 +1,7 @@
 """One training step as a backend's step runner takes it (fastnn.backend.graphs): the
-forward, loss and backward of a Trainer's batch, what a captured graph of it bakes in (key),
-and its host bookkeeping; and the walks over a model's layers it and the trainer make. The
-optimizer's update is the trainer's, after the step (fastnn/trainer.py)."""
+forward, loss, backward and optimizer update of a Trainer's batch, what a captured graph of it
+bakes in (key), and its host bookkeeping; and the walks over a model's layers it and the
+trainer make."""
 
 
 def all_layers(model):
@@ -18,29 +18,41 @@ def stochastic_layers(model):
 
 
 class TrainStep:
-    """One training step's forward, loss and backward (not the optimizer's update), in the
-    form a backend's step runner takes (fastnn.backend.graphs): the trainer never sees a
-    graph, and a backend without graphs simply calls the step."""
+    """One training step's forward, loss, backward and (with `updates`) the optimizer's
+    update, in the form a backend's step runner takes (fastnn.backend.graphs): the trainer
+    never sees a graph, and a backend without graphs simply calls the step. Without `updates`
+    (an optimizer whose update cannot be recorded: Optimizer.records) the trainer updates
+    after the step."""
 
-    def __init__(self, trainer, tally):
-        self.trainer, self.tally = trainer, tally
+    def __init__(self, trainer, tally, updates=True):
+        self.trainer, self.tally, self.updates = trainer, tally, updates
 
     def __call__(self, xb, yb):
-        net = self.trainer.net
+        t = self.trainer
+        net = t.net
         self.tally.add(net.forward(xb), yb)
-        net.backward(self.trainer.loss.backward(), need_dx=False)
+        net.backward(t.loss.backward(), need_dx=False)
+        if self.updates:
+            t.optimizer.step()
+
+    def recorded_optimizer(self):
+        """The optimizer whose update is part of the step, or None (see fastnn.optim's
+        numbers_slot: how a recording takes the numbers that change every step)."""
+        return self.trainer.optimizer if self.updates else None
 
     def key(self, xb, yb):
         """What a captured step bakes in: the batch's shape and dtype, train/eval mode, each
         parameter's binding (its version: arrays, trainability, penalty) and its penalty's
-        strength (a regularizer's lam may change in place), and each layer's capture_key."""
+        strength (a regularizer's lam may change in place), each layer's capture_key, and
+        the update's (Optimizer.capture_key)."""
         t = self.trainer
         params = tuple((p.version, getattr(p.penalty, "lam", None))
                        for p in t.optimizer.params)
         # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
         layers = tuple(layer.capture_key() for layer in t._layers)
+        update = t.optimizer.capture_key() if self.updates else None
         return (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype,
-                t.model.training, params, layers)
+                t.model.training, params, layers, update)
 
     def seeded_layers(self):
         """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""

@@ -81,6 +81,7 @@ class Trainer:
         # backend's step runner); False runs every kernel from Python (the same bits).
         self.cuda_graphs = True
         self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
+        self._records = None  # (the optimizer, whether its update is recorded with the step)
 
     def _totals(self, B, dtype):
         """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
@@ -101,15 +102,24 @@ class Trainer:
 
     def _step(self, xb, yb, tally):
         self.step += 1
-        step = TrainStep(self, tally)
         if not self.cuda_graphs:
-            step(xb, yb)
-        else:
-            runner = self._step_runner(tally.B)
-            runner.run(step, xb, yb)
-            if runner.failed:  # a capture failed (the runner warned): launches from now on
-                self.cuda_graphs = False
-        self.optimizer.step()
+            TrainStep(self, tally)(xb, yb)
+            return
+        runner = self._step_runner(tally.B)
+        step = TrainStep(self, tally, updates=self._update_recorded())
+        runner.run(step, xb, yb)
+        if runner.failed:  # a capture failed (the runner warned): launches from now on
+            self.cuda_graphs = False
+        if not step.updates:
+            self.optimizer.step()
+
+    def _update_recorded(self):
+        """Whether the optimizer's update is part of a recorded step (Optimizer.records),
+        asked once per optimizer (it walks the parameters)."""
+        opt = self.optimizer
+        if self._records is None or self._records[0] is not opt:
+            self._records = (opt, opt.records())
+        return self._records[1]
 
     def step_replayable(self):
         """Whether a step could be replayed from a recording: its loss sums on the device

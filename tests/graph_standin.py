@@ -9,26 +9,34 @@ class Recording:
     """A stand-in for a captured graph on the CPU: replay() reruns the recorded step's device
     work only. Each seeded layer reads its seed slot, as the recorded kernels read the device
     array (a layer that drew a seed itself in a replay would shift its generator and fail the
-    comparisons below). A real capture runs the step's host bookkeeping once and records its
-    device work without running it; here the first replay, right after the capture, does both,
-    and later ones put the host bookkeeping back (the runner counts a replay's host side)."""
+    comparisons below), and the optimizer's update its numbers slot. A real capture runs the
+    step's host bookkeeping once and records its device work without running it; here the
+    first replay, right after the capture, does both, and later ones put the host bookkeeping
+    back (the runner counts a replay's host side)."""
 
     def __init__(self, fn, layers, step):
         self.fn, self.step, self.replays = fn, step, 0
         self.slots = [(layer, layer.seed_slot) for layer in layers]
+        opt = step.recorded_optimizer()  # its update reads the numbers slot, as its kernels do
+        if opt is not None:
+            self.slots.append((opt, opt.numbers_slot))
 
     def replay(self):
         self.replays += 1
         host = None if self.replays == 1 else self.step.host_state()
-        for layer, slot in self.slots:
-            layer.seed_slot = slot
+        for owner, slot in self.slots:
+            setattr(owner, _slot_name(owner), slot)
         try:
             self.fn()
         finally:
-            for layer, _ in self.slots:
-                layer.seed_slot = None
+            for owner, _ in self.slots:
+                setattr(owner, _slot_name(owner), None)
             if host is not None:
                 self.step.restore(host)
+
+
+def _slot_name(owner):
+    return "numbers_slot" if hasattr(owner, "numbers_slot") else "seed_slot"
 
 
 def recording_capture(monkeypatch, backend, trainer_of):

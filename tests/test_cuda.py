@@ -325,7 +325,7 @@ def test_optimizer_kernels_match_the_cpu_ones():
         ("momentum_update", (p, g, s1), (0.1, 0.9, True)),
         ("adagrad_update", (p, g, s2), (0.1, 1e-7)),
         ("rmsprop_update", (p, g, s2), (0.1, 0.9, 1e-7)),
-        ("adam_update", (p, g, s1, s2), (0.01, 0.9, 0.999, 1.2, 1e-8, 0.001)),
+        ("adam_update", (p, g, s1, s2), ((0.01, 1.2, 0.001), 0.9, 0.999, 1e-8)),
     ]
     for name, arrays, hyper in cases:
         host = [a.copy() for a in arrays]
@@ -334,6 +334,18 @@ def test_optimizer_kernels_match_the_cpu_ones():
         getattr(B, name)(*dev, *hyper)
         for h_arr, d_arr in zip(host, dev):
             np.testing.assert_allclose(H(d_arr), h_arr, rtol=1e-5, atol=1e-6, err_msg=name)
+    for name, arrays, hyper in cases:  # the per-step numbers read from device memory
+        dev = [D(a) for a in arrays]
+        numbers = np.array(hyper[0] if isinstance(hyper[0], tuple) else hyper[:1], F32)
+        getattr(B, name)(*dev, D(numbers), *hyper[1:])
+        launched = [D(a) for a in arrays]
+        getattr(B, name)(*launched, *hyper)
+        for a, b in zip(dev, launched):
+            np.testing.assert_array_equal(H(a), H(b), err_msg=name)
+    with pytest.raises(TypeError, match="sgd: expected lr as a CUDA device array"):
+        B.sgd_update(D(p), D(g), np.array([0.1], F32))
+    with pytest.raises(TypeError, match="adam: expected step of dtype float32"):
+        B.adam_update(*(D(a) for a in (p, g, s1, s2)), D(np.zeros(3)), 0.9, 0.999, 1e-8)
     for kind in ("l1", "l2"):
         gh, gd = g.copy(), D(g)
         getattr(cpu, f"add_{kind}_grad")(p, gh, 0.3)
@@ -382,10 +394,10 @@ PTX_CHECK = textwrap.dedent("""
         "softmax_cross_entropy_forward": (A(2), A(1, i64), A(2), A(1), A(1), b, A(2), b, f, f, f),
         "softmax_cross_entropy_backward": (A(2), A(1, i64), A(2), f),
         "mean_squared_error_forward": (A(2), A(2), A(2), A(1), b, f, f, f),
-        "sgd": (A(1), A(1), f),
-        "momentum": (A(1), A(1), A(1), f, f, b),
-        "scaled_step": (A(1), A(1), A(1), f, f, f, f),
-        "adam": (A(1),) * 4 + (f,) * 7,
+        "sgd": (A(1), A(1), f, A(1), b),
+        "momentum": (A(1), A(1), A(1), f, A(1), b, f, b),
+        "scaled_step": (A(1), A(1), A(1), f, A(1), b, f, f, f),
+        "adam": (A(1),) * 4 + (f,) * 3 + (A(1), b) + (f,) * 4,
         "add_l2": (A(1), A(1), f),
         "add_l1": (A(1), A(1), f, f),
     }
@@ -815,8 +827,8 @@ def _random_layers_model(name):
 @pytest.mark.parametrize("name", ["simple-cnn", "deep-cnn", "bn-dropout-cnn", "residual",
                                   "mse-mlp"])
 def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
-    """On a GPU with CuPy, fit replays each step's forward and backward from a CUDA graph
-    (captured at a batch shape's second step): the parameters, the logged losses and the
+    """On a GPU with CuPy, fit replays each step's forward, backward and Adam update from a
+    CUDA graph (captured at a batch shape's second step): the parameters, the logged losses and the
     running statistics are the same bits as launching every kernel, and the steady state
     replays every step; Dropout draws a new mask every replay (its seeds from device memory),
     and leaves its generator where launched steps leave it."""
@@ -856,8 +868,9 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
     """The simulator cannot capture a graph; a stand-in that reruns the recorded step's device
     work (tests/graph_standin.py) checks the captured path's bookkeeping on the CUDA backend:
     Dropout's mask kernel reads its seed from the device array the runner fills before each
-    replay (one copy per step), BatchNorm trains with its running statistics, and the result
-    is launched training's, bit for bit, generators included."""
+    replay (one copy per step), Adam's update reads its step's numbers from another (one copy),
+    BatchNorm trains with its running statistics, and the result is launched training's, bit
+    for bit, generators included."""
     import fastnn
     from fastnn.layers import BatchNorm, Dense, Dropout, ReLU
     from graph_standin import recording_capture
@@ -879,7 +892,7 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
                      model.state_dict(), model.trainer._seeded_layers[0].rng.bit_generator.state,
                      copies))
     assert len(recordings) == 1 and recordings[0].replays == 5  # 6 steps: 1 launched, 5 graphs
-    assert runs[0][3] == runs[1][3] + 5  # each replay's seeds: one copy
+    assert runs[0][3] == runs[1][3] + 10  # each replay's seeds, and its update's numbers
     assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
     for key, value in runs[1][1].items():
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)

@@ -128,8 +128,8 @@ def test_fused_kernels_match_the_oracles(dtype):
     for a, b in zip(got, naive.rmsprop_update(p, g, s1a, 0.1, 0.9, 1e-7)):
         np.testing.assert_allclose(a, b, rtol=rtol)
     t, lr, wd = 3, 0.01, 0.1
-    got = fused(lambda a, m, v: cpu.adam_update(a, g, m, v, lr / (1 - 0.9 ** t), 0.9, 0.999,
-                                                1 / math.sqrt(1 - 0.999 ** t), 1e-8, lr * wd),
+    step = (lr / (1 - 0.9 ** t), 1 / math.sqrt(1 - 0.999 ** t), lr * wd)
+    got = fused(lambda a, m, v: cpu.adam_update(a, g, m, v, step, 0.9, 0.999, 1e-8),
                 p, s1, s2a)
     for a, b in zip(got, naive.adam_update(p, g, s1, s2a, t, lr, 0.9, 0.999, 1e-8, wd)):
         np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=1e-6)
@@ -144,6 +144,39 @@ def test_kernels_reject_mismatched_state():
     with pytest.raises(ValueError, match="writeable"):
         p.flags.writeable = False
         cpu.sgd_update(p, np.zeros(4, np.float32), 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_numbers_read_from_an_array_are_the_numbers(dtype):
+    """Each update takes its per-step numbers (lr; Adam's step) as numbers or as an array of
+    the parameter's dtype holding them (what a recorded update reads on a GPU): the same
+    result, bit for bit, once the numbers are rounded to that dtype as a kernel rounds them;
+    numbers of another count, dtype or kind are refused by name."""
+    rng = np.random.default_rng(1)
+    p, g, m = (rng.standard_normal(50).astype(dtype) for _ in range(3))
+    h = np.abs(m)
+    cases = [("sgd_update", (p, g), (0.1,)), ("momentum_update", (p, g, m), (0.1, 0.9, True)),
+             ("adagrad_update", (p, g, h), (0.1, 1e-7)),
+             ("rmsprop_update", (p, g, h), (0.1, 0.9, 1e-7)),
+             ("adam_update", (p, g, m, h), ((0.03, 1.3, 0.002), 0.9, 0.999, 1e-8))]
+    for name, arrays, hyper in cases:
+        first = hyper[0] if isinstance(hyper[0], tuple) else (hyper[0],)
+        numbers = np.array(first, dtype)
+        rounded = tuple(float(v) for v in numbers)
+        by_value, by_array = [a.copy() for a in arrays], [a.copy() for a in arrays]
+        getattr(cpu, name)(*by_value, rounded if len(first) > 1 else rounded[0], *hyper[1:])
+        getattr(cpu, name)(*by_array, numbers, *hyper[1:])
+        for a, b in zip(by_value, by_array):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    with pytest.raises(ValueError, match=r"adam: expected step of shape \(3,\), got \(2,\)"):
+        cpu.adam_update(p.copy(), g, m.copy(), h.copy(), np.zeros(2, dtype), 0.9, 0.999, 1e-8)
+    with pytest.raises(TypeError, match="adam: expected step as 3 number"):
+        cpu.adam_update(p.copy(), g, m.copy(), h.copy(), (0.1, 1.0), 0.9, 0.999, 1e-8)
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(TypeError, match=f"sgd: expected lr of dtype {np.dtype(dtype)}"):
+        cpu.sgd_update(p.copy(), g, np.array([0.1], other))
+    with pytest.raises(TypeError, match="sgd: expected lr as 1 number"):
+        cpu.sgd_update(p.copy(), g, True)
 
 
 def _small_model():
@@ -208,7 +241,8 @@ def test_one_update_over_the_packed_parameters_equals_one_per_parameter(name):
         loss = fastnn.losses.SoftmaxCrossEntropy()
         calls = []
         update = opt._update
-        opt._update = lambda B, p, g, state: (calls.append(p.shape), update(B, p, g, state))
+        opt._update = lambda B, p, g, state, numbers: (calls.append(p.shape),
+                                                       update(B, p, g, state, numbers))
         for step in range(6):
             if step == 2:
                 model.freeze("0")

@@ -2,6 +2,7 @@
 bit-identically, the progress output, plots, and the `fastnn train` command (the CI job)."""
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -360,6 +361,13 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
         rngs = [l.rng.bit_generator.state for _, l in model.children() if hasattr(l, "rng")]
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), rngs, model.trainer))
+    # each replay copies its seeds in (uint64) and the update's numbers of its step (Adam's
+    # step size and bias correction, float32), for every step the runner ran as a graph
+    numbers = [h for h in seeds_seen if h.dtype != np.uint64]
+    seeds_seen = [h for h in seeds_seen if h.dtype == np.uint64]
+    graphed = [2, 3, 4, 5, 6, 8, 9, 10, 11, 12] if wrap == "rate-schedule" else range(2, 13)
+    np.testing.assert_array_equal(numbers, [np.array(
+        (1e-2 / (1 - 0.9 ** t), 1 / math.sqrt(1 - 0.999 ** t), 0), np.float32) for t in graphed])
     if wrap == "rate-schedule":  # epoch 2 at p = 0: a new graph, and no seeds to draw
         assert [r.replays for r in recordings] == [5, 5] and len(seeds_seen) == 5
     else:  # 12 steps: 1 eager, 11 replays, each with new seeds
@@ -369,6 +377,107 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
     assert runs[0][3].replays_steps and not runs[1][3].replays_steps  # the last step
     for name in runs[1][1]:
         np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
+
+
+def _recorded_and_eager(monkeypatch, build, fit):
+    """build() -> a compiled model; fit(model) trains it. Returns, for recorded steps (the CPU
+    standing in for a GPU) and then for eager ones: (the history without times, the state,
+    the optimizer's state_dict, the trainer), and the recordings."""
+    from fastnn.backend import cpu
+    runs = []
+    for graphs in (True, False):
+        model = build()
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, cpu, lambda: model.trainer)
+            history = fit(model)
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), model.trainer.optimizer.state_dict(), model.trainer))
+    assert runs[0][0] == runs[1][0]
+    for name in runs[1][1]:
+        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
+    assert runs[0][2]["t"] == runs[1][2]["t"]
+    for name, slots in runs[1][2]["state"].items():
+        for slot, value in slots.items():
+            np.testing.assert_array_equal(runs[0][2]["state"][name][slot], value)
+    return runs, recordings
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                                  "adamw"])
+def test_the_update_is_recorded_with_the_step_and_follows_the_learning_rate(monkeypatch,
+                                                                            name):
+    """Every optimizer's update is part of the recorded step (one graph per step on a GPU,
+    nothing launched from Python after it): it reads the numbers that change every step (the
+    learning rate, Adam's bias corrections, AdamW's decay) from device memory, put there before
+    each replay, so a schedule that changes lr between epochs replays the same graph, and the
+    weights, the optimizer's state and step count equal eager training's bit for bit."""
+    x, y = _blobs(200)
+
+    def build():
+        fastnn.seed(5)
+        model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                   Dense(16, 3)])
+        return model.compile("cross_entropy", fastnn.optim.get(name, model, lr=0.05), seed=0)
+
+    def fit(model):
+        steps = []
+        model.trainer.optimizer.step = lambda real=model.trainer.optimizer.step: (
+            steps.append(model.trainer.optimizer.numbers_slot is not None), real())
+        schedule = callbacks.LearningRateScheduler(fastnn.optim.StepDecay, step_size=1,
+                                                   gamma=0.5)
+        history = model.fit(x, y, epochs=3, batch_size=50, verbose=0, callbacks=[schedule])
+        model.steps_seen = steps
+        return history
+    runs, recordings = _recorded_and_eager(monkeypatch, build, fit)
+    assert len(recordings) == 1 and recordings[0].replays == 11  # 12 steps: 1 eager
+    # the recorded update ran in every replay, reading its numbers slot
+    assert runs[0][3].model.steps_seen == [False] + [True] * 11
+    assert runs[1][3].model.steps_seen == [False] * 12
+    assert runs[1][2]["lr"] == pytest.approx(0.05 / 4)
+    assert runs[0][3].replays_steps and runs[0][2]["t"] == 12
+
+
+def test_an_update_that_cannot_be_recorded_runs_after_each_replay(monkeypatch):
+    """An optimizer subclass that overrides the update (it may read numbers a recording would
+    freeze) is not recorded: the step replays without it and the trainer updates after each
+    replay, from Python: the same bits as eager training."""
+    x, y = _blobs(200)
+
+    class HalvingSGD(fastnn.optim.SGD):  # reads its own lr, not the recorded numbers
+        def _update(self, B, p, g, state, numbers):
+            B.sgd_update(p, g, self.lr / (1 + self.t))
+
+    def build():
+        fastnn.seed(6)
+        model = fastnn.Sequential([Flatten(), Dense(32, 8), ReLU(), Dense(8, 3)])
+        return model.compile("cross_entropy", HalvingSGD(model, lr=0.5), seed=0)
+    assert not HalvingSGD(build(), lr=0.1).records()
+    assert fastnn.optim.Adam(build()).records()
+    runs, recordings = _recorded_and_eager(
+        monkeypatch, build, lambda model: model.fit(x, y, epochs=2, batch_size=50, verbose=0))
+    assert len(recordings) == 1 and recordings[0].replays == 7
+    assert recordings[0].step.recorded_optimizer() is None and runs[0][2]["t"] == 8
+
+
+def test_a_loaded_optimizer_state_is_recorded_again(monkeypatch):
+    """Loading an optimizer's state between fits gives it new state arrays (a new plan): the
+    recorded update would still write the old ones, so the next fit records the step again;
+    training goes on as eager training does."""
+    x, y = _blobs(200)
+
+    def build():
+        fastnn.seed(7)
+        model = fastnn.Sequential([Flatten(), Dense(32, 8), ReLU(), Dense(8, 3)])
+        return model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.02), seed=0)
+
+    def fit(model):
+        model.fit(x, y, epochs=1, batch_size=50, verbose=0)
+        opt = model.trainer.optimizer
+        opt.load_state_dict(opt.state_dict())
+        return model.fit(x, y, epochs=1, batch_size=50, verbose=0)
+    runs, recordings = _recorded_and_eager(monkeypatch, build, fit)
+    assert [r.replays for r in recordings] == [3, 3]  # each fit: 1 eager step, 3 replays
 
 
 def test_fastnn_seed_alone_makes_fit_reproducible():
@@ -559,6 +668,9 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
 
         def seeded_layers(self):
             return []
+
+        def recorded_optimizer(self):
+            return None
 
     B = Backend()
     step, runner = Step(B), GraphedSteps(B)

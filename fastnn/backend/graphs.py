@@ -9,6 +9,8 @@ every step; it never sees a graph. A step is an object with:
     step.count(n)       the host side of a replayed step of n samples
     step.seeded_layers()  the layers that draw a mask seed per step (Dropout, DropConnect:
                         next_seed() and seed_slot, see fastnn.layers.dropout)
+    step.recorded_optimizer()  the optimizer whose update is part of the step, or None
+                        (advance() and numbers_slot, see fastnn.optim.Optimizer)
 
 EAGER runs each step as written, one kernel call at a time: the CPU, any backend without graphs,
 and steps that cannot be replayed. GraphedSteps (a backend whose graphs flag is true: CUDA with
@@ -31,11 +33,10 @@ EAGER = EagerSteps()
 
 
 class GraphedSteps:
-    """A training step's forward, loss and backward, captured once per batch shape as a CUDA
-    graph and replayed for every later batch of that shape: one launch instead of one per
-    kernel (each costs tens of microseconds of Python and driver time, which is most of a
-    small step on a GPU). The optimizer's update stays outside (one launch; its scalars,
-    Adam's bias corrections, change every step).
+    """A training step's forward, loss, backward and optimizer update, captured once per batch
+    shape as a CUDA graph and replayed for every later batch of that shape: one launch instead
+    of one per kernel (each costs tens of microseconds of Python and driver time, which is most
+    of a small step on a GPU).
 
     A shape's first step runs as usual (it compiles the kernels and allocates every buffer);
     the second is captured, reading its batch from input buffers of the graph's own that each
@@ -50,7 +51,11 @@ class GraphedSteps:
     device array while they are recorded (their seed_slot): before each replay this runner
     draws the step's seeds on the host, with the layers' own next_seed(), and copies them in
     one transfer. A replay then makes the masks an eager step would make from the same
-    generators, and leaves the generators where an eager step would."""
+    generators, and leaves the generators where an eager step would. The update's numbers
+    that change every step (the learning rate, Adam's bias corrections) are taken the same
+    way: the recorded update reads them from a device array (the optimizer's numbers_slot),
+    and before each replay this runner advances the optimizer's step (advance(), the host
+    side of an update) and copies that step's numbers in."""
 
     def __init__(self, backend):
         self.B = backend
@@ -91,12 +96,13 @@ class GraphedSteps:
         x_in, y_in = entry.get("inputs") or (self._input(xb), self._input(yb))
         B.copy(xb, x_in)
         B.copy(yb, y_in)
-        layers = step.seeded_layers()
+        layers, opt = step.seeded_layers(), step.recorded_optimizer()
         seeds = entry.get("seeds") or (self._seeds(len(layers)) if layers else None)
+        numbers = entry.get("numbers") or (self._numbers(opt) if opt is not None else None)
         if entry["graph"] is None:
             saved = step.host_state()
             try:
-                graph = self._capture(step, x_in, y_in, layers, seeds)
+                graph = self._capture(step, x_in, y_in, layers, seeds, opt, numbers)
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
                 self.failed, self.entry = True, None
@@ -104,26 +110,31 @@ class GraphedSteps:
                               f"graph ({type(exc).__name__}: {exc}); training goes on one "
                               "kernel launch at a time", RuntimeWarning, stacklevel=4)
                 return False
-            entry.update(graph=graph, inputs=(x_in, y_in), seeds=seeds,
+            entry.update(graph=graph, inputs=(x_in, y_in), seeds=seeds, numbers=numbers,
                          allocations=B.allocation_count())
-            self._draw_seeds(layers, seeds)
+            self._step_inputs(layers, seeds, opt, numbers)
             graph.replay()  # the captured step has not run yet
             return True
         step.count(xb.shape[0])  # the host side of the step: the loss's and the tally's counts
-        self._draw_seeds(layers, seeds)
+        self._step_inputs(layers, seeds, opt, numbers)
         entry["graph"].replay()
         return True
 
-    def _capture(self, step, x_in, y_in, layers, seeds):
-        """Record the step, each seeded layer reading its seed from its slot of `seeds` (its
-        generator draws nothing while recorded: the replays' seeds are drawn by _draw_seeds)."""
+    def _capture(self, step, x_in, y_in, layers, seeds, opt, numbers):
+        """Record the step, each seeded layer reading its seed from its slot of `seeds` and
+        the update its numbers from `numbers` (neither draws nor counts anything while
+        recorded: _step_inputs does, for the capture's step and each replay)."""
         for i, layer in enumerate(layers):
             layer.seed_slot = seeds[0][i:i + 1]
+        if opt is not None:
+            opt.numbers_slot = numbers[0]
         try:
             return self.B.capture(lambda: step(x_in, y_in))
         finally:
             for layer in layers:
                 layer.seed_slot = None
+            if opt is not None:
+                opt.numbers_slot = None
 
     def _seeds(self, n):
         """(the device array the recorded layers read their seeds from, its host staging),
@@ -133,13 +144,28 @@ class GraphedSteps:
             self.staging[key] = (self.B.empty((n,), np.uint64), np.zeros(n, np.uint64))
         return self.staging[key]
 
-    def _draw_seeds(self, layers, seeds):
-        """This step's seed of every seeded layer, drawn as an eager step would draw it, put
-        on the device in one copy (outside the graph, ahead of the replay on the stream)."""
+    def _numbers(self, opt):
+        """(the device array the recorded update reads its per-step numbers from, its host
+        staging), made once per count and dtype of numbers: a recapture reuses them."""
+        n, dtype = len(opt.step_numbers()), opt.numbers_dtype()
+        key = ("numbers", n, dtype)
+        if key not in self.staging:
+            self.staging[key] = (self.B.empty((n,), dtype), np.zeros(n, dtype))
+        return self.staging[key]
+
+    def _step_inputs(self, layers, seeds, opt, numbers):
+        """What a replay reads that changes every step, put on the device outside the graph
+        (ahead of the replay on the stream), one copy each: every seeded layer's seed, drawn
+        as an eager step would draw it, and the update's numbers of this step (the optimizer
+        advanced as an eager update would advance it)."""
         if layers:
             device, host = seeds
             for i, layer in enumerate(layers):
                 host[i] = layer.next_seed()
+            self.B.copy_from_host(host, device)
+        if opt is not None:
+            device, host = numbers
+            host[:] = opt.advance()
             self.B.copy_from_host(host, device)
 
 

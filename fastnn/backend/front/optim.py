@@ -1,5 +1,14 @@
 """Optimizer updates and penalty gradients: fused, in place on flat views (formulas in
-fastnn.optim and fastnn.regularizers)."""
+fastnn.optim and fastnn.regularizers).
+
+An update's per-step numbers (lr; Adam's step) are numbers, or an array of this backend and of
+p's dtype holding them, which the kernel reads when it runs: a recorded graph's replays take
+the numbers put there before each one (fastnn.backend.graphs). The CPU, which records nothing,
+reads such an array at the call."""
+import numbers
+
+import numpy as np
+
 from fastnn import _checks
 
 
@@ -17,22 +26,48 @@ class OptimOps:
             flat.append(a if one_d else a.reshape(a.size))
         return flat
 
+    def _numbers(self, op, name, value, count, p):
+        """An update's per-step numbers -> (count floats, {} or {"hp": the device array the
+        kernel reads them from}): `value` is count numbers (a bare one for count 1) or a
+        (count,) array of this backend and of p's dtype."""
+        if isinstance(value, numbers.Real) and count == 1:
+            value = (value,)
+        if isinstance(value, tuple):
+            if len(value) != count or not all(isinstance(v, numbers.Real)
+                                              and not isinstance(v, bool) for v in value):
+                raise TypeError(f"{op}: expected {name} as {count} number(s), or a ({count},) "
+                                f"array holding them, got {value!r}")
+            return value, {}
+        _checks.array(op, name, value, 1, (np.dtype(p.dtype),), device=self.device_arrays)
+        _checks.same_shape(op, name, value, (count,))
+        if not self.device_arrays:
+            return tuple(float(v) for v in value), {}
+        return (0.0,) * count, {"hp": value}
+
     def sgd_update(self, p, g, lr):
-        self._kernels.sgd(*self._flat("sgd", p, ("g", g)), lr)
+        (lr,), hp = self._numbers("sgd", "lr", lr, 1, p)
+        self._kernels.sgd(*self._flat("sgd", p, ("g", g)), lr, **hp)
 
     def momentum_update(self, p, g, v, lr, mu, nesterov=False):
+        (lr,), hp = self._numbers("momentum", "lr", lr, 1, p)
         self._kernels.momentum(*self._flat("momentum", p, ("g", g), ("v", v)), lr, mu,
-                              bool(nesterov))
+                              bool(nesterov), **hp)
 
     def adagrad_update(self, p, g, h, lr, eps):
-        self._kernels.adagrad(*self._flat("adagrad", p, ("g", g), ("h", h)), lr, eps)
+        (lr,), hp = self._numbers("adagrad", "lr", lr, 1, p)
+        self._kernels.adagrad(*self._flat("adagrad", p, ("g", g), ("h", h)), lr, eps, **hp)
 
     def rmsprop_update(self, p, g, h, lr, rho, eps):
-        self._kernels.rmsprop(*self._flat("rmsprop", p, ("g", g), ("h", h)), lr, rho, eps)
+        (lr,), hp = self._numbers("rmsprop", "lr", lr, 1, p)
+        self._kernels.rmsprop(*self._flat("rmsprop", p, ("g", g), ("h", h)), lr, rho, eps,
+                              **hp)
 
-    def adam_update(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay=0.0):
+    def adam_update(self, p, g, m, v, step, beta1, beta2, eps):
+        """step: this step's (step_size, inv_sqrt_bc2, decay): lr / (1 - beta1^t),
+        1 / sqrt(1 - beta2^t), and AdamW's lr * weight_decay (0 for Adam)."""
+        (step_size, inv_sqrt_bc2, decay), hp = self._numbers("adam", "step", step, 3, p)
         self._kernels.adam(*self._flat("adam", p, ("g", g), ("m", m), ("v", v)), step_size,
-                          beta1, beta2, inv_sqrt_bc2, eps, decay)
+                          beta1, beta2, inv_sqrt_bc2, eps, decay, **hp)
 
     def _penalty(self, op, p, g):
         pf, gf = self._flat(op, p, ("g", g))

@@ -38,25 +38,41 @@ class LossLaunches:
 
 
 class OptimLaunches:
-    def sgd(self, p, g, lr):
-        self.ctx.launch(K.sgd, p.size, p, g, const(p, lr))
+    """With hp (a device array of p's dtype, from the front) the kernel reads the update's
+    per-step numbers there when it runs, not from the arguments of the same names."""
 
-    def momentum(self, p, g, v, lr, mu, nesterov):
-        self.ctx.launch(K.momentum, p.size, p, g, v, const(p, lr), const(p, mu), nesterov)
+    def _numbers(self, p, numbers, hp):
+        """(the per-step numbers as kernel arguments, the array hp, in_memory)."""
+        if hp is None:
+            return tuple(const(p, v) for v in numbers), self.scratch("no_hp", (3,), p.dtype), False
+        return tuple(const(p, 0) for _ in numbers), hp, True
 
-    def adagrad(self, p, g, h, lr, eps):
+    def sgd(self, p, g, lr, hp=None):
+        (lr,), hp, in_memory = self._numbers(p, (lr,), hp)
+        self.ctx.launch(K.sgd, p.size, p, g, lr, hp, in_memory)
+
+    def momentum(self, p, g, v, lr, mu, nesterov, hp=None):
+        (lr,), hp, in_memory = self._numbers(p, (lr,), hp)
+        self.ctx.launch(K.momentum, p.size, p, g, v, lr, hp, in_memory, const(p, mu), nesterov)
+
+    def adagrad(self, p, g, h, lr, eps, hp=None):
+        (lr,), hp, in_memory = self._numbers(p, (lr,), hp)
         c = const
-        self.ctx.launch(K.scaled_step, p.size, p, g, h, c(p, lr), c(p, 1), c(p, 1), c(p, eps))
-
-    def rmsprop(self, p, g, h, lr, rho, eps):
-        c = const
-        self.ctx.launch(K.scaled_step, p.size, p, g, h, c(p, lr), c(p, rho), c(p, 1.0 - rho),
+        self.ctx.launch(K.scaled_step, p.size, p, g, h, lr, hp, in_memory, c(p, 1), c(p, 1),
                         c(p, eps))
 
-    def adam(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay):
+    def rmsprop(self, p, g, h, lr, rho, eps, hp=None):
+        (lr,), hp, in_memory = self._numbers(p, (lr,), hp)
         c = const
-        self.ctx.launch(K.adam, p.size, p, g, m, v, c(p, step_size), c(p, beta1), c(p, beta2),
-                        c(p, 1), c(p, inv_sqrt_bc2), c(p, eps), c(p, decay))
+        self.ctx.launch(K.scaled_step, p.size, p, g, h, lr, hp, in_memory, c(p, rho),
+                        c(p, 1.0 - rho), c(p, eps))
+
+    def adam(self, p, g, m, v, step_size, beta1, beta2, inv_sqrt_bc2, eps, decay, hp=None):
+        (step_size, inv_sqrt_bc2, decay), hp, in_memory = self._numbers(
+            p, (step_size, inv_sqrt_bc2, decay), hp)
+        c = const
+        self.ctx.launch(K.adam, p.size, p, g, m, v, step_size, inv_sqrt_bc2, decay, hp,
+                        in_memory, c(p, beta1), c(p, beta2), c(p, 1), c(p, eps))
 
     def add_l2(self, p, g, lam):
         self.ctx.launch(K.add_l2, p.size, p, g, const(p, lam))
