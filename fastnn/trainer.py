@@ -228,13 +228,16 @@ class Trainer:
     def _batch_on(self, B, a):
         """A host batch on backend B. A device gets it copied into the same array every step
         of its shape: a new array per step would be an allocation, and an allocation drops a
-        captured step graph (the next step would capture again)."""
+        captured step graph (the next step would capture again). Where steps replay, that
+        array is the one the graphs read (the step runner's input_buffer): one copy a step."""
         if not B.device_arrays:
             return B.from_host(a)
-        key = (B.name, a.shape, a.dtype.str)
-        buf = self._host_batches.get(key)
+        buf = self._step_runner(B).input_buffer(a) if self.cuda_graphs else None
         if buf is None:
-            buf = self._host_batches[key] = B.empty(a.shape, a.dtype)
+            key = (B.name, a.shape, a.dtype.str)
+            buf = self._host_batches.get(key)
+            if buf is None:
+                buf = self._host_batches[key] = B.empty(a.shape, a.dtype)
         return B.copy_from_host(np.ascontiguousarray(a), buf)
 
     def _run_epoch(self, epochs, validation_data, callbacks, verbose, stream):

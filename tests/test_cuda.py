@@ -987,6 +987,43 @@ def test_device_questions_the_trainer_and_losses_ask_the_backend():
         losses.MeanSquaredError().forward(logits, D(np.zeros((3, 4), np.float64)))
 
 
+def test_a_replayed_host_batch_is_copied_once_into_the_graph_input(monkeypatch):
+    """An augmented batch made on the host goes straight into the buffer the recorded step
+    reads (the runner's input_buffer): one host-to-device copy per array and no device copy
+    after it, and training equals launched training bit for bit (the stand-in recording of
+    tests/graph_standin.py: the simulator cannot capture)."""
+    import fastnn
+    from fastnn.datasets import RandomShift
+    from fastnn.layers import Dense, Flatten, ReLU
+    from graph_standin import recording_capture
+    x, y = _rand((24, 1, 4, 4), 12), np.arange(24) % 3
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(1)
+        model = fastnn.Sequential([Flatten(), Dense(16, 8), ReLU(), Dense(8, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        device_copies = []
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, B, lambda: model.trainer)
+            copy = B.copy
+            m.setattr(B, "copy", lambda a, out: device_copies.append(a) or copy(a, out))
+            copies = B.counters["copies"]
+            history = model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                                transform=RandomShift(1))
+            copies = B.counters["copies"] - copies
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(), copies, len(device_copies)))
+    assert len(recordings) == 1 and recordings[0].replays == 5  # 6 steps: 1 launched
+    # every step: x and y over (2 copies), each replay its update's numbers, each epoch its
+    # read of the loss sums; launched steps copy nothing on the device either (the trainer's
+    # own buffer is the batch)
+    assert runs[0][2:] == (6 * 2 + 5 + 2, 0) and runs[1][2:] == (6 * 2 + 2, 0)
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[1][1].items():
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+
+
 def test_host_batches_go_to_the_same_device_arrays_every_step():
     """Augmented batches are made on the host each step; on a GPU model they are copied into
     one device array per batch shape, not into new ones (a new array per step is an allocation,

@@ -28,6 +28,10 @@ class EagerSteps:
     def run(self, step, xb, yb):
         step(xb, yb)
 
+    def input_buffer(self, a):
+        """Where a host batch like a is best copied to on the device: None, anywhere."""
+        return None
+
 
 EAGER = EagerSteps()
 
@@ -72,8 +76,9 @@ class GraphedSteps:
         if self.failed or not self._as_graph(step, xb, yb):
             step(xb, yb)
 
-    def _input(self, a):
-        """The graphs' input buffer for arrays like a, made once (a recapture reuses it)."""
+    def input_buffer(self, a):
+        """The graphs' input buffer for arrays like a, made once (a recapture reuses it): a
+        host batch copied there is where a replay reads it, with no copy on the device."""
         key = (tuple(a.shape), a.dtype)
         buf = self.staging.get(key)
         if buf is None:
@@ -93,9 +98,10 @@ class GraphedSteps:
             self.entry = {"key": key, "graph": None}
             return False
         step.prepare(xb, yb)  # outside the graph: zeroing a sum must not be replayed
-        x_in, y_in = entry.get("inputs") or (self._input(xb), self._input(yb))
-        B.copy(xb, x_in)
-        B.copy(yb, y_in)
+        x_in, y_in = entry.get("inputs") or (self.input_buffer(xb), self.input_buffer(yb))
+        for a, buf in ((xb, x_in), (yb, y_in)):
+            if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
+                B.copy(a, buf)
         layers, opt = step.seeded_layers(), step.recorded_optimizer()
         seeds = entry.get("seeds") or (self._seeds(len(layers)) if layers else None)
         numbers = entry.get("numbers") or (self._numbers(opt) if opt is not None else None)
