@@ -81,6 +81,26 @@ def _in_order(layer):
         hasattr(layer, "__getitem__")
 
 
+def validation(x, y, validation_data, validation_split, check):
+    """fit's training and validation sets: (x, y, validation_data or None), the validation
+    pair checked by check(x_val, y_val), or split off the end of (x, y)."""
+    if validation_data is not None and validation_split:
+        raise ValueError("fit: give validation_data or validation_split, not both")
+    if validation_split:
+        x, y, validation_data = split_validation(x, y, validation_split)
+    elif validation_split not in (None, 0):
+        split_validation(x, y, validation_split)  # 0.0 is off, else checked
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
+                   if isinstance(validation_data, (tuple, list))
+                   else type(validation_data).__name__)
+            raise ValueError(f"fit: expected validation_data as a pair (x_val, y_val), "
+                             f"got {got}")
+        validation_data = check(*validation_data)
+    return x, y, validation_data
+
+
 def split_validation(x, y, fraction, owner="fit"):
     """-> x_train, y_train, (x_val, y_val): the last `fraction` of the samples held out (in
     their order, before any shuffling), each part at least one sample."""

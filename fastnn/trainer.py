@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from fastnn import fit_inputs, init as initializers, io as model_io, losses as losses_mod, optim
+from fastnn import checkpoint, fit_inputs, init as initializers, losses as losses_mod, optim
 from fastnn._checks import is_device_array
 from fastnn.backend import backend_of, cpu
 from fastnn.datasets.loader import DataLoader
@@ -23,7 +23,7 @@ from fastnn.fit_inputs import cast_input
 from fastnn.history import METRICS, History, Tally, accuracy
 from fastnn.layers.base import check_positive_int
 from fastnn.progress import Progress
-from fastnn.train_step import TrainStep, all_layers, stochastic_layers
+from fastnn.train_step import EvalStep, TrainStep, all_layers, stochastic_layers
 
 
 def model_backend(model):
@@ -82,6 +82,7 @@ class Trainer:
         self.cuda_graphs = True
         self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
         self._records = None  # (the optimizer, whether its update is recorded with the step)
+        self._evaluation_loss = None  # what evaluate sums (_eval_loss)
 
     def _totals(self, B, dtype):
         """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
@@ -129,16 +130,19 @@ class Trainer:
             hasattr(layer, "draws_seed") and hasattr(layer, "next_seed")
             and hasattr(layer, "seed_slot") for layer in stochastic_layers(self.model))
 
-    def _step_runner(self, B):
-        """What runs steps on backend B (Backend.step_runner: eagerly on the CPU, captured and
-        replayed where B has graphs): asked once per backend, not every step (whether the
-        step is replayable walks the model's layers)."""
+    def _step_runner(self, B, evaluation=False):
+        """What runs training (or evaluation) steps on backend B (Backend.step_runner: eagerly
+        on the CPU, captured and replayed where B has graphs; one for each, so that neither
+        drops the other's graph): asked once per backend, not every step (whether the step is
+        replayable walks the model's layers)."""
         if self._runner_backend is not B:
             self._layers = all_layers(self.model)
             self._seeded_layers = [layer for layer in self._layers if hasattr(layer, "rng")]
-            self._runner = B.step_runner(replayable=self.step_replayable())
+            replayable = self.step_replayable()
+            self._runner = B.step_runner(replayable=replayable)
+            self._eval_runner = B.step_runner(replayable=replayable)
             self._runner_backend = B
-        return self._runner
+        return self._eval_runner if evaluation else self._runner
 
     @property
     def replays_steps(self):
@@ -177,20 +181,9 @@ class Trainer:
             raise ValueError(f"fit: expected verbose 0, 1 or 2, got {verbose!r}")
         callbacks = fit_inputs.check_callbacks(callbacks)
         x, y = self._data(x, y, "fit", "x and y")
-        if validation_data is not None and validation_split:
-            raise ValueError("fit: give validation_data or validation_split, not both")
-        if validation_split:
-            x, y, validation_data = fit_inputs.split_validation(x, y, validation_split)
-        elif validation_split not in (None, 0):
-            fit_inputs.split_validation(x, y, validation_split)  # 0.0 is off, else checked
-        if validation_data is not None:
-            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-                got = (f"a {type(validation_data).__name__} of {len(validation_data)}"
-                       if isinstance(validation_data, (tuple, list))
-                       else type(validation_data).__name__)
-                raise ValueError(f"fit: expected validation_data as a pair (x_val, y_val), "
-                                 f"got {got}")
-            validation_data = self._data(*validation_data, "fit", "validation_data")
+        x, y, validation_data = fit_inputs.validation(
+            x, y, validation_data, validation_split,
+            lambda xv, yv: self._data(xv, yv, "fit", "validation_data"))
         B = model_backend(self.model)
         if validation_data is not None and B.device_arrays and \
                 B.host_array(validation_data[0]) is not None:
@@ -281,52 +274,39 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         B = model_backend(self.model)
-        tally = Tally(self, B, type(self.loss)())  # no regularization term: the data loss
+        tally = Tally(self, B, self._eval_loss())
         # on a GPU the data goes over once and the batches are views of it
         loader = DataLoader(x, y, batch_size, shuffle=False, seed=self.rng, reuse_buffers=True,
                             device=B.name)  # in order: it draws nothing from self.rng
+        # on a GPU each batch's forward and loss replay as a graph, like training steps
+        runner, step = self._step_runner(B, evaluation=True), EvalStep(self, tally)
         try:
             for xb, yb in loader:
                 if B.host_array(xb) is not None:
                     xb, yb = B.from_host(xb), B.from_host(yb)
-                tally.add(self.net.forward(xb), yb)
+                if self.cuda_graphs and not runner.failed:
+                    runner.run(step, xb, yb)
+                else:
+                    step(xb, yb)
         finally:
             self.model.train(was)
         return tally.read()
 
-    # -- checkpoints ---------------------------------------------------------------------------
-    def _rng_states(self):
-        return {"trainer": self.rng.bit_generator.state,
-                "fastnn": initializers.default_rng().bit_generator.state,
-                "layers": [layer.rng.bit_generator.state
-                           for layer in stochastic_layers(self.model)]}
+    def _eval_loss(self):
+        """The loss evaluate sums, without the training loss's regularization term (the data
+        loss): one per trainer and loss class, so that a recorded evaluation's buffers (the
+        loss's own) are those every later evaluation writes."""
+        if type(self._evaluation_loss) is not type(self.loss):
+            self._evaluation_loss = type(self.loss)()
+        return self._evaluation_loss
 
+    # -- checkpoints (fastnn/checkpoint.py) ---------------------------------------------------
     def save_checkpoint(self, path):
         """Model, optimizer, epoch, step, history and RNG states, written atomically."""
-        extra = {"epoch": self.epoch, "step": self.step, "loss_steps": self.loss.steps,
-                 "history": self.history.to_dict(), "rng": self._rng_states()}
-        model_io.save(self.model, path, self.optimizer, extra=extra)
+        checkpoint.save(self, path)
 
     def load_checkpoint(self, path):
-        meta, arrays = model_io.read(path)
-        extra = meta.get("extra") or {}
-        if "epoch" not in extra:
-            raise ValueError(f"{path}: a saved model, not a training checkpoint (no epoch)")
-        params, optimizer_state = model_io.unpack(meta, arrays)
-        self.model.load_state_dict(params)
-        self.optimizer.load_state_dict(optimizer_state)
-        self.epoch, self.step = int(extra["epoch"]), int(extra["step"])
-        self.loss.steps = int(extra.get("loss_steps", 0))
-        self.history = History.from_dict(extra["history"])
-        rng = extra["rng"]
-        self.rng.bit_generator.state = rng["trainer"]
-        initializers.default_rng().bit_generator.state = rng["fastnn"]
-        layers = stochastic_layers(self.model)
-        if len(layers) != len(rng["layers"]):
-            raise ValueError(f"{path}: the checkpoint has {len(rng['layers'])} random layers, "
-                             f"the model {len(layers)}")
-        for layer, s in zip(layers, rng["layers"]):
-            layer.rng.bit_generator.state = s
+        checkpoint.load(self, path)
         return self
 
 

@@ -828,7 +828,8 @@ def _random_layers_model(name):
                                   "mse-mlp"])
 def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
     """On a GPU with CuPy, fit replays each step's forward, backward and Adam update from a
-    CUDA graph (captured at a batch shape's second step): the parameters, the logged losses and the
+    CUDA graph (captured at a batch shape's second step), and evaluate each batch's forward
+    and loss: the parameters, the logged and evaluated losses and the
     running statistics are the same bits as launching every kernel, and the steady state
     replays every step; Dropout draws a new mask every replay (its seeds from device memory),
     and leaves its generator where launched steps leave it."""
@@ -853,10 +854,19 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
                             batch_size=100, verbose=0)
         rngs = [layer.rng.bit_generator.state for layer in model.trainer._seeded_layers]
         assert model.trainer.replays_steps == graphs
+        # evaluation steps replay too: the first evaluate runs one batch and captures the
+        # second, the next replays both
+        fitted = len(replays)
+        y_val = np.eye(10, dtype=np.float32)[y[:200]] if mse else y[:200]
+        evaluated = [model.evaluate(x[:200], y_val, batch_size=100) for _ in range(2)]
+        assert len(replays) - fitted == (3 if graphs else 0)
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
-                     model.state_dict(), rngs, model.trainer.cuda_graphs))
-    # epoch 1: run, capture (+ replay), replay, replay; epoch 2: four replays
-    assert len(replays) == 7 and runs[0][3]
+                     model.state_dict(), rngs, model.trainer.cuda_graphs, evaluated))
+    # epoch 1: run, capture (+ replay), replay, replay; epoch 2: four replays; 3 evaluations
+    assert len(replays) == 7 + 3 and runs[0][3]
+    for got, launched in zip(runs[0][4], runs[1][4]):
+        assert got.keys() == launched.keys()
+        np.testing.assert_allclose(list(got.values()), list(launched.values()), rtol=1e-6)
     for key, values in runs[1][0].items():  # the loss sums are atomic adds: any order
         np.testing.assert_allclose(runs[0][0][key], values, rtol=1e-6)
     for key, value in runs[1][1].items():  # parameters and BatchNorm's running statistics

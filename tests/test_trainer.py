@@ -14,7 +14,7 @@ import pytest
 import fastnn
 from fastnn import callbacks
 from fastnn.datasets import RandomShift
-from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from fastnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 
 from graph_standin import recording_capture
 
@@ -263,15 +263,16 @@ def test_step_graphs_are_decided_once_per_backend_and_can_be_turned_off(monkeypa
     model = fastnn.Sequential([Flatten(), Dense(32, 3)])
     model.compile("cross_entropy", "adam")
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
-    assert checks == [cpu] and len(runs) == 8
+    # asked once: a runner for training steps, and one for evaluation steps
+    assert checks == [cpu, cpu] and len(runs) == 8
     model.trainer.cuda_graphs = False
     model.fit(x, y, epochs=1, batch_size=50, verbose=0)
-    assert checks == [cpu] and len(runs) == 8
+    assert checks == [cpu, cpu] and len(runs) == 8
     checks.clear()  # a model with random layers is not walked every step either (and its
     model = fastnn.Sequential([Flatten(), Dense(32, 8), Dropout(0.5), Dense(8, 3)])
     model.compile("cross_entropy", "adam")  # steps go to the graph runner: Dropout replays)
     model.fit(x, y, epochs=2, batch_size=50, verbose=0)
-    assert checks == [cpu] and len(runs) == 16
+    assert checks == [cpu, cpu] and len(runs) == 16
 
 
 def test_mse_steps_replay_and_log_the_host_loss_and_accuracy(monkeypatch):
@@ -478,6 +479,32 @@ def test_a_loaded_optimizer_state_is_recorded_again(monkeypatch):
         return model.fit(x, y, epochs=1, batch_size=50, verbose=0)
     runs, recordings = _recorded_and_eager(monkeypatch, build, fit)
     assert [r.replays for r in recordings] == [3, 3]  # each fit: 1 eager step, 3 replays
+
+
+def test_evaluation_steps_replay_and_give_the_eager_figures(monkeypatch):
+    """evaluate records each batch's forward and loss (summed into device totals) as a graph
+    of its own and replays it, as training steps are (issue 16: on a GPU every launch costs
+    tens of microseconds, and fit evaluates after every epoch): fit's validation figures and a
+    later evaluate equal eager evaluation's bit for bit, and the training step's recording
+    keeps replaying beside it (the CPU stands in for a GPU)."""
+    x, y = _blobs(200)
+
+    def build():
+        fastnn.seed(8)
+        model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                   Dense(16, 8), BatchNorm(8), Dropout(0.2), Dense(8, 3)])
+        return model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.02), seed=0)
+
+    def fit(model):
+        history = model.fit(x, y, epochs=3, batch_size=50, verbose=0,
+                            validation_data=(x[:100], y[:100]))
+        history.history["evaluate"] = [model.evaluate(x[100:], y[100:], batch_size=50)]
+        return history
+    runs, recordings = _recorded_and_eager(monkeypatch, build, fit)
+    assert set(runs[0][0]) >= {"val_loss", "val_accuracy", "evaluate"}
+    # training: 12 steps, 1 eager; evaluation: 2 batches per evaluation, the first eager
+    assert [(r.step.what, r.replays) for r in recordings] == [
+        ("the training step", 11), ("an evaluation step", 3 * 2 - 1 + 2)]
 
 
 def test_fastnn_seed_alone_makes_fit_reproducible():

@@ -112,9 +112,10 @@ class GraphedSteps:
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
                 self.failed, self.entry = True, None
-                warnings.warn(f"fastnn: the training step could not be captured as a CUDA "
-                              f"graph ({type(exc).__name__}: {exc}); training goes on one "
-                              "kernel launch at a time", RuntimeWarning, stacklevel=4)
+                what = getattr(step, "what", "the training step")
+                warnings.warn(f"fastnn: {what} could not be captured as a CUDA graph "
+                              f"({type(exc).__name__}: {exc}); such steps go on one kernel "
+                              "launch at a time", RuntimeWarning, stacklevel=4)
                 return False
             entry.update(graph=graph, inputs=(x_in, y_in), seeds=seeds, numbers=numbers,
                          allocations=B.allocation_count())
