@@ -11,6 +11,8 @@ import numpy as np
 
 from fastnn import _checks
 
+_NO_HP = {}  # no keyword for the kernel: its numbers are its arguments (never written to)
+
 
 class OptimOps:
     def _flat(self, op, p, *others):
@@ -30,6 +32,16 @@ class OptimOps:
         """An update's per-step numbers -> (count floats, {} or {"hp": the device array the
         kernel reads them from}): `value` is count numbers (a bare one for count 1) or a
         (count,) array of this backend and of p's dtype."""
+        # the optimizers' cases first, checked by type (every update pays this; the ABC
+        # checks below cost a microsecond or so)
+        if type(value) is float and count == 1:
+            return (value,), _NO_HP
+        if type(value) is tuple and len(value) == count:
+            for v in value:
+                if type(v) is not float:
+                    break
+            else:
+                return value, _NO_HP
         if isinstance(value, numbers.Real) and count == 1:
             value = (value,)
         if isinstance(value, tuple):
@@ -37,11 +49,11 @@ class OptimOps:
                                               and not isinstance(v, bool) for v in value):
                 raise TypeError(f"{op}: expected {name} as {count} number(s), or a ({count},) "
                                 f"array holding them, got {value!r}")
-            return value, {}
+            return value, _NO_HP
         _checks.array(op, name, value, 1, (np.dtype(p.dtype),), device=self.device_arrays)
         _checks.same_shape(op, name, value, (count,))
         if not self.device_arrays:
-            return tuple(float(v) for v in value), {}
+            return tuple(float(v) for v in value), _NO_HP
         return (0.0,) * count, {"hp": value}
 
     def sgd_update(self, p, g, lr):
