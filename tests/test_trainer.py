@@ -280,7 +280,6 @@ def test_mse_steps_replay_and_log_the_host_loss_and_accuracy(monkeypatch):
     back every step cannot replay): a captured MSE step replays, bit for bit the eager one,
     and the logged loss and accuracy are those of the host's formulas (the mean over every
     element, history.accuracy on one-hot targets) for the same weights."""
-    from fastnn.backend import cpu
     from fastnn.history import accuracy
     x, labels = _blobs(300)
     y = np.eye(3, dtype=np.float32)[labels]
@@ -296,19 +295,9 @@ def test_mse_steps_replay_and_log_the_host_loss_and_accuracy(monkeypatch):
     # first Dropout mask: the one this forward draws from a generator seeded the same way
     first.train()
     out = first.forward(x)
-    runs = []
-    for graphs in (True, False):
-        model = build()
-        with monkeypatch.context() as m:
-            if graphs:
-                recordings = recording_capture(m, cpu, lambda: model.trainer)
-            history = model.fit(x, y, epochs=2, batch_size=50, verbose=0)
-        runs.append(({k: v for k, v in history.history.items() if k != "time"},
-                     model.state_dict(), model.trainer.replays_steps))
-    assert len(recordings) == 1 and recordings[0].replays == 11 and runs[0][2]
-    assert runs[0][0] == runs[1][0]
-    for name in runs[1][1]:
-        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name], err_msg=name)
+    runs, recordings = _recorded_and_eager(
+        monkeypatch, build, lambda model: model.fit(x, y, epochs=2, batch_size=50, verbose=0))
+    assert len(recordings) == 1 and recordings[0].replays == 11 and runs[0][3].replays_steps
     whole = build()
     logs = whole.fit(x, y, epochs=1, batch_size=300, verbose=0, shuffle=False).history
     expected = fastnn.losses.MeanSquaredError().forward(out, y)
