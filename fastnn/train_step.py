@@ -50,7 +50,7 @@ class EvalStep:
         layers = tuple(layer.capture_key() for layer in t._layers)
         opt = self.recorded_optimizer()
         return (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, t.model.training,
-                params, layers, id(self.loss), opt.capture_key() if opt else None)
+                params, layers, self.loss, opt.capture_key() if opt else None)
 
     def seeded_layers(self):
         """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""

@@ -76,12 +76,12 @@ class Trainer:
         self.stop_training = False
         self.loader = None
         self._totals_arrays = {}  # (backend, dtype) -> the device array Tally sums into
-        self._host_batches = {}  # (backend, shape, dtype) -> where host batches go (_batch_on)
+        self._host_batches = {}  # (backend, role, shape, dtype) -> where host batches go
         # On a GPU, replay each step's forward and backward from a captured CUDA graph (the
         # backend's step runner); False runs every kernel from Python (the same bits).
         self.cuda_graphs = True
         self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
-        self._records = None  # (the optimizer, whether its update is recorded with the step)
+        self._records = None  # (optimizer, its plan, whether its update is recorded)
         self._evaluation_loss = None  # what evaluate sums (_eval_loss)
 
     def _totals(self, B, dtype):
@@ -116,11 +116,12 @@ class Trainer:
 
     def _update_recorded(self):
         """Whether the optimizer's update is part of a recorded step (Optimizer.records),
-        asked once per optimizer (it walks the parameters)."""
+        asked once per optimizer and plan (it walks the parameters; freezing some re-plans)."""
         opt = self.optimizer
-        if self._records is None or self._records[0] is not opt:
-            self._records = (opt, opt.records())
-        return self._records[1]
+        opt.plan()
+        if self._records is None or self._records[:2] != (opt, opt.plans):
+            self._records = (opt, opt.plans, opt.records())
+        return self._records[2]
 
     def step_replayable(self):
         """Whether a step could be replayed from a recording: its loss sums on the device
@@ -218,16 +219,16 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
-    def _batch_on(self, B, a):
+    def _batch_on(self, B, role, a):
         """A host batch on backend B. A device gets it copied into the same array every step
         of its shape: a new array per step would be an allocation, and an allocation drops a
         captured step graph (the next step would capture again). Where steps replay, that
         array is the one the graphs read (the step runner's input_buffer): one copy a step."""
         if not B.device_arrays:
             return B.from_host(a)
-        buf = self._step_runner(B).input_buffer(a) if self.cuda_graphs else None
-        if buf is None:
-            key = (B.name, a.shape, a.dtype.str)
+        buf = self._step_runner(B).input_buffer(role, a) if self.cuda_graphs else None
+        if buf is None:  # (role: "x" or "y", an x and a y of one shape are two arrays)
+            key = (B.name, role, a.shape, a.dtype.str)
             buf = self._host_batches.get(key)
             if buf is None:
                 buf = self._host_batches[key] = B.empty(a.shape, a.dtype)
@@ -244,7 +245,7 @@ class Trainer:
         last = len(self.loader) - 1
         for i, (xb, yb) in enumerate(self.loader):
             if B.host_array(xb) is not None:  # a host batch (augmented, or a CPU model)
-                xb, yb = self._batch_on(B, xb), self._batch_on(B, yb)
+                xb, yb = self._batch_on(B, "x", xb), self._batch_on(B, "y", yb)
             self._step(xb, yb, tally)
             if tally.steps >= self.sync_every or i == last:
                 progress.update(tally.seen + tally.pending, tally.read())

@@ -1034,6 +1034,27 @@ def test_a_replayed_host_batch_is_copied_once_into_the_graph_input(monkeypatch):
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
 
 
+def test_host_batches_of_inputs_and_targets_of_one_shape_go_to_two_arrays():
+    """Augmented host batches whose x and y have one shape and dtype (targets like the
+    inputs) are copied into two device arrays, one per role, not one shared by both (the step
+    would train on (y, y)): GPU training follows the CPU's."""
+    import fastnn
+    from fastnn.layers import Dense, ReLU
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((24, 6)).astype(F32)
+    y = np.tanh(x[:, ::-1])
+    states = {}
+    for device in ("cpu", "cuda"):
+        fastnn.seed(2)
+        model = fastnn.Sequential([Dense(6, 8), ReLU(), Dense(8, 6)])
+        model.compile("mse", fastnn.optim.Adam(model, lr=0.02), seed=0).to(device)
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, transform=lambda b, rng: b * 1.5)
+        states[device] = model.state_dict()
+    for name, value in states["cpu"].items():
+        np.testing.assert_allclose(states["cuda"][name], value, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
 def test_host_batches_go_to_the_same_device_arrays_every_step():
     """Augmented batches are made on the host each step; on a GPU model they are copied into
     one device array per batch shape, not into new ones (a new array per step is an allocation,

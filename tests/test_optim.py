@@ -175,8 +175,17 @@ def test_update_numbers_read_from_an_array_are_the_numbers(dtype):
     other = np.float64 if dtype == np.float32 else np.float32
     with pytest.raises(TypeError, match=f"sgd: expected lr of dtype {np.dtype(dtype)}"):
         cpu.sgd_update(p.copy(), g, np.array([0.1], other))
-    with pytest.raises(TypeError, match="sgd: expected lr as 1 number"):
-        cpu.sgd_update(p.copy(), g, True)
+    for bad in (True, None, "0.1"):
+        with pytest.raises(TypeError, match="sgd: expected lr as 1 number"):
+            cpu.sgd_update(p.copy(), g, bad)
+    with pytest.raises(TypeError, match=r"adam: expected step as 3 number\(s\), or a \(3,\) "
+                                        "array holding them, got float"):
+        cpu.adam_update(p.copy(), g, m.copy(), h.copy(), 0.1, 0.9, 0.999, 1e-8)
+    # a 0-d array or a numpy scalar is a number (an lr set as np.array(0.1) still trains)
+    by_value, by_scalar = p.copy(), p.copy()
+    cpu.sgd_update(by_value, g, 0.1)
+    cpu.sgd_update(by_scalar, g, np.array(0.1))
+    np.testing.assert_array_equal(by_value, by_scalar)
 
 
 def _small_model():
@@ -241,8 +250,7 @@ def test_one_update_over_the_packed_parameters_equals_one_per_parameter(name):
         loss = fastnn.losses.SoftmaxCrossEntropy()
         calls = []
         update = opt._update
-        opt._update = lambda B, p, g, state, numbers: (calls.append(p.shape),
-                                                       update(B, p, g, state, numbers))
+        opt._update = lambda B, p, g, state: (calls.append(p.shape), update(B, p, g, state))
         for step in range(6):
             if step == 2:
                 model.freeze("0")

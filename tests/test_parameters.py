@@ -125,8 +125,7 @@ def test_an_optimizer_finds_the_arena_without_looking_into_layers():
     opt = optim.SGD(model, lr=0.1)
     calls = []
     update = opt._update
-    opt._update = lambda B, p, g, state, numbers: (calls.append(p.shape),
-                                                       update(B, p, g, state, numbers))
+    opt._update = lambda B, p, g, state: (calls.append(p.shape), update(B, p, g, state))
     _step(model, opt)
     assert calls == [(43,)]  # one pass over the arena: 4*5 + 5 + 5*3 + 3
     assert opt.params[0].arena is model[0].parameter("W").arena

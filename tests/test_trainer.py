@@ -411,9 +411,14 @@ def test_the_update_is_recorded_with_the_step_and_follows_the_learning_rate(monk
         return model.compile("cross_entropy", fastnn.optim.get(name, model, lr=0.05), seed=0)
 
     def fit(model):
-        steps = []
-        model.trainer.optimizer.step = lambda real=model.trainer.optimizer.step: (
-            steps.append(model.trainer.optimizer.numbers_slot is not None), real())
+        steps, opt = [], model.trainer.optimizer
+        real = opt._update
+
+        @fastnn.optim.recordable
+        def spy(B, p, g, state, numbers):  # an update reading its numbers from the slot?
+            steps.append(not isinstance(numbers, tuple))
+            return real(B, p, g, state, numbers)
+        opt._update = spy
         schedule = callbacks.LearningRateScheduler(fastnn.optim.StepDecay, step_size=1,
                                                    gamma=0.5)
         history = model.fit(x, y, epochs=3, batch_size=50, verbose=0, callbacks=[schedule])
@@ -421,21 +426,24 @@ def test_the_update_is_recorded_with_the_step_and_follows_the_learning_rate(monk
         return history
     runs, recordings = _recorded_and_eager(monkeypatch, build, fit)
     assert len(recordings) == 1 and recordings[0].replays == 11  # 12 steps: 1 eager
-    # the recorded update ran in every replay, reading its numbers slot
-    assert runs[0][3].model.steps_seen == [False] + [True] * 11
-    assert runs[1][3].model.steps_seen == [False] * 12
+    # the recorded update ran in every replay, reading its numbers slot (n updates a step:
+    # one per parameter, the model's are not packed)
+    n = len(runs[1][3].model.steps_seen) // 12
+    assert n == 4 and runs[1][3].model.steps_seen == [False] * 12 * n
+    assert runs[0][3].model.steps_seen == [False] * n + [True] * 11 * n
     assert runs[1][2]["lr"] == pytest.approx(0.05 / 4)
     assert runs[0][3].replays_steps and runs[0][2]["t"] == 12
 
 
 def test_an_update_that_cannot_be_recorded_runs_after_each_replay(monkeypatch):
     """An optimizer subclass that overrides the update (it may read numbers a recording would
-    freeze) is not recorded: the step replays without it and the trainer updates after each
-    replay, from Python: the same bits as eager training."""
+    freeze: its _update(B, p, g, state) takes none) is not recorded: the step replays
+    without it and the trainer updates after each replay, from Python: the same bits as eager
+    training."""
     x, y = _blobs(200)
 
     class HalvingSGD(fastnn.optim.SGD):  # reads its own lr, not the recorded numbers
-        def _update(self, B, p, g, state, numbers):
+        def _update(self, B, p, g, state):
             B.sgd_update(p, g, self.lr / (1 + self.t))
 
     def build():
@@ -448,6 +456,57 @@ def test_an_update_that_cannot_be_recorded_runs_after_each_replay(monkeypatch):
         monkeypatch, build, lambda model: model.fit(x, y, epochs=2, batch_size=50, verbose=0))
     assert len(recordings) == 1 and recordings[0].replays == 7
     assert recordings[0].step.recorded_optimizer() is None and runs[0][2]["t"] == 8
+
+
+def test_inputs_and_targets_of_one_shape_replay_from_two_buffers(monkeypatch):
+    """A replay reads x and y from input buffers of its own, one per role: where both have one
+    shape and dtype (an autoencoder's targets are its inputs), they are still two arrays, and
+    training and validation equal eager ones bit for bit (one buffer would train on (y, y))."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    y = np.tanh(x[:, ::-1] * 0.5)  # the targets: another (200, 8) float32 array
+
+    def build():
+        fastnn.seed(9)
+        model = fastnn.Sequential([Dense(8, 16), ReLU(), Dense(16, 8)])
+        return model.compile("mse", fastnn.optim.Adam(model, lr=0.01), seed=0)
+    runs, recordings = _recorded_and_eager(monkeypatch, build, lambda model: model.fit(
+        x, y, epochs=2, batch_size=50, verbose=0, validation_data=(x[:100], y[:100])))
+    assert [r.replays for r in recordings] == [7, 3]  # training; validation, 2 batches each
+
+
+class _AtEpoch2(callbacks.Callback):
+    def __init__(self, change):
+        self.change = change
+
+    def on_epoch_begin(self, epoch):
+        if epoch == 2:
+            self.change(self.trainer)
+
+
+@pytest.mark.parametrize("name,change", [
+    ("momentum", lambda t: setattr(t.optimizer, "momentum", 0.5)),
+    ("momentum", lambda t: setattr(t.optimizer, "nesterov", True)),  # a flag, on the instance
+    ("adam", lambda t: setattr(t.optimizer, "beta1", 0.8)),
+    ("adamw", lambda t: setattr(t.optimizer, "weight_decay", 0.1)),
+    ("adam", lambda t: t.model.freeze()),  # nothing left to update
+    ("adam", lambda t: setattr(t, "optimizer", fastnn.optim.Adam(t.model, lr=0.05))),
+], ids=["momentum", "nesterov-flag", "beta1", "weight-decay", "freeze-all", "new-optimizer"])
+def test_what_a_recorded_update_bakes_in_is_recorded_again(monkeypatch, name, change):
+    """The recorded update bakes in the optimizer (its state arrays), its hyperparameters but
+    lr and its flags, and which parameters it trains: a change of any of them between epochs
+    is a new recording, not a replay of the old update (the stand-in reruns Python, so here
+    only the count of recordings shows it; on a GPU a stale replay would apply the old
+    values), and training equals eager training's bit for bit."""
+    x, y = _blobs(200)
+
+    def build():
+        fastnn.seed(10)
+        model = fastnn.Sequential([Flatten(), Dense(32, 8), ReLU(), Dense(8, 3)])
+        return model.compile("cross_entropy", fastnn.optim.get(name, model, lr=0.05), seed=0)
+    runs, recordings = _recorded_and_eager(monkeypatch, build, lambda model: model.fit(
+        x, y, epochs=2, batch_size=50, verbose=0, callbacks=[_AtEpoch2(change)]))
+    assert [r.replays for r in recordings] == [3, 3]  # each epoch: 1 eager step, 3 replays
 
 
 def test_a_loaded_optimizer_state_is_recorded_again(monkeypatch):

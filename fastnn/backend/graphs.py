@@ -28,8 +28,9 @@ class EagerSteps:
     def run(self, step, xb, yb):
         step(xb, yb)
 
-    def input_buffer(self, a):
-        """Where a host batch like a is best copied to on the device: None, anywhere."""
+    def input_buffer(self, role, a):
+        """Where a host batch like a ("x" or "y", its role) is best copied to on the device:
+        None, anywhere."""
         return None
 
 
@@ -64,7 +65,9 @@ class GraphedSteps:
     def __init__(self, backend):
         self.B = backend
         self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
-        self.staging = {}  # (shape, dtype) -> the input buffer graphs of that shape read
+        # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds", n) and
+        # ("numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
+        self.staging = {}
         self.failed = False
 
     @property
@@ -76,10 +79,11 @@ class GraphedSteps:
         if self.failed or not self._as_graph(step, xb, yb):
             step(xb, yb)
 
-    def input_buffer(self, a):
-        """The graphs' input buffer for arrays like a, made once (a recapture reuses it): a
-        host batch copied there is where a replay reads it, with no copy on the device."""
-        key = (tuple(a.shape), a.dtype)
+    def input_buffer(self, role, a):
+        """The graphs' input buffer for arrays like a in their role ("x", "y": an x and a y of
+        one shape are two buffers), made once (a recapture reuses it): a host batch copied
+        there is where a replay reads it, with no copy on the device."""
+        key = (role, tuple(a.shape), np.dtype(a.dtype))
         buf = self.staging.get(key)
         if buf is None:
             buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
@@ -98,7 +102,8 @@ class GraphedSteps:
             self.entry = {"key": key, "graph": None}
             return False
         step.prepare(xb, yb)  # outside the graph: zeroing a sum must not be replayed
-        x_in, y_in = entry.get("inputs") or (self.input_buffer(xb), self.input_buffer(yb))
+        x_in, y_in = entry.get("inputs") or (self.input_buffer("x", xb),
+                                             self.input_buffer("y", yb))
         for a, buf in ((xb, x_in), (yb, y_in)):
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
                 B.copy(a, buf)
@@ -154,7 +159,7 @@ class GraphedSteps:
     def _numbers(self, opt):
         """(the device array the recorded update reads its per-step numbers from, its host
         staging), made once per count and dtype of numbers: a recapture reuses them."""
-        n, dtype = len(opt.step_numbers()), opt.numbers_dtype()
+        n, dtype = opt.numbers_count, opt.numbers_dtype()
         key = ("numbers", n, dtype)
         if key not in self.staging:
             self.staging[key] = (self.B.empty((n,), dtype), np.zeros(n, dtype))

@@ -73,6 +73,8 @@ class Optimizer:
     # array on the parameters' backend: the step runner advances the step (advance()) and
     # puts that step's numbers there before each replay. None: step() takes its own.
     numbers_slot = None
+    numbers_count = 1  # how many numbers step_numbers() gives
+    flags = ()  # class attributes the update's kernels take besides `hyper` (capture_key)
 
     def step(self):
         """One update of every trainable parameter: one fused pass over all of them when they
@@ -84,15 +86,19 @@ class Optimizer:
         else:  # recorded: the runner has advanced t and puts the numbers in the slot
             numbers = self.numbers_slot
         arena, updates = self.plan()
+        # an update of fastnn's own takes the numbers; one of a subclass of its own,
+        # _update(B, p, g, state), reads what it needs from the optimizer
+        extra = (numbers,) if getattr(self._update, "recordable", False) else ()
         if arena is not None:
-            self._update(arena.backend, arena.params, arena.grads, updates, numbers)
+            self._update(arena.backend, arena.params, arena.grads, updates, *extra)
             return
         for B, p, g, state in updates:
-            self._update(B, p, g, state, numbers)
+            self._update(B, p, g, state, *extra)
 
     def step_numbers(self):
-        """The numbers step t's update takes that may change from step to step (here lr:
-        a schedule or a callback may set it), a tuple; the rest is fixed (capture_key)."""
+        """The numbers_count numbers step t's update takes that may change from step to step
+        (here lr: a schedule or a callback may set it), a tuple; the rest is fixed
+        (capture_key)."""
         return (self.lr,)
 
     def advance(self):
@@ -103,23 +109,30 @@ class Optimizer:
 
     def records(self):
         """Whether a recorded step may include this update: fastnn's own updates (@recordable)
-        take every number that changes between steps from step_numbers(), in one dtype. A
-        subclass that overrides step, or _update without @recordable (it may read numbers a
-        recording would freeze), runs its update after each replay instead, from Python."""
-        cls = type(self)
-        return (cls.step is Optimizer.step and getattr(cls._update, "recordable", False)
-                and len({np.dtype(p.value.dtype) for p in self.params if p.trainable}) == 1)
+        take every number that changes between steps from step_numbers(), in one dtype. One
+        that overrides step, or _update without @recordable (it may read numbers a recording
+        would freeze), runs after each replay instead, from Python; so does an optimizer with
+        nothing to train."""
+        dtypes = {np.dtype(p.value.dtype) for p in self.params if p.trainable}
+        return (type(self).step is Optimizer.step and "step" not in vars(self)
+                and getattr(self._update, "recordable", False) and len(dtypes) == 1)
 
     def numbers_dtype(self):
-        """The dtype of the trainable parameters (that of numbers_slot)."""
+        """The dtype of the trainable parameters (that of numbers_slot; records() is true)."""
         return next(np.dtype(p.value.dtype) for p in self.params if p.trainable)
 
     def capture_key(self):
-        """What a recorded update bakes in: the class, the hyperparameters other than lr, and
-        the arrays planned (a new plan, after a parameter moved or state was loaded, is new
-        arrays to record)."""
+        """What a recorded update bakes in: the optimizer itself, its hyperparameters other
+        than lr and its flags, and the arrays planned (a new plan, after a parameter moved,
+        was frozen or state was loaded, is new arrays to record)."""
         self.plan()
-        return (type(self), self._plans, tuple(getattr(self, h) for h in self.hyper))
+        return (self, self._plans, tuple(getattr(self, h) for h in self.hyper),
+                tuple(getattr(self, f) for f in self.flags))
+
+    @property
+    def plans(self):
+        """How many plans of the update were made (one more after any change: plan())."""
+        return self._plans
 
     def plan(self):
         """(arena, updates) as _make_plan made them, made again after any change."""
@@ -173,9 +186,10 @@ class Optimizer:
     def initial_state(self):
         return {}
 
-    def _update(self, B, p, g, state, numbers):
-        """Update p (and its state) from g on backend B, numbers: step_numbers() or the slot
-        holding them."""
+    def _update(self, B, p, g, state, numbers=None):
+        """Update p (and its state) from g on backend B. fastnn's rules are @recordable and
+        take numbers: step_numbers() or the slot holding them (None: step_numbers()); a
+        subclass's own _update(B, p, g, state) is called without them."""
         raise NotImplementedError
 
     def zero_grad(self):

@@ -11,13 +11,15 @@ class SGD(Optimizer):
         super().__init__(params, lr)
 
     @recordable
-    def _update(self, B, p, g, state, numbers):
+    def _update(self, B, p, g, state, numbers=None):
+        numbers = self.step_numbers() if numbers is None else numbers
         B.sgd_update(p, g, numbers)
 
 
 class Momentum(Optimizer):
     slots = ("v",)
     hyper = ("momentum",)
+    flags = ("nesterov",)
     nesterov = False
 
     def __init__(self, params, lr=0.01, momentum=0.9):
@@ -25,7 +27,8 @@ class Momentum(Optimizer):
         self.momentum = _check_hyper(type(self).__name__, "momentum", momentum, high=1.0)
 
     @recordable
-    def _update(self, B, p, g, state, numbers):
+    def _update(self, B, p, g, state, numbers=None):
+        numbers = self.step_numbers() if numbers is None else numbers
         B.momentum_update(p, g, state["v"], numbers, self.momentum, self.nesterov)
 
 
@@ -50,7 +53,8 @@ class AdaGrad(Optimizer):
         return {"h": self.initial_accumulator_value}
 
     @recordable
-    def _update(self, B, p, g, state, numbers):
+    def _update(self, B, p, g, state, numbers=None):
+        numbers = self.step_numbers() if numbers is None else numbers
         B.adagrad_update(p, g, state["h"], numbers, self.eps)
 
 
@@ -64,13 +68,16 @@ class RMSProp(Optimizer):
         self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
 
     @recordable
-    def _update(self, B, p, g, state, numbers):
+    def _update(self, B, p, g, state, numbers=None):
+        numbers = self.step_numbers() if numbers is None else numbers
         B.rmsprop_update(p, g, state["h"], numbers, self.decay_rate, self.eps)
 
 
 class Adam(Optimizer):
     slots = ("m", "v")
     hyper = ("beta1", "beta2", "eps", "weight_decay")
+    flags = ("decoupled",)
+    numbers_count = 3  # step_numbers: step size, bias correction, decoupled decay
 
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
@@ -90,7 +97,8 @@ class Adam(Optimizer):
                 self.lr * self.weight_decay if self.decoupled else 0.0)
 
     @recordable
-    def _update(self, B, p, g, state, numbers):
+    def _update(self, B, p, g, state, numbers=None):
+        numbers = self.step_numbers() if numbers is None else numbers
         if self.weight_decay and not self.decoupled:
             # PyTorch's Adam: L2 added to the gradient (g is rewritten by every backward)
             B.add_l2_grad(p, g, self.weight_decay)

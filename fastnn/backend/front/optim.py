@@ -14,6 +14,13 @@ from fastnn import _checks
 _NO_HP = {}  # no keyword for the kernel: its numbers are its arguments (never written to)
 
 
+def _is_number(v):
+    """A real number (not a bool), or a 0-d numpy array holding one (numpy's scalars are)."""
+    if isinstance(v, np.ndarray):
+        return v.ndim == 0 and v.dtype.kind in "fiu"
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 class OptimOps:
     def _flat(self, op, p, *others):
         """p (writeable) and its same-shaped companions -> flat views of them all."""
@@ -42,14 +49,17 @@ class OptimOps:
                     break
             else:
                 return value, _NO_HP
-        if isinstance(value, numbers.Real) and count == 1:
+        if count == 1 and _is_number(value):
             value = (value,)
         if isinstance(value, tuple):
-            if len(value) != count or not all(isinstance(v, numbers.Real)
-                                              and not isinstance(v, bool) for v in value):
+            if len(value) != count or not all(_is_number(v) for v in value):
                 raise TypeError(f"{op}: expected {name} as {count} number(s), or a ({count},) "
                                 f"array holding them, got {value!r}")
-            return value, _NO_HP
+            return tuple(float(v) for v in value), _NO_HP
+        if getattr(value, "ndim", None) != 1:
+            raise TypeError(f"{op}: expected {name} as {count} number(s), or a ({count},) "
+                            f"array holding them, got {type(value).__name__} "
+                            f"{getattr(value, 'shape', value)!r}")
         _checks.array(op, name, value, 1, (np.dtype(p.dtype),), device=self.device_arrays)
         _checks.same_shape(op, name, value, (count,))
         if not self.device_arrays:
