@@ -81,7 +81,6 @@ class Trainer:
         # backend's step runner); False runs every kernel from Python (the same bits).
         self.cuda_graphs = True
         self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
-        self._records = None  # (optimizer, its plan, whether its update is recorded)
         self._evaluation_loss = None  # what evaluate sums (_eval_loss)
 
     def _totals(self, B, dtype):
@@ -107,21 +106,12 @@ class Trainer:
             TrainStep(self, tally)(xb, yb)
             return
         runner = self._step_runner(tally.B)
-        step = TrainStep(self, tally, updates=self._update_recorded())
+        step = TrainStep(self, tally, updates=self.optimizer.records())
         runner.run(step, xb, yb)
         if runner.failed:  # a capture failed (the runner warned): launches from now on
             self.cuda_graphs = False
         if not step.updates:
             self.optimizer.step()
-
-    def _update_recorded(self):
-        """Whether the optimizer's update is part of a recorded step (Optimizer.records),
-        asked once per optimizer and plan (it walks the parameters; freezing some re-plans)."""
-        opt = self.optimizer
-        opt.plan()
-        if self._records is None or self._records[:2] != (opt, opt.plans):
-            self._records = (opt, opt.plans, opt.records())
-        return self._records[2]
 
     def step_replayable(self):
         """Whether a step could be replayed from a recording: its loss sums on the device
@@ -299,6 +289,7 @@ class Trainer:
         loss's own) are those every later evaluation writes."""
         if type(self._evaluation_loss) is not type(self.loss):
             self._evaluation_loss = type(self.loss)()
+        self._evaluation_loss.steps = 0  # an evaluation's steps (a NaN names its own)
         return self._evaluation_loss
 
     # -- checkpoints (fastnn/checkpoint.py) ---------------------------------------------------

@@ -188,6 +188,20 @@ def test_update_numbers_read_from_an_array_are_the_numbers(dtype):
     np.testing.assert_array_equal(by_value, by_scalar)
 
 
+def test_a_replayed_update_gets_as_many_numbers_as_its_slot_holds():
+    """advance() (the host side of a replayed update) checks step_numbers against
+    numbers_count, the size of the device array a recording reads them from."""
+    class Miscounted(optim.SGD):
+        numbers_count = 3
+
+    opt = Miscounted(_small_model(), lr=0.1)
+    with pytest.raises(ValueError, match="Miscounted.step_numbers: expected numbers_count = 3 "
+                                         "numbers, got 1"):
+        opt.advance()
+    assert optim.Adam(_small_model()).advance() == pytest.approx((1e-3 / 0.1, 1 / 0.001 ** 0.5,
+                                                                  0.0))
+
+
 def _small_model():
     fastnn.seed(0)
     from fastnn.layers import Dense, ReLU

@@ -491,7 +491,11 @@ class _AtEpoch2(callbacks.Callback):
     ("adamw", lambda t: setattr(t.optimizer, "weight_decay", 0.1)),
     ("adam", lambda t: t.model.freeze()),  # nothing left to update
     ("adam", lambda t: setattr(t, "optimizer", fastnn.optim.Adam(t.model, lr=0.05))),
-], ids=["momentum", "nesterov-flag", "beta1", "weight-decay", "freeze-all", "new-optimizer"])
+    # an update set on the instance, not @recordable: from then on it runs after each replay
+    ("adam", lambda t: setattr(t.optimizer, "_update",
+                               lambda B, p, g, state: B.sgd_update(p, g, 0.01))),
+], ids=["momentum", "nesterov-flag", "beta1", "weight-decay", "freeze-all", "new-optimizer",
+        "update-on-instance"])
 def test_what_a_recorded_update_bakes_in_is_recorded_again(monkeypatch, name, change):
     """The recorded update bakes in the optimizer (its state arrays), its hyperparameters but
     lr and its flags, and which parameters it trains: a change of any of them between epochs

@@ -56,6 +56,7 @@ class Optimizer:
             p.watch(self._watch)
         self._plan = None      # what step() updates, made by _make_plan after each change
         self._plans = 0        # plans made so far
+        self._dtypes = (None, None)  # (plan, the trainable parameters' dtypes): records()
         self.state = {}
 
     @property
@@ -105,7 +106,11 @@ class Optimizer:
         """The host side of a recorded update that is replayed: the step count, and the
         numbers of the step (step_numbers) the replay is to read from numbers_slot."""
         self.t += 1
-        return self.step_numbers()
+        numbers = self.step_numbers()
+        if len(numbers) != self.numbers_count:
+            raise ValueError(f"{type(self).__name__}.step_numbers: expected numbers_count = "
+                             f"{self.numbers_count} numbers, got {len(numbers)}")
+        return numbers
 
     def records(self):
         """Whether a recorded step may include this update: fastnn's own updates (@recordable)
@@ -113,20 +118,25 @@ class Optimizer:
         that overrides step, or _update without @recordable (it may read numbers a recording
         would freeze), runs after each replay instead, from Python; so does an optimizer with
         nothing to train."""
-        dtypes = {np.dtype(p.value.dtype) for p in self.params if p.trainable}
+        self.plan()
+        if self._dtypes[0] != self._plans:  # the parameters' walk, once per plan
+            self._dtypes = (self._plans, {np.dtype(p.value.dtype) for p in self.params
+                                          if p.trainable})
         return (type(self).step is Optimizer.step and "step" not in vars(self)
-                and getattr(self._update, "recordable", False) and len(dtypes) == 1)
+                and getattr(self._update, "recordable", False) and len(self._dtypes[1]) == 1)
 
     def numbers_dtype(self):
         """The dtype of the trainable parameters (that of numbers_slot; records() is true)."""
         return next(np.dtype(p.value.dtype) for p in self.params if p.trainable)
 
     def capture_key(self):
-        """What a recorded update bakes in: the optimizer itself, its hyperparameters other
-        than lr and its flags, and the arrays planned (a new plan, after a parameter moved,
-        was frozen or state was loaded, is new arrays to record)."""
+        """What a recorded update bakes in: the optimizer itself, its update (one set on the
+        instance is another), its hyperparameters other than lr and its flags, and the arrays
+        planned (a new plan, after a parameter moved, was frozen or state was loaded, is new
+        arrays to record)."""
         self.plan()
-        return (self, self._plans, tuple(getattr(self, h) for h in self.hyper),
+        return (self, self._plans, getattr(self._update, "__func__", self._update),
+                tuple(getattr(self, h) for h in self.hyper),
                 tuple(getattr(self, f) for f in self.flags))
 
     @property

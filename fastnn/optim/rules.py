@@ -90,8 +90,9 @@ class Adam(Optimizer):
     decoupled = False  # AdamW: weight decay shrinks p itself, not through the gradient
 
     def step_numbers(self):
-        """(step size, 1 / sqrt of the second bias correction, decoupled decay) of step t:
-        lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t), lr * weight_decay (AdamW; 0 for Adam)."""
+        """(step size, 1 / sqrt of the second bias correction, decoupled decay) of step t
+        (t >= 1, the step being taken): lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t),
+        lr * weight_decay (AdamW; 0 for Adam)."""
         t = self.t
         return (self.lr / (1 - self.beta1 ** t), 1 / math.sqrt(1 - self.beta2 ** t),
                 self.lr * self.weight_decay if self.decoupled else 0.0)
