@@ -61,7 +61,7 @@ class Tally:
 
     def ensure_totals(self, dtype):
         if self.totals is None:
-            self.totals = self.trainer._totals(self.B, dtype)
+            self.totals = self.trainer._totals(self.B, dtype, self.loss)
         return self.totals
 
     def add(self, out, yb):

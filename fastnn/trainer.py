@@ -75,7 +75,7 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self.loader = None
-        self._totals_arrays = {}  # (backend, dtype) -> the device array Tally sums into
+        self._totals_arrays = {}  # (backend, dtype, loss) -> the device array Tally sums into
         self._host_batches = {}  # (backend, role, shape, dtype) -> where host batches go
         # On a GPU, replay each step's forward and backward from a captured CUDA graph (the
         # backend's step runner); False runs every kernel from Python (the same bits).
@@ -83,9 +83,11 @@ class Trainer:
         self._runner, self._runner_backend = None, None  # Backend.step_runner, per backend
         self._evaluation_loss = None  # what evaluate sums (_eval_loss)
 
-    def _totals(self, B, dtype):
-        """A zeroed 2-element array on backend B, the same one every epoch (no allocation)."""
-        key = (B.name, np.dtype(dtype).str)
+    def _totals(self, B, dtype, loss):
+        """A zeroed 2-element array on backend B that `loss` sums into, the same one every
+        epoch (no allocation; one per loss: training's and evaluate's are two, so that an
+        evaluation never zeroes sums a training tally has not read)."""
+        key = (B.name, np.dtype(dtype).str, loss)
         totals = self._totals_arrays.get(key)
         if totals is None:
             totals = self._totals_arrays[key] = B.empty((2,), dtype)

@@ -513,6 +513,24 @@ def test_what_a_recorded_update_bakes_in_is_recorded_again(monkeypatch, name, ch
     assert [r.replays for r in recordings] == [3, 3]  # each epoch: 1 eager step, 3 replays
 
 
+def test_an_evaluation_leaves_a_training_tally_its_sums():
+    """Training and evaluation sum their losses into device arrays of their own (each
+    recorded graph writes its own): an evaluate between a training tally's steps and its read
+    does not zero what the tally has summed."""
+    from fastnn.backend import cpu
+    from fastnn.history import Tally
+    x, y = _blobs(100)
+    fastnn.seed(11)
+    model = fastnn.Sequential([Flatten(), Dense(32, 3)])
+    model.compile("cross_entropy", "sgd")
+    trainer = model.trainer
+    tally = Tally(trainer, cpu)
+    tally.add(trainer.net.forward(x[:50]), y[:50])
+    trainer.evaluate(x[50:], y[50:])
+    expected = fastnn.losses.SoftmaxCrossEntropy().forward(trainer.net.forward(x[:50]), y[:50])
+    assert tally.read()["loss"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_loaded_optimizer_state_is_recorded_again(monkeypatch):
     """Loading an optimizer's state between fits gives it new state arrays (a new plan): the
     recorded update would still write the old ones, so the next fit records the step again;
