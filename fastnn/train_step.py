@@ -87,10 +87,9 @@ class TrainStep(EvalStep):
         return self.trainer.loss
 
     def __call__(self, xb, yb):
+        super().__call__(xb, yb)  # the forward and the loss
         t = self.trainer
-        net = t.net
-        self.tally.add(net.forward(xb), yb)
-        net.backward(t.loss.backward(), need_dx=False)
+        t.net.backward(t.loss.backward(), need_dx=False)
         if self.updates:
             t.optimizer.step()
 

@@ -277,7 +277,7 @@ class Trainer:
             for xb, yb in loader:
                 if B.host_array(xb) is not None:
                     xb, yb = B.from_host(xb), B.from_host(yb)
-                if self.cuda_graphs and not runner.failed:
+                if self.cuda_graphs:  # (a runner whose capture failed runs the step itself)
                     runner.run(step, xb, yb)
                 else:
                     step(xb, yb)

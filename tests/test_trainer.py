@@ -414,10 +414,10 @@ def test_the_update_is_recorded_with_the_step_and_follows_the_learning_rate(monk
         steps, opt = [], model.trainer.optimizer
         real = opt._update
 
-        @fastnn.optim.recordable
         def spy(B, p, g, state, numbers):  # an update reading its numbers from the slot?
             steps.append(not isinstance(numbers, tuple))
             return real(B, p, g, state, numbers)
+        spy.recordable = True  # as @recordable marks the rules' (a function on the instance)
         opt._update = spy
         schedule = callbacks.LearningRateScheduler(fastnn.optim.StepDecay, step_size=1,
                                                    gamma=0.5)

@@ -65,8 +65,8 @@ class GraphedSteps:
     def __init__(self, backend):
         self.B = backend
         self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
-        # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds", n) and
-        # ("numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
+        # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds" or
+        # "numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
         self.staging = {}
         self.failed = False
 
@@ -108,8 +108,10 @@ class GraphedSteps:
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
                 B.copy(a, buf)
         layers, opt = step.seeded_layers(), step.recorded_optimizer()
-        seeds = entry.get("seeds") or (self._seeds(len(layers)) if layers else None)
-        numbers = entry.get("numbers") or (self._numbers(opt) if opt is not None else None)
+        seeds = entry.get("seeds") or (
+            self._staged("seeds", len(layers), np.uint64) if layers else None)
+        numbers = entry.get("numbers") or (
+            self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None)
         if entry["graph"] is None:
             saved = step.host_state()
             try:
@@ -148,19 +150,11 @@ class GraphedSteps:
             if opt is not None:
                 opt.numbers_slot = None
 
-    def _seeds(self, n):
-        """(the device array the recorded layers read their seeds from, its host staging),
-        made once per count of layers: a recapture reuses them."""
-        key = ("seeds", n)
-        if key not in self.staging:
-            self.staging[key] = (self.B.empty((n,), np.uint64), np.zeros(n, np.uint64))
-        return self.staging[key]
-
-    def _numbers(self, opt):
-        """(the device array the recorded update reads its per-step numbers from, its host
-        staging), made once per count and dtype of numbers: a recapture reuses them."""
-        n, dtype = opt.numbers_count, opt.numbers_dtype()
-        key = ("numbers", n, dtype)
+    def _staged(self, what, n, dtype):
+        """(a device array of n `what` numbers the recorded step reads, its host staging),
+        made once per what, count and dtype: a recapture reuses them. The seeds are uint64,
+        the update's numbers of the parameters' dtype."""
+        key = (what, n, np.dtype(dtype))
         if key not in self.staging:
             self.staging[key] = (self.B.empty((n,), dtype), np.zeros(n, dtype))
         return self.staging[key]

@@ -2,6 +2,7 @@
 the parameters it updates and the names their state is kept under, the plan of one fused pass
 over a model's packed parameters, the state_dict, and what a recorded training step takes of
 an update (step_numbers, numbers_slot, advance, records, capture_key)."""
+import functools
 import math
 import numbers
 
@@ -56,7 +57,7 @@ class Optimizer:
             p.watch(self._watch)
         self._plan = None      # what step() updates, made by _make_plan after each change
         self._plans = 0        # plans made so far
-        self._dtypes = (None, None)  # (plan, the trainable parameters' dtypes): records()
+        self._dtypes = set()   # the trainable parameters' dtypes, as the plan found them
         self.state = {}
 
     @property
@@ -119,15 +120,14 @@ class Optimizer:
         would freeze), runs after each replay instead, from Python; so does an optimizer with
         nothing to train."""
         self.plan()
-        if self._dtypes[0] != self._plans:  # the parameters' walk, once per plan
-            self._dtypes = (self._plans, {np.dtype(p.value.dtype) for p in self.params
-                                          if p.trainable})
         return (type(self).step is Optimizer.step and "step" not in vars(self)
-                and getattr(self._update, "recordable", False) and len(self._dtypes[1]) == 1)
+                and getattr(self._update, "recordable", False) and len(self._dtypes) == 1)
 
     def numbers_dtype(self):
         """The dtype of the trainable parameters (that of numbers_slot; records() is true)."""
-        return next(np.dtype(p.value.dtype) for p in self.params if p.trainable)
+        self.plan()
+        dtype, = self._dtypes
+        return dtype
 
     def capture_key(self):
         """What a recorded update bakes in: the optimizer itself, its update (one set on the
@@ -138,11 +138,6 @@ class Optimizer:
         return (self, self._plans, getattr(self._update, "__func__", self._update),
                 tuple(getattr(self, h) for h in self.hyper),
                 tuple(getattr(self, f) for f in self.flags))
-
-    @property
-    def plans(self):
-        """How many plans of the update were made (one more after any change: plan())."""
-        return self._plans
 
     def plan(self):
         """(arena, updates) as _make_plan made them, made again after any change."""
@@ -156,6 +151,7 @@ class Optimizer:
         else (None, [(backend, value, grad, state) per trainable parameter])."""
         self._watch.changed = False
         named = [(n, p) for n, p in zip(self.names, self.params) if p.trainable]
+        self._dtypes = {np.dtype(p.value.dtype) for _, p in named}
         for name, p in named:  # state follows a parameter whose storage moved
             B = backend_of(p.value)
             for s, a in self._state.get(name, {}).items():
@@ -198,8 +194,8 @@ class Optimizer:
 
     def _update(self, B, p, g, state, numbers=None):
         """Update p (and its state) from g on backend B. fastnn's rules are @recordable and
-        take numbers: step_numbers() or the slot holding them (None: step_numbers()); a
-        subclass's own _update(B, p, g, state) is called without them."""
+        take numbers: step_numbers() or the slot holding them; a subclass's own
+        _update(B, p, g, state) is called without them."""
         raise NotImplementedError
 
     def zero_grad(self):
@@ -249,8 +245,12 @@ class Optimizer:
 
 
 def recordable(update):
-    """Marks an _update that takes every number that changes between steps from its
-    `numbers` argument (step_numbers() or the slot holding them): a recorded step may include
-    it (Optimizer.records)."""
-    update.recordable = True
-    return update
+    """Marks an _update(B, p, g, state, numbers) that takes every number that changes between
+    steps from `numbers` (step_numbers(), or the slot holding them): a recorded step may
+    include it (Optimizer.records). Called without numbers (a subclass's own
+    _update(B, p, g, state) calling super()'s), it takes step_numbers()."""
+    @functools.wraps(update)
+    def with_numbers(self, B, p, g, state, numbers=None):
+        return update(self, B, p, g, state, self.step_numbers() if numbers is None else numbers)
+    with_numbers.recordable = True
+    return with_numbers

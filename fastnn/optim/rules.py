@@ -11,8 +11,7 @@ class SGD(Optimizer):
         super().__init__(params, lr)
 
     @recordable
-    def _update(self, B, p, g, state, numbers=None):
-        numbers = self.step_numbers() if numbers is None else numbers
+    def _update(self, B, p, g, state, numbers):
         B.sgd_update(p, g, numbers)
 
 
@@ -27,8 +26,7 @@ class Momentum(Optimizer):
         self.momentum = _check_hyper(type(self).__name__, "momentum", momentum, high=1.0)
 
     @recordable
-    def _update(self, B, p, g, state, numbers=None):
-        numbers = self.step_numbers() if numbers is None else numbers
+    def _update(self, B, p, g, state, numbers):
         B.momentum_update(p, g, state["v"], numbers, self.momentum, self.nesterov)
 
 
@@ -53,8 +51,7 @@ class AdaGrad(Optimizer):
         return {"h": self.initial_accumulator_value}
 
     @recordable
-    def _update(self, B, p, g, state, numbers=None):
-        numbers = self.step_numbers() if numbers is None else numbers
+    def _update(self, B, p, g, state, numbers):
         B.adagrad_update(p, g, state["h"], numbers, self.eps)
 
 
@@ -68,8 +65,7 @@ class RMSProp(Optimizer):
         self.eps = _check_hyper(type(self).__name__, "eps", eps, low_open=True)
 
     @recordable
-    def _update(self, B, p, g, state, numbers=None):
-        numbers = self.step_numbers() if numbers is None else numbers
+    def _update(self, B, p, g, state, numbers):
         B.rmsprop_update(p, g, state["h"], numbers, self.decay_rate, self.eps)
 
 
@@ -98,8 +94,7 @@ class Adam(Optimizer):
                 self.lr * self.weight_decay if self.decoupled else 0.0)
 
     @recordable
-    def _update(self, B, p, g, state, numbers=None):
-        numbers = self.step_numbers() if numbers is None else numbers
+    def _update(self, B, p, g, state, numbers):
         if self.weight_decay and not self.decoupled:
             # PyTorch's Adam: L2 added to the gradient (g is rewritten by every backward)
             B.add_l2_grad(p, g, self.weight_decay)
