@@ -22,6 +22,7 @@ import numpy as np
 
 from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
+from fastnn.buffers import Buffers
 
 
 class Loss:
@@ -32,7 +33,7 @@ class Loss:
                             f"{type(regularization).__name__}")
         self.regularization = regularization
         self.steps = 0          # forward calls so far: names the step of a NaN
-        self._buffers = {}
+        self._buffers = Buffers()  # (fastnn.buffers: a few batch shapes kept per name)
         self._cache = None
 
     def __call__(self, prediction, target):
@@ -72,10 +73,7 @@ class Loss:
         return self._backward()
 
     def _buffer(self, key, shape, dtype, like):
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = self._buffers[key] = backend_of(like).empty(tuple(shape), dtype)
-        return buf
+        return self._buffers.take(key, shape, dtype, backend_of(like).empty)
 
 
 def _check_prediction(owner, y, ndims=None):

@@ -1055,6 +1055,35 @@ def test_host_batches_of_inputs_and_targets_of_one_shape_go_to_two_arrays():
                                    err_msg=name)
 
 
+def test_batch_shapes_that_come_back_make_no_arrays():
+    """The layers and losses keep their buffers per batch shape (fastnn.buffers): a run whose
+    last batch is partial, validated and evaluated at other sizes, makes its arrays in its
+    first epoch and none after (with one array per name, each partial batch replaced the full
+    batch's, and an array made drops every captured step graph on a GPU)."""
+    import fastnn
+    from fastnn.callbacks import Callback
+    from fastnn.layers import Dense, ReLU
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((11, 3)).astype(F32), rng.integers(0, 3, 11)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Dense(3, 4), ReLU(), Dense(4, 3)])
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0).to("cuda")
+    made = []
+
+    class Count(Callback):
+        def on_epoch_end(self, epoch, logs):
+            made.append(B.counters["allocations"])
+    # batches of 4, 4 and 3; validation 4 and 1; evaluate 2, 2 and 1
+    fit = dict(batch_size=4, verbose=0, validation_data=(x[:5], y[:5]), callbacks=[Count()])
+    model.fit(x, y, epochs=2, **fit)
+    for _ in range(2):
+        model.evaluate(x[:5], y[:5], batch_size=2)
+        made.append(B.counters["allocations"])
+    model.fit(x, y, epochs=1, **fit)
+    # the second fit's loader makes its epoch's two arrays, nothing else is made
+    assert made[1] == made[0] and made[3] == made[2] and made[4] == made[3] + 2, made
+
+
 def test_host_batches_go_to_the_same_device_arrays_every_step():
     """Augmented batches are made on the host each step; on a GPU model they are copied into
     one device array per batch shape, not into new ones (a new array per step is an allocation,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.buffers import Buffers
 from fastnn.gradcheck import numerical_gradient
 from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout, Flatten,
                            FromChannelsLast, Identity, L2Pool2D, LeakyReLU, Maxout, MaxPool2D,
@@ -186,7 +187,16 @@ def test_layers_reuse_their_buffers():
     y1 = layer.forward(x)
     y2 = layer.forward(x * 2)
     assert y1 is y2  # documented: an output stays valid until the layer's next forward
-    assert layer.forward(np.ones((5, 4), dtype=np.float32)).shape == (5, 3)
+    y5 = layer.forward(np.ones((5, 4), dtype=np.float32))
+    assert y5.shape == (5, 3)
+    # a few shapes are kept (a partial last batch does not replace the full batch's arrays,
+    # which a captured CUDA graph writes), the least recently used dropped past Buffers.KEEP
+    assert layer.forward(x) is y1 and layer.forward(np.ones((5, 4), np.float32)) is y5
+    kept = [layer.forward(np.ones((n, 4), np.float32)) for n in range(6, 4 + Buffers.KEEP)]
+    assert layer.forward(x) is y1 and layer.forward(np.ones((6, 4), np.float32)) is kept[0]
+    layer.forward(np.ones((20, 4), np.float32))  # one more: the oldest, 5, goes
+    assert layer.forward(np.ones((5, 4), np.float32)) is not y5
+    assert layer._buffers.nbytes() == sum(a.nbytes for a in layer._buffers._kept["y"].values())
 
 
 def test_init_scales_and_names():

@@ -577,6 +577,68 @@ def test_evaluation_steps_replay_and_give_the_eager_figures(monkeypatch):
         ("the training step", 11), ("an evaluation step", 3 * 2 - 1 + 2)]
 
 
+def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
+    """Each batch shape keeps a recording of its own (an epoch's full batches and its smaller
+    last one, validation's, another evaluate batch size), and the layers keep their buffers
+    per shape, so once each shape has run nothing is made and nothing is recorded again: from
+    the third epoch every step replays (with one recording per runner, the last batch dropped
+    the full batches' graph every epoch, and an evaluation at another batch size both). After
+    new shapes make arrays (which drops every graph) an epoch or two run some steps as
+    written, and then all replay again. The figures equal eager training's bit for bit. The CPU stands
+    in for a GPU and counts the arrays it makes, as a GPU does."""
+    from fastnn.backend import cpu
+    x, y = _blobs(230)
+    made, empty = [0], cpu.empty
+
+    def counted(shape, dtype):
+        made[0] += 1
+        return empty(shape, dtype)
+    monkeypatch.setattr(cpu, "empty", counted, raising=False)
+    monkeypatch.setattr(cpu, "allocation_count", lambda: made[0], raising=False)
+
+    class Snapshot(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(totals())
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(3)
+        model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                   Dense(16, 8), BatchNorm(8), Dropout(0.2), Dense(8, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.02), seed=0)
+        with monkeypatch.context() as m:
+            recordings = recording_capture(m, cpu, lambda: model.trainer) if graphs else []
+
+            def totals():  # (recordings made, replays) so far
+                return len(recordings), sum(r.replays for r in recordings)
+            seen = [totals()]
+            # 230 = 4 x 50 + 30, validation 70 = 50 + 20: four shapes
+            fit = dict(batch_size=50, verbose=0, validation_data=(x[:70], y[:70]),
+                       callbacks=[Snapshot()])
+            model.fit(x, y, epochs=4, **fit)
+            evaluations = []
+            for _ in range(4):  # 100 = 64 + 36
+                evaluations.append(model.evaluate(x[:100], y[:100], batch_size=64))
+                seen.append(totals())
+            history = model.fit(x, y, epochs=3, **fit)  # epochs 5 to 7
+        runs.append((history.history, evaluations, model.state_dict(), seen))
+    (history, evaluations, state, seen), eager = runs
+    steps = [b[1] - a[1] for a, b in zip(seen, seen[1:])]
+    new = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
+    # epochs 1-4: 7 steps each (5 training, 2 validation), all replays from epoch 3 on
+    assert steps[2:4] == [7, 7] and new[3] == 0, seen
+    # evaluations at 64: new shapes, then replays from the third on
+    assert steps[6:8] == [2, 2] and new[7] == 0, seen
+    # epochs 5-7: the evaluations (and the new fit's loader) made arrays, so epoch 5 runs
+    # some steps as written; by epoch 7 all replay again
+    assert steps[8] < 7 and steps[10] == 7 and new[10] == 0, str((steps, new))
+    assert eager[3] == [(0, 0)] * len(seen)
+    assert {k: v for k, v in history.items() if k != "time"} == {
+        k: v for k, v in eager[0].items() if k != "time"}
+    assert evaluations == eager[1]
+    for name in state:
+        np.testing.assert_array_equal(state[name], eager[2][name], err_msg=name)
+
+
 def test_fastnn_seed_alone_makes_fit_reproducible():
     """fastnn.seed(s) before building and compiling fixes the weights, the dropout masks and
     the shuffling: compile(seed=) is not needed (it used to be, for the shuffling)."""

@@ -16,6 +16,7 @@ EAGER runs each step as written, one kernel call at a time: the CPU, any backend
 and steps that cannot be replayed. GraphedSteps (a backend whose graphs flag is true: CUDA with
 CuPy) captures the step once per batch shape and replays it.
 """
+import collections
 import warnings
 
 import numpy as np
@@ -45,12 +46,15 @@ class GraphedSteps:
 
     A shape's first step runs as usual (it compiles the kernels and allocates every buffer);
     the second is captured, reading its batch from input buffers of the graph's own that each
-    replay first copies the batch into. The capture is kept while the step's key is the same
-    (step.key: the batch's shape and dtype, the mode, the parameters' arrays, ...; and the
-    backend's capture_key: its GEMM math mode), and it is
-    dropped once the backend has made any array since (the buffers it uses might have been
-    replaced). A capture that fails (an op that cannot be captured) warns once, and every
-    later step runs eagerly (`failed`).
+    replay first copies the batch into. A capture serves every step of its key (step.key: the
+    batch's shape and dtype, the mode, the parameters' arrays, ...; and the backend's
+    capture_key: its GEMM math mode), and up to MAX_GRAPHS keys keep theirs side by side (an
+    epoch's full batches and its smaller last one; the layers keep their buffers per shape,
+    fastnn.buffers). Every capture is dropped once the backend has made any array since it was
+    recorded (a buffer it uses might have been replaced): that key's next step runs as usual
+    again, and the one after it is captured. So a run with a partial last batch records its
+    graphs in its first two epochs and replays everything after. A capture that fails (an op
+    that cannot be captured) warns once, and every later step runs eagerly (`failed`).
 
     Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
     device array while they are recorded (their seed_slot): before each replay this runner
@@ -62,22 +66,25 @@ class GraphedSteps:
     and before each replay this runner advances the optimizer's step (advance(), the host
     side of an update) and copies that step's numbers in."""
 
+    MAX_GRAPHS = 8  # keys whose captures are kept, least recently used dropped first
+
     def __init__(self, backend):
         self.B = backend
-        self.entry = None  # {"key", "graph" (None until captured), "inputs", "allocations"}
+        # step key -> {"allocations": the backend's count when its buffers were last made,
+        # "graph": None until captured}, least recently used first
+        self.graphs = collections.OrderedDict()
         # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds" or
         # "numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
         self.staging = {}
         self.failed = False
-
-    @property
-    def replaying(self):
-        """Whether the last step ran as a replay of a captured graph."""
-        return not self.failed and self.entry is not None and self.entry["graph"] is not None
+        self.replaying = False  # whether the last step ran as a replay of a captured graph
 
     def run(self, step, xb, yb):
-        if self.failed or not self._as_graph(step, xb, yb):
+        self.replaying = False
+        if self.failed:
             step(xb, yb)
+        else:
+            self._run(step, xb, yb)
 
     def input_buffer(self, role, a):
         """The graphs' input buffer for arrays like a in their role ("x", "y": an x and a y of
@@ -89,50 +96,51 @@ class GraphedSteps:
             buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
         return buf
 
-    def _as_graph(self, step, xb, yb):
-        """Run the step as a graph (captured now, or replayed); False where the caller must
-        run it itself (a shape's first step, or a capture that failed)."""
+    def _run(self, step, xb, yb):
         B = self.B
-        key, entry = (step.key(xb, yb), B.capture_key()), self.entry
-        if entry is None or entry["key"] != key or (
-                entry["graph"] is not None and B.allocation_count() != entry["allocations"]):
-            # a new shape, or arrays made since the capture: a layer may have replaced a
+        key = (step.key(xb, yb), B.capture_key())
+        # what a recording reads: made before the key's first step runs, so that making them
+        # does not count as an array made after it
+        x_in, y_in = self.input_buffer("x", xb), self.input_buffer("y", yb)
+        layers, opt = step.seeded_layers(), step.recorded_optimizer()
+        seeds = self._staged("seeds", len(layers), np.uint64) if layers else None
+        numbers = self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None
+        entry = self.graphs.get(key)
+        if entry is None or entry["allocations"] != B.allocation_count():
+            # a new key, or arrays made since its buffers were: a layer may have replaced a
             # buffer the graph writes (another batch size, an evaluation ran between). This
             # step runs as usual and (re)makes the buffers; the next one is captured.
-            self.entry = {"key": key, "graph": None}
-            return False
+            step(xb, yb)
+            self.graphs[key] = {"allocations": B.allocation_count(), "graph": None}
+            self.graphs.move_to_end(key)
+            while len(self.graphs) > self.MAX_GRAPHS:
+                self.graphs.popitem(last=False)
+            return
+        self.graphs.move_to_end(key)
         step.prepare(xb, yb)  # outside the graph: zeroing a sum must not be replayed
-        x_in, y_in = entry.get("inputs") or (self.input_buffer("x", xb),
-                                             self.input_buffer("y", yb))
         for a, buf in ((xb, x_in), (yb, y_in)):
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
                 B.copy(a, buf)
-        layers, opt = step.seeded_layers(), step.recorded_optimizer()
-        seeds = entry.get("seeds") or (
-            self._staged("seeds", len(layers), np.uint64) if layers else None)
-        numbers = entry.get("numbers") or (
-            self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None)
         if entry["graph"] is None:
             saved = step.host_state()
             try:
                 graph = self._capture(step, x_in, y_in, layers, seeds, opt, numbers)
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
-                self.failed, self.entry = True, None
+                self.failed = True
+                self.graphs.clear()
                 what = getattr(step, "what", "the training step")
                 warnings.warn(f"fastnn: {what} could not be captured as a CUDA graph "
                               f"({type(exc).__name__}: {exc}); such steps go on one kernel "
                               "launch at a time", RuntimeWarning, stacklevel=4)
-                return False
-            entry.update(graph=graph, inputs=(x_in, y_in), seeds=seeds, numbers=numbers,
-                         allocations=B.allocation_count())
-            self._step_inputs(layers, seeds, opt, numbers)
-            graph.replay()  # the captured step has not run yet
-            return True
-        step.count(xb.shape[0])  # the host side of the step: the loss's and the tally's counts
+                step(xb, yb)
+                return
+            entry.update(graph=graph, allocations=B.allocation_count())
+        else:
+            step.count(xb.shape[0])  # the host side of a replayed step: the loss's counts
         self._step_inputs(layers, seeds, opt, numbers)
-        entry["graph"].replay()
-        return True
+        entry["graph"].replay()  # (the captured step has not run yet: its replay runs it)
+        self.replaying = True
 
     def _capture(self, step, x_in, y_in, layers, seeds, opt, numbers):
         """Record the step, each seeded layer reading its seed from its slot of `seeds` and

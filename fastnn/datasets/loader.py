@@ -52,7 +52,8 @@ class DataLoader:
     checkpoints): seed= (an int, or a numpy Generator to share), else one drawn from fastnn's
     generator, so fastnn.seed(s) makes the order reproducible. drop_last: skip a final smaller batch.
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
-    Trainer uses); by default each batch is a fresh array.
+    Trainer uses): in order (no shuffle, no transform) each batch is a view of the data set
+    itself. By default each batch is a fresh array.
     device: "cuda" copies x and y to the GPU once and cuts every batch there (the backend's
     take_rows gather, as on the host; the epoch's order goes over once per epoch): no host copy
     per step. With reuse_buffers the whole epoch is gathered at its start, one kernel per
@@ -109,8 +110,8 @@ class DataLoader:
         B, bs, n = self._backend, self.batch_size, len(self.x)
         epoch = None  # the epoch's samples in order, when the batches are views of them
         gather_epoch = self.reuse_buffers and B.name != "cpu"
-        if gather_epoch and not self.shuffle:
-            epoch = self._data  # in order, the data set is the epoch
+        if self.reuse_buffers and not self.shuffle and self.transform is None:
+            epoch = self._data  # in order, the data set is the epoch: batches are its views
         else:
             order = self.rng.permutation(n) if self.shuffle else np.arange(n)
             order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
@@ -123,15 +124,20 @@ class DataLoader:
             key = (id(epoch[0]), id(epoch[1]), bs)
             if self._views is None or self._views[0] != key:
                 self._views = (key, [(epoch[0][lo:lo + bs], epoch[1][lo:lo + bs])
-                                     for lo in range(0, n, bs)])
+                                     for lo in range(0, len(self) * bs, bs)])
             yield from self._views[1]
             return
+        if self.reuse_buffers and len(self):
+            # every batch size's arrays made before the first batch, none between two steps
+            # (on a GPU an array made drops the captured step graphs: fastnn.backend.graphs)
+            for size in {min(bs, n), min(bs, n - (len(self) - 1) * bs)}:
+                for key, a in zip("xy", self._data):
+                    if (key, size) not in self._buffers:
+                        self._buffers[(key, size)] = B.empty((size,) + a.shape[1:], a.dtype)
         for i in range(len(self)):
             lo, hi = i * bs, min((i + 1) * bs, n)
             xb, yb = (B.take_rows(a, order[lo:hi], out=self._buffers.get((key, hi - lo)))
                       for key, a in zip("xy", self._data))
-            if self.reuse_buffers:  # one pair per batch size: the last batch may be smaller
-                self._buffers[("x", hi - lo)], self._buffers[("y", hi - lo)] = xb, yb
             if self.transform is not None:
                 xb = self.transform(xb, self.rng)
             yield xb, yb

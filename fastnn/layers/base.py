@@ -12,6 +12,7 @@ import numpy as np
 
 from fastnn._checks import is_c_contiguous
 from fastnn.backend import backend_of
+from fastnn.buffers import Buffers
 from fastnn.layers.parameter import (Parameter, ParameterArena, ParameterFields,
                                      pack_parameters)
 from fastnn.layers.registry import build_layer, build_value, describe_value, register
@@ -55,7 +56,7 @@ class Layer:
         self.trainable = True
         self.training = True
         self._cache = None       # what backward needs, set by forward
-        self._buffers = {}
+        self._buffers = Buffers()  # the arrays its outputs and gradients go to (_buffer)
 
     # -- the public protocol -------------------------------------------------------------
     def forward(self, x):
@@ -113,7 +114,8 @@ class Layer:
                 p.bind(value, grad)  # the same Parameter, on the new device
         for key, value in self.state.items():
             self.state[key] = moved(value)
-        self._buffers, self._cache, self._ready = {}, None, False
+        self._buffers.clear()
+        self._cache, self._ready = None, False
         for _, child in self.children():
             child.to(device)
         return self
@@ -227,12 +229,10 @@ class Layer:
 
     # -- helpers for subclasses ------------------------------------------------------------
     def _buffer(self, key, shape, dtype, like=None):
-        """A reusable array for `key`, reallocated only when the shape or dtype changes."""
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            B = backend_of(like) if like is not None else _default_backend()
-            buf = self._buffers[key] = B.empty(tuple(shape), dtype)
-        return buf
+        """A reusable array for `key` of this shape and dtype (fastnn.buffers: a few shapes
+        are kept per key, so that a batch of another size does not replace them)."""
+        return self._buffers.take(key, shape, dtype, lambda shape, dtype: (
+            backend_of(like) if like is not None else _default_backend()).empty(shape, dtype))
 
     def _check_input(self, x, ndims, features=None, what=None):
         """x must be a float array of one of `ndims` dims with x.shape[1] == features (if given)."""
