@@ -7,24 +7,28 @@ import numpy as np
 
 class Buffers:
     """A layer's (or a loss's) arrays by name. buffers[name] is the one the last call asked
-    for (what a backward checks its gradient against); besides it, up to KEEP shapes per name
-    are kept, least recently used dropped first.
+    for (what a backward checks its gradient against); besides it, arrays of other shapes are
+    kept: up to KEEP shapes per name (the least recently used dropped first), and up to
+    KEEP_BYTES in all besides the current ones (the largest dropped first).
 
     Why more than one: a training run meets a few batch shapes over and over (the full batch,
     an epoch's last partial batch, an evaluation's batch size). With one array per name each
     change of shape would make new arrays, and on a GPU an allocation drops every captured
     step graph (fastnn.backend.graphs: a graph writes into the arrays it was recorded with),
     so every epoch would record its graphs again. Kept per shape, the arrays of every shape a
-    graph was recorded with stay alive and in place. Dropping one happens only when a new one
-    is made, which is an allocation: the graphs know."""
+    graph was recorded with stay alive and in place. An array is dropped only when the shape
+    changes, and a graph that used it is recorded again (the next one made is an allocation).
+    The byte cap keeps a one-off large batch (a predict over a whole test set) from holding
+    its memory once the run is back at its own batch size."""
 
     # a training batch and its partial last one, validation's last, evaluate's full and last
     # (evaluate takes 256 by default), and one more
     KEEP = 6
+    KEEP_BYTES = 256 << 20  # per layer, besides its current arrays
 
     def __init__(self):
         self._current = {}  # name -> the array the last call asked for
-        self._kept = {}  # name -> OrderedDict((shape, dtype) -> array), oldest first
+        self._kept = collections.OrderedDict()  # (name, shape, dtype) -> array, oldest first
 
     def __getitem__(self, name):
         return self._current[name]
@@ -39,25 +43,41 @@ class Buffers:
         buf = self._current.get(name)
         if buf is not None and buf.shape == shape and buf.dtype == dtype:
             return buf
-        dtype = np.dtype(dtype)
-        kept = self._kept.setdefault(name, collections.OrderedDict())
-        buf = kept.get((shape, dtype))
+        key = (name, shape, np.dtype(dtype))
+        buf = self._kept.get(key)
         if buf is None:
-            buf = kept[(shape, dtype)] = empty(shape, dtype)
-            while len(kept) > self.KEEP:
-                kept.popitem(last=False)
+            buf = self._kept[key] = empty(shape, key[2])
         else:
-            kept.move_to_end((shape, dtype))
+            self._kept.move_to_end(key)
         self._current[name] = buf
+        self._trim()
         return buf
+
+    def _trim(self):
+        """Drop arrays that are not current: the least recently used past KEEP shapes of a
+        name, then the largest while those kept besides the current ones pass KEEP_BYTES."""
+        current = {id(a) for a in self._current.values()}
+        shapes = collections.Counter(name for name, _, _ in self._kept)
+        for key, a in list(self._kept.items()):  # oldest first
+            if shapes[key[0]] > self.KEEP and id(a) not in current:
+                del self._kept[key]
+                shapes[key[0]] -= 1
+        others = sorted(((int(a.nbytes), key) for key, a in self._kept.items()
+                         if id(a) not in current), key=lambda other: -other[0])
+        total = sum(n for n, _ in others)
+        for n, key in others:  # largest first
+            if total <= self.KEEP_BYTES:
+                break
+            del self._kept[key]
+            total -= n
 
     def clear(self):
         self._current.clear()
         self._kept.clear()
 
     def nbytes(self):
-        """The bytes of every array kept."""
-        return sum(int(a.nbytes) for kept in self._kept.values() for a in kept.values())
+        """The bytes of every array kept (the current ones among them)."""
+        return sum(int(a.nbytes) for a in self._kept.values())
 
 
 __all__ = ["Buffers"]
