@@ -56,7 +56,9 @@ step() {  # step SECONDS NAME COMMAND...: one part, bounded by SECONDS and by th
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import numpy, numba_cuda, cupy; print('numpy', numpy.__version__, 'numba-cuda',
-numba_cuda.__version__, 'cupy', cupy.__version__)"; } 2>&1 | tee -a "$log"
+numba_cuda.__version__, 'cupy', cupy.__version__)"
+  # the build needs setuptools >= 77 (pyproject's license string); an older one fails it
+  python3 -c "import setuptools; print('setuptools', setuptools.__version__)"; } 2>&1 | tee -a "$log"
 ls .gpu-data/mnist/*.gz >/dev/null 2>&1 || echo "WARNING: no MNIST in .gpu-data (run prepare here, carry .gpu-data)" | tee -a "$log"
 if ! python3 -c "import fastnn, sys; sys.exit(0 if fastnn.HAVE_EXT else 1)" 2>/dev/null; then
     step 150 build python3 -m pip install --no-deps --no-build-isolation -e . -q
