@@ -45,12 +45,14 @@ def recording_capture(monkeypatch, backend, trainer_of):
     recordings, steps = [], []
     record = GraphedSteps._capture
 
-    def capture_step(self, step, *args):
-        steps.append(step)
-        return record(self, step, *args)
+    def capture_step(self, step, x_in, *args):
+        steps.append((step, x_in.shape[0]))
+        return record(self, step, x_in, *args)
 
     def capture(fn):
-        recordings.append(Recording(fn, trainer_of()._seeded_layers, steps[-1]))
+        step, batch = steps[-1]
+        recordings.append(Recording(fn, trainer_of()._seeded_layers, step))
+        recordings[-1].batch = batch  # the recorded step's batch size
         return recordings[-1]
     # graphs is a property on CUDA (set on the class); an earlier monkeypatch of the instance
     # leaves a plain value in the instance's dict, which would shadow the class's

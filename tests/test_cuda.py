@@ -908,6 +908,43 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
 
 
+def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(monkeypatch):
+    """The CUDA backend's convolution, pooling, Dropout and Adam paths make every array in a
+    batch shape's first step, none while the step is recorded (a recording that makes one
+    fails: a replay would write into arrays freed after the capture), and an epoch's partial
+    last batch keeps a recording of its own: from the third epoch every step replays. The
+    stand-in recording of tests/graph_standin.py (the simulator cannot capture); launched
+    training's bits."""
+    import warnings
+    import fastnn
+    from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+    from graph_standin import recording_capture
+    x, y = _rand((6, 1, 4, 4), 13), np.random.default_rng(3).integers(0, 3, 6)
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(2)
+        model = fastnn.Sequential([Conv2D(1, 2, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+                                   Dense(8, 4), Dropout(0.3), Dense(4, 3)])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            # a failed recording warns (the simulator's own warnings, e.g. the mask hash's
+            # intended uint64 overflow, are not ours)
+            warnings.filterwarnings("error", message="fastnn:")
+            if graphs:
+                recordings = recording_capture(m, B, lambda: model.trainer)
+            history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)  # 4 and 2
+            assert model.trainer.replays_steps == graphs
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict()))
+    # epoch 1: both run as written (making their arrays); epoch 2: the 4 runs again (the 2's
+    # arrays came after it), the 2 is recorded; epoch 3: the 4 recorded, the 2 replayed
+    assert [(r.batch, r.replays) for r in recordings] == [(2, 2), (4, 1)], [
+        (r.batch, r.replays) for r in recordings]
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[1][1].items():
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+
+
 def test_fit_with_dropout_and_batchnorm_on_cuda_matches_the_cpu():
     """fit through Dropout (the same seeds: the same masks) and BatchNorm in training mode:
     the weights and running statistics on the GPU equal the CPU's to float32 tolerance."""

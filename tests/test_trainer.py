@@ -774,7 +774,9 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
     a key's first step runs as written, its second is captured (the step's host side runs
     once, in the capture) and replayed, later ones are replays with the host side counted;
     a new key or an array made since the capture starts over; a failed capture puts the host
-    side back, warns once and leaves every later step to run as written."""
+    side back, warns once and leaves every later step to run as written, and so does a step
+    that makes an array while it is recorded (it would make one every step: a replay would
+    write into arrays freed after the capture)."""
     import warnings
     from fastnn.backend.graphs import GraphedSteps
 
@@ -860,6 +862,17 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
         warnings.simplefilter("error")
         runner.run(step, xs[3], y)
     assert step.host == host + 2 and step.ran[-1] is xs[3]
+
+    class Making(Step):  # makes an array every step (through the backend: counted)
+        def __call__(self, xb, yb):
+            super().__call__(xb, yb)
+            self.B.empty((1,), np.float32)
+    runner = GraphedSteps(Backend())
+    step = Making(runner.B)
+    runner.run(step, xs[0], y)  # as written; the next one is recorded, and makes an array
+    with pytest.warns(RuntimeWarning, match=r"made 1 array\(s\) while recorded"):
+        runner.run(step, xs[1], y)
+    assert runner.failed and step.host == 2 and step.ran[-1] is xs[1]
 
 
 def test_a_captured_step_is_keyed_on_what_its_kernels_bake_in():

@@ -54,7 +54,9 @@ class GraphedSteps:
     recorded (a buffer it uses might have been replaced): that key's next step runs as usual
     again, and the one after it is captured. So a run with a partial last batch records its
     graphs in its first two epochs and replays everything after. A capture that fails (an op
-    that cannot be captured) warns once, and every later step runs eagerly (`failed`).
+    that cannot be captured, or a step that makes arrays while recorded: it would make new
+    ones every step, and a replay would write into those freed after the capture) warns
+    once, and every later step runs eagerly (`failed`).
 
     Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
     device array while they are recorded (their seed_slot): before each replay this runner
@@ -122,9 +124,14 @@ class GraphedSteps:
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
                 B.copy(a, buf)
         if entry["graph"] is None:
-            saved = step.host_state()
+            saved, made = step.host_state(), B.allocation_count()
             try:
                 graph = self._capture(step, x_in, y_in, layers, seeds, opt, numbers)
+                if B.allocation_count() != made:  # its buffers were all made by now
+                    raise RuntimeError(
+                        f"it made {B.allocation_count() - made} array(s) while recorded, so "
+                        "it makes new ones every step (a replay would write into arrays "
+                        "freed after the capture)")
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
                 self.failed = True
@@ -135,7 +142,7 @@ class GraphedSteps:
                               "launch at a time", RuntimeWarning, stacklevel=4)
                 step(xb, yb)
                 return
-            entry.update(graph=graph, allocations=B.allocation_count())
+            entry["graph"] = graph
         else:
             step.count(xb.shape[0])  # the host side of a replayed step: the loss's counts
         self._step_inputs(layers, seeds, opt, numbers)
