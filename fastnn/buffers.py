@@ -4,6 +4,8 @@ import collections
 
 import numpy as np
 
+from fastnn.backend import backend_of
+
 
 class Buffers:
     """A layer's (or a loss's) arrays by name. buffers[name] is the one the last call asked
@@ -17,8 +19,8 @@ class Buffers:
     step graph (fastnn.backend.graphs: a graph writes into the arrays it was recorded with),
     so every epoch would record its graphs again. Kept per shape, the arrays of every shape a
     graph was recorded with stay alive and in place. An array is dropped only when the shape
-    changes, and a graph that used it is recorded again (the next one made is an allocation).
-    The byte cap keeps a one-off large batch (a predict over a whole test set) from holding
+    changes, and its backend is told (Backend.release): a graph that used it is recorded
+    again, never replayed into freed memory. The byte cap keeps a one-off large batch (a predict over a whole test set) from holding
     its memory once the run is back at its own batch size."""
 
     # a training batch and its partial last one, validation's last, evaluate's full and last
@@ -60,7 +62,7 @@ class Buffers:
         shapes = collections.Counter(name for name, _, _ in self._kept)
         for key, a in list(self._kept.items()):  # oldest first
             if shapes[key[0]] > self.KEEP and id(a) not in current:
-                del self._kept[key]
+                self._drop(key)
                 shapes[key[0]] -= 1
         others = sorted(((int(a.nbytes), key) for key, a in self._kept.items()
                          if id(a) not in current), key=lambda other: -other[0])
@@ -68,12 +70,18 @@ class Buffers:
         for n, key in others:  # largest first
             if total <= self.KEEP_BYTES:
                 break
-            del self._kept[key]
+            self._drop(key)
             total -= n
 
+    def _drop(self, key):
+        a = self._kept.pop(key)
+        backend_of(a).release(a)
+
     def clear(self):
+        """Let go of every array (Layer.to: the layer's next forward makes them anew)."""
+        for key in list(self._kept):
+            self._drop(key)
         self._current.clear()
-        self._kept.clear()
 
     def nbytes(self):
         """The bytes of every array kept (the current ones among them)."""

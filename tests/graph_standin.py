@@ -12,10 +12,12 @@ class Recording:
     comparisons below), and the optimizer's update its numbers slot. A real capture runs the
     step's host bookkeeping once and records its device work without running it; here the
     first replay, right after the capture, does both, and later ones put the host bookkeeping
-    back (the runner counts a replay's host side)."""
+    back (the runner counts a replay's host side). `made`: how far the backend's
+    array_generation moved in that first run (a real capture must move it by nothing: the
+    runner's check of it cannot see the stand-in's, which runs the step after it)."""
 
-    def __init__(self, fn, layers, step):
-        self.fn, self.step, self.replays = fn, step, 0
+    def __init__(self, fn, layers, step, backend):
+        self.fn, self.step, self.replays, self.backend, self.made = fn, step, 0, backend, None
         self.slots = [(layer, layer.seed_slot) for layer in layers]
         opt = step.recorded_optimizer()  # its update reads the numbers slot, as its kernels do
         if opt is not None:
@@ -26,8 +28,11 @@ class Recording:
         host = None if self.replays == 1 else self.step.host_state()
         for owner, slot in self.slots:
             setattr(owner, _slot_name(owner), slot)
+        generation = self.backend.array_generation()
         try:
             self.fn()
+            if self.replays == 1:
+                self.made = self.backend.array_generation() - generation
         finally:
             for owner, _ in self.slots:
                 setattr(owner, _slot_name(owner), None)
@@ -51,7 +56,7 @@ def recording_capture(monkeypatch, backend, trainer_of):
 
     def capture(fn):
         step, batch = steps[-1]
-        recordings.append(Recording(fn, trainer_of()._seeded_layers, step))
+        recordings.append(Recording(fn, trainer_of()._seeded_layers, step, backend))
         recordings[-1].batch = batch  # the recorded step's batch size
         return recordings[-1]
     # graphs is a property on CUDA (set on the class); an earlier monkeypatch of the instance

@@ -938,8 +938,8 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
                      model.state_dict()))
     # epoch 1: both run as written (making their arrays); epoch 2: the 4 runs again (the 2's
     # arrays came after it), the 2 is recorded; epoch 3: the 4 recorded, the 2 replayed
-    assert [(r.batch, r.replays) for r in recordings] == [(2, 2), (4, 1)], [
-        (r.batch, r.replays) for r in recordings]
+    assert [(r.batch, r.replays, r.made) for r in recordings] == [(2, 2, 0), (4, 1, 0)], [
+        (r.batch, r.replays, r.made) for r in recordings]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
@@ -1119,6 +1119,10 @@ def test_batch_shapes_that_come_back_make_no_arrays():
     model.fit(x, y, epochs=1, **fit)
     # the second fit's loader makes its epoch's two arrays, nothing else is made
     assert made[1] == made[0] and made[3] == made[2] and made[4] == made[3] + 2, made
+    # arrays a layer lets go of move the generation captured graphs check, as new ones do
+    generation, kept = B.array_generation(), len(model[0]._buffers._kept)
+    model[0]._buffers.clear()
+    assert kept > 0 and B.array_generation() == generation + kept
 
 
 def test_host_batches_go_to_the_same_device_arrays_every_step():

@@ -224,6 +224,18 @@ def test_dataloader_batches_cover_every_sample_once():
     assert ordered.tolist() == list(range(23))
     with pytest.raises(ValueError, match="same number of samples"):
         DataLoader(x, y[:5], 5)
+    # reused buffers in order (what evaluate iterates): views of x and y, no copy, and the
+    # last batch follows drop_last; shuffled: the same arrays every epoch
+    views = DataLoader(x, y, 5, shuffle=False, reuse_buffers=True)
+    batches = list(views)
+    assert [len(b) for b, _ in batches] == [5, 5, 5, 5, 3]
+    assert all(np.shares_memory(b, x) and np.shares_memory(c, y) for b, c in batches)
+    views.drop_last = True
+    assert [len(b) for b, _ in views] == [5, 5, 5, 5]
+    reused = DataLoader(x, y, 5, seed=0, reuse_buffers=True)
+    first, second = list(reused), list(reused)
+    assert all(a[0] is b[0] and a[1] is b[1] for a, b in zip(first, second))
+    assert not np.shares_memory(first[0][0], x)
 
 
 def test_transforms():

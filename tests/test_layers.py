@@ -205,6 +205,28 @@ def test_layers_reuse_their_buffers():
     assert layer.forward(np.ones((200, 4), np.float32)) is not big
 
 
+def test_buffers_tell_the_backend_what_they_let_go(monkeypatch):
+    """Every array a layer's Buffers drop (past KEEP shapes, past KEEP_BYTES when the layer
+    goes back to a kept shape: no array is made then, and Layer.to's clear) is reported to its
+    backend (Backend.release), whose array_generation a captured CUDA graph checks: a graph
+    recorded with a dropped array is recorded again, never replayed into freed memory."""
+    from fastnn.backend import cpu
+    released = []
+    monkeypatch.setattr(cpu, "release", released.append, raising=False)
+    layer = Dense(4, 3)
+    outs = [layer.forward(np.ones((n, 4), np.float32)) for n in range(1, 2 + Buffers.KEEP)]
+    assert [a.shape for a in released] == [(1, 3)]  # one shape past KEEP: the oldest
+    big = layer.forward(np.ones((50, 4), np.float32))  # 600 bytes
+    layer._buffers.KEEP_BYTES = 100
+    released.clear()
+    back = np.ones((1 + Buffers.KEEP, 4), np.float32)
+    assert layer.forward(back) is outs[-1]  # back at a kept shape: nothing made
+    assert any(a is big for a in released)
+    released.clear()
+    layer.to("cpu")
+    assert len(released) > 0 and layer._buffers.nbytes() == 0
+
+
 def test_init_scales_and_names():
     rng = np.random.default_rng(0)
     big = (400, 500)

@@ -68,10 +68,16 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         """A new uninitialised array on this backend."""
         raise NotImplementedError
 
-    def allocation_count(self):
-        """How many arrays this backend has made so far (a captured graph stays valid only
-        while none are made: see fastnn.backend.graphs.GraphedSteps)."""
+    def array_generation(self):
+        """A count that moves whenever this backend makes an array (empty) or a cache lets go
+        of one it made (release): a captured graph holds the raw addresses of the arrays it
+        was recorded with, so it stays valid only while this count stays (see
+        fastnn.backend.graphs.GraphedSteps)."""
         return 0
+
+    def release(self, a):
+        """A cache (fastnn.buffers) lets go of a, an array of this backend's: any graph
+        recorded with it must not be replayed (array_generation moves)."""
 
     def to_host(self, a):
         """a as a numpy array (a copy unless a already is one)."""

@@ -87,4 +87,5 @@ class DeviceContext:
 
     def __init__(self, empty, scratch_cap_bytes=SCRATCH_CAP_BYTES):
         self.counters = {"launches": 0, "copies": 0, "allocations": 0}
+        self.released = 0  # cached arrays let go (Backend.release: graphs see it)
         self.scratch = ScratchCache(empty, scratch_cap_bytes)

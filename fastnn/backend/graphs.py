@@ -51,7 +51,8 @@ class GraphedSteps:
     capture_key: its GEMM math mode), and up to MAX_GRAPHS keys keep theirs side by side (an
     epoch's full batches and its smaller last one; the layers keep their buffers per shape,
     fastnn.buffers). Every capture is dropped once the backend has made any array since it was
-    recorded (a buffer it uses might have been replaced): that key's next step runs as usual
+    recorded, or a cache has let go of one (Backend.array_generation: a buffer it uses might
+    have been replaced or freed): that key's next step runs as usual
     again, and the one after it is captured. So a run with a partial last batch has recorded
     a graph for each shape by its third epoch and replays every step from then on. A capture that fails (an op
     that cannot be captured, or a step that makes arrays while recorded: it would make new
@@ -72,8 +73,8 @@ class GraphedSteps:
 
     def __init__(self, backend):
         self.B = backend
-        # step key -> {"allocations": the backend's count when its buffers were last made,
-        # "graph": None until captured}, least recently used first
+        # step key -> {"generation": the backend's array_generation when its buffers were last
+        # made, "graph": None until captured}, least recently used first
         self.graphs = collections.OrderedDict()
         # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds" or
         # "numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
@@ -108,12 +109,12 @@ class GraphedSteps:
         seeds = self._staged("seeds", len(layers), np.uint64) if layers else None
         numbers = self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None
         entry = self.graphs.get(key)
-        if entry is None or entry["allocations"] != B.allocation_count():
+        if entry is None or entry["generation"] != B.array_generation():
             # a new key, or arrays made since its buffers were: a layer may have replaced a
             # buffer the graph writes (another batch size, an evaluation ran between). This
             # step runs as usual and (re)makes the buffers; the next one is captured.
             step(xb, yb)
-            self.graphs[key] = {"allocations": B.allocation_count(), "graph": None}
+            self.graphs[key] = {"generation": B.array_generation(), "graph": None}
             self.graphs.move_to_end(key)
             while len(self.graphs) > self.MAX_GRAPHS:
                 self.graphs.popitem(last=False)
@@ -124,14 +125,14 @@ class GraphedSteps:
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)
                 B.copy(a, buf)
         if entry["graph"] is None:
-            saved, made = step.host_state(), B.allocation_count()
+            saved, made = step.host_state(), B.array_generation()
             try:
                 graph = self._capture(step, x_in, y_in, layers, seeds, opt, numbers)
-                if B.allocation_count() != made:  # its buffers were all made by now
+                if B.array_generation() != made:  # its buffers were all made by now
                     raise RuntimeError(
-                        f"it made {B.allocation_count() - made} array(s) while recorded, so "
-                        "it makes new ones every step (a replay would write into arrays "
-                        "freed after the capture)")
+                        f"it made (or let go of) {B.array_generation() - made} array(s) while "
+                        "recorded, so it makes new ones every step (a replay would write "
+                        "into arrays freed after the capture)")
             except Exception as exc:  # noqa: BLE001 - any op that cannot be captured
                 step.restore(saved)
                 self.failed = True

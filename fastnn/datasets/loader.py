@@ -53,7 +53,7 @@ class DataLoader:
     generator, so fastnn.seed(s) makes the order reproducible. drop_last: skip a final smaller batch.
     reuse_buffers: yield the same batch arrays every time (no allocation per batch; what the
     Trainer uses): in order (no shuffle, no transform) each batch is a view of the data set
-    itself. By default each batch is a fresh array.
+    itself (writing into it writes into x). By default each batch is a fresh array.
     device: "cuda" copies x and y to the GPU once and cuts every batch there (the backend's
     take_rows gather, as on the host; the epoch's order goes over once per epoch): no host copy
     per step. With reuse_buffers the whole epoch is gathered at its start, one kernel per
@@ -121,7 +121,7 @@ class DataLoader:
                          for key, a in zip("xy", self._data)]
                 self._buffers[("epoch", "x")], self._buffers[("epoch", "y")] = epoch
         if epoch is not None:  # the same buffers every epoch: their batch views made once
-            key = (id(epoch[0]), id(epoch[1]), bs)
+            key = (id(epoch[0]), id(epoch[1]), bs, len(self))  # (drop_last may change)
             if self._views is None or self._views[0] != key:
                 self._views = (key, [(epoch[0][lo:lo + bs], epoch[1][lo:lo + bs])
                                      for lo in range(0, len(self) * bs, bs)])

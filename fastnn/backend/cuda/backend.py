@@ -104,8 +104,11 @@ class CUDABackend(Backend):
         self.context.counters["allocations"] += 1
         return self.context.cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
 
-    def allocation_count(self):
-        return self.context.counters["allocations"]
+    def array_generation(self):
+        return self.context.counters["allocations"] + self.context.released
+
+    def release(self, a):
+        self.context.released += 1
 
     def to_host(self, a):
         self.context.counters["copies"] += 1
