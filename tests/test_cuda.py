@@ -985,8 +985,13 @@ def test_keras_facade_on_cuda_matches_the_cpu(monkeypatch):
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        values = [p.value for p in model.core.named_parameters()]
         states[device] = (model.core.state_dict(), history.history["loss"],
                           model.predict(x[:4], verbose=0))
+        # built once: predict (and a later fit) leave the parameters where they are, not
+        # packed anew (which would record the GPU's step graphs again)
+        assert all(a is b for a, b in zip(values, [p.value for p in
+                                                   model.core.named_parameters()]))
     for name, value in states["cpu"][0].items():
         np.testing.assert_allclose(states["cuda"][0][name], value, rtol=1e-4, atol=1e-6,
                                    err_msg=name)

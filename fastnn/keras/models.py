@@ -100,15 +100,20 @@ class Sequential:
                 self.core.add(core.FromChannelsLast(), name="channels_last_input")
                 h, w, c = self._shape
                 self._shape = (c, h, w)
+        added = False
         for layer in self.layers:
             if layer.output_shape is not None:
                 continue
+            added = True
             built = layer.build(self._shape, self._dtype)
             for piece in built:
                 self.core.add(piece, name=piece.name)
             layer.core_layers = built
             self._shape = layer.output_shape = _dry_run(built, self._shape, self._dtype)
-        if self._device != "cpu":
+        if added and self._device != "cpu":
+            # only what was just built moves: moving again would pack the parameters anew and
+            # send the optimizer's state through the host at every fit/evaluate/predict (and
+            # record the GPU's step graphs again)
             self.core.to(self._device)
 
     def _ensure_built(self, x, owner):
