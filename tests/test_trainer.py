@@ -578,14 +578,14 @@ def test_evaluation_steps_replay_and_give_the_eager_figures(monkeypatch):
 
 
 def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
-    """Each batch shape keeps a recording of its own (an epoch's full batches and its smaller
-    last one, validation's, another evaluate batch size), and the layers keep their buffers
-    per shape, so once each shape has run nothing is made and nothing is recorded again: from
-    the third epoch every step replays (with one recording per runner, the last batch dropped
-    the full batches' graph every epoch, and an evaluation at another batch size both). After
-    new shapes make arrays (which drops every graph) an epoch or two run some steps as
-    written, and then all replay again. The figures equal eager training's bit for bit. The CPU stands
-    in for a GPU and counts the arrays it makes, as a GPU does."""
+    """Each batch shape keeps a recording of its own (an epoch's full batches and its smaller last
+    one, validation's, another evaluate batch size), and the layers keep their buffers per
+    shape, so once each shape has run nothing is made and nothing is recorded again: from the
+    third epoch every step replays (with one recording per runner, the last batch dropped the
+    full batches' graph every epoch, and an evaluation at another batch size both). After new
+    shapes make arrays (which drops every graph) an epoch or two run some steps as written, and
+    then all replay again. The figures equal eager training's bit for bit. The CPU stands in
+    for a GPU and counts the arrays it makes, as a GPU does."""
     from fastnn.backend import cpu
     x, y = _blobs(230)
     made, empty = [0], cpu.empty

@@ -52,12 +52,12 @@ class GraphedSteps:
     epoch's full batches and its smaller last one; the layers keep their buffers per shape,
     fastnn.buffers). Every capture is dropped once the backend has made any array since it was
     recorded, or a cache has let go of one (Backend.array_generation: a buffer it uses might
-    have been replaced or freed): that key's next step runs as usual
-    again, and the one after it is captured. So a run with a partial last batch has recorded
-    a graph for each shape by its third epoch and replays every step from then on. A capture that fails (an op
-    that cannot be captured, or a step that makes arrays while recorded: it would make new
-    ones every step, and a replay would write into those freed after the capture) warns
-    once, and every later step runs eagerly (`failed`).
+    have been replaced or freed): that key's next step runs as usual again, and the one after
+    it is captured. So a run with a partial last batch has recorded a graph for each shape by
+    its third epoch and replays every step from then on. A capture that fails (an op that
+    cannot be captured, or a step that makes arrays while recorded: it would make new ones
+    every step, and a replay would write into those freed after the capture) warns once, and
+    every later step runs eagerly (`failed`).
 
     Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
     device array while they are recorded (their seed_slot): before each replay this runner
