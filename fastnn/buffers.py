@@ -4,7 +4,7 @@ import collections
 
 import numpy as np
 
-from fastnn.backend import backend_of
+from fastnn.backend import backend_of, cpu
 
 
 class Buffers:
@@ -38,9 +38,9 @@ class Buffers:
     def get(self, name, default=None):
         return self._current.get(name, default)
 
-    def take(self, name, shape, dtype, empty):
+    def take(self, name, shape, dtype, like=None):
         """The array for name of this shape and dtype: the current one, one kept from before,
-        or a new one from empty(shape, dtype)."""
+        or a new one on the backend of `like` (the CPU without one)."""
         shape = tuple(shape)
         buf = self._current.get(name)
         if buf is not None and buf.shape == shape and buf.dtype == dtype:
@@ -48,7 +48,8 @@ class Buffers:
         key = (name, shape, np.dtype(dtype))
         buf = self._kept.get(key)
         if buf is None:
-            buf = self._kept[key] = empty(shape, key[2])
+            B = backend_of(like) if like is not None else cpu
+            buf = self._kept[key] = B.empty(shape, key[2])
         else:
             self._kept.move_to_end(key)
         self._current[name] = buf

@@ -73,7 +73,7 @@ class Loss:
         return self._backward()
 
     def _buffer(self, key, shape, dtype, like):
-        return self._buffers.take(key, shape, dtype, backend_of(like).empty)
+        return self._buffers.take(key, shape, dtype, like)
 
 
 def _check_prediction(owner, y, ndims=None):

@@ -16,8 +16,9 @@ class Recording:
     array_generation moved in that first run (a real capture must move it by nothing: the
     runner's check of it cannot see the stand-in's, which runs the step after it)."""
 
-    def __init__(self, fn, layers, step, backend):
+    def __init__(self, fn, layers, step, backend, batch):
         self.fn, self.step, self.replays, self.backend, self.made = fn, step, 0, backend, None
+        self.batch = batch  # the recorded step's batch size
         self.slots = [(layer, layer.seed_slot) for layer in layers]
         opt = step.recorded_optimizer()  # its update reads the numbers slot, as its kernels do
         if opt is not None:
@@ -56,8 +57,7 @@ def recording_capture(monkeypatch, backend, trainer_of):
 
     def capture(fn):
         step, batch = steps[-1]
-        recordings.append(Recording(fn, trainer_of()._seeded_layers, step, backend))
-        recordings[-1].batch = batch  # the recorded step's batch size
+        recordings.append(Recording(fn, trainer_of()._seeded_layers, step, backend, batch))
         return recordings[-1]
     # graphs is a property on CUDA (set on the class); an earlier monkeypatch of the instance
     # leaves a plain value in the instance's dict, which would shadow the class's

@@ -231,8 +231,7 @@ class Layer:
     def _buffer(self, key, shape, dtype, like=None):
         """A reusable array for `key` of this shape and dtype (fastnn.buffers: a few shapes
         are kept per key, so that a batch of another size does not replace them)."""
-        return self._buffers.take(key, shape, dtype, lambda shape, dtype: (
-            backend_of(like) if like is not None else _default_backend()).empty(shape, dtype))
+        return self._buffers.take(key, shape, dtype, like)
 
     def _check_input(self, x, ndims, features=None, what=None):
         """x must be a float array of one of `ndims` dims with x.shape[1] == features (if given)."""
@@ -271,11 +270,6 @@ class Layer:
 def _shape_text(ndim, features):
     c = "C" if features is None else str(features)
     return {2: f"(N, {c})", 4: f"(N, {c}, H, W)"}.get(ndim, f"{ndim}-D")
-
-
-def _default_backend():
-    from fastnn.backend import cpu
-    return cpu
 
 
 def check_dtype(dtype, owner):
