@@ -39,6 +39,31 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     numba_cuda()
     _simulated_arrays_keep_to_the_device_api()
 
+@pytest.fixture(autouse=True)
+def launches(monkeypatch):
+    """In the simulator, every test's CUDA kernel launches must have argument types that
+    tests/launch_signatures.py lists: the PTX test compiles those for a GPU, which is where a
+    typing error or float64 arithmetic would show. A test may take this fixture to read what
+    it launched (launch_signatures.Launches). Nothing is watched on a real GPU."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        yield None
+        return
+    import launch_signatures
+    seen = launch_signatures.watch(monkeypatch)
+    yield seen
+    if seen.first_launched_while_recorded:
+        pytest.fail("CUDA kernels first launched while a step was recorded, with argument "
+                    "types no launched step used: a GPU would compile them inside the "
+                    "capture:\n" + "\n".join(f"  {name}{types}" for name, types
+                                              in seen.first_launched_while_recorded),
+                    pytrace=False)
+    if seen.unlisted:
+        pytest.fail("CUDA kernels launched with argument types that tests/launch_signatures.py "
+                    "does not list (add them there, so that the PTX test compiles them for a "
+                    "GPU):\n" + "\n".join(f"  {name}{types}" for name, types in seen.unlisted),
+                    pytrace=False)
+
+
 # Kernels are deterministic; a modest number of random configurations per property is plenty,
 # and the naive oracles are slow Python loops.
 settings.register_profile("fastnn", max_examples=60, deadline=None)
