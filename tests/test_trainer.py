@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -458,6 +459,43 @@ def test_an_update_that_cannot_be_recorded_runs_after_each_replay(monkeypatch):
     assert recordings[0].step.recorded_optimizer() is None and runs[0][2]["t"] == 8
 
 
+def test_a_step_that_makes_arrays_every_time_is_named_once(monkeypatch):
+    """Arrays made between every two steps of one shape (here an update that is not recorded,
+    so it runs after each step, and makes a scratch array each time) leave the buffers a
+    capture would read possibly stale before every step: no step is ever captured. The runner
+    warns once, naming the step and its batch shape, and training equals eager training's bit
+    for bit. The CPU stands in for a GPU and counts the arrays it makes, as a GPU does."""
+    from fastnn.backend import cpu
+    x, y = _blobs(400)
+    made, empty = [0], cpu.empty
+
+    def counted(shape, dtype):
+        made[0] += 1
+        return empty(shape, dtype)
+    monkeypatch.setattr(cpu, "empty", counted, raising=False)
+    monkeypatch.setattr(cpu, "array_generation", lambda: made[0], raising=False)
+
+    class ScratchSGD(fastnn.optim.SGD):  # not recorded: it runs after each replay
+        def _update(self, B, p, g, state):
+            scratch = B.empty(g.shape, g.dtype)
+            B.copy(g, scratch)
+            B.sgd_update(p, scratch, self.lr)
+
+    def build():
+        fastnn.seed(6)
+        model = fastnn.Sequential([Flatten(), Dense(32, 8), ReLU(), Dense(8, 3)])
+        return model.compile("cross_entropy", ScratchSGD(model, lr=0.5), seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs, recordings = _recorded_and_eager(
+            monkeypatch, build, lambda model: model.fit(x, y, epochs=2, batch_size=50,
+                                                        verbose=0))
+    ours = [str(w.message) for w in caught if str(w.message).startswith("fastnn:")]
+    assert len(ours) == 1 and "the training step at batch shape (50, 2, 4, 4) keeps making" \
+        in ours[0], ours
+    assert recordings == [] and not runs[0][3].replays_steps
+
+
 def test_inputs_and_targets_of_one_shape_replay_from_two_buffers(monkeypatch):
     """A replay reads x and y from input buffers of its own, one per role: where both have one
     shape and dtype (an autoencoder's targets are its inputs), they are still two arrays, and
@@ -605,7 +643,9 @@ def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
         model = fastnn.Sequential([Conv2D(2, 4, 3, pad=1), ReLU(), MaxPool2D(2), Flatten(),
                                    Dense(16, 8), BatchNorm(8), Dropout(0.2), Dense(8, 3)])
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.02), seed=0)
-        with monkeypatch.context() as m:
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            # shapes that come back are not steps that make arrays every time: no warning
+            warnings.filterwarnings("error", message="fastnn:")
             recordings = recording_capture(m, cpu, lambda: model.trainer) if graphs else []
 
             def totals():  # (recordings made, replays) so far

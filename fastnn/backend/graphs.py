@@ -70,6 +70,10 @@ class GraphedSteps:
     side of an update) and copies that step's numbers in."""
 
     MAX_GRAPHS = 8  # keys whose captures are kept, least recently used dropped first
+    # steps of one key in a row, with no replay of its graph between them, that each found
+    # arrays made (or let go of) since the one before: the step, or what runs between two
+    # steps, makes them every time, so its graph is never replayed, and the runner says so
+    REMADE_WARNING = 3
 
     def __init__(self, backend):
         self.B = backend
@@ -81,6 +85,8 @@ class GraphedSteps:
         self.staging = {}
         self.failed = False
         self.replaying = False  # whether the last step ran as a replay of a captured graph
+        self._last_key = None  # the key of the step run last
+        self._warned_remade = False
 
     def run(self, step, xb, yb):
         self.replaying = False
@@ -109,12 +115,17 @@ class GraphedSteps:
         seeds = self._staged("seeds", len(layers), np.uint64) if layers else None
         numbers = self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None
         entry = self.graphs.get(key)
+        last_key, self._last_key = self._last_key, key
         if entry is None or entry["generation"] != B.array_generation():
             # a new key, or arrays made since its buffers were: a layer may have replaced a
             # buffer the graph writes (another batch size, an evaluation ran between). This
             # step runs as usual and (re)makes the buffers; the next one is captured.
+            remade = entry["remade"] + 1 if entry is not None and last_key == key else 0
+            if remade >= self.REMADE_WARNING:
+                self._warn_remade(step, xb, remade)
             step(xb, yb)
-            self.graphs[key] = {"generation": B.array_generation(), "graph": None}
+            self.graphs[key] = {"generation": B.array_generation(), "graph": None,
+                                "remade": remade}
             self.graphs.move_to_end(key)
             while len(self.graphs) > self.MAX_GRAPHS:
                 self.graphs.popitem(last=False)
@@ -146,9 +157,24 @@ class GraphedSteps:
             entry["graph"] = graph
         else:
             step.count(xb.shape[0])  # the host side of a replayed step: the loss's counts
+            entry["remade"] = 0  # its graph served a second step
         self._step_inputs(layers, seeds, opt, numbers)
         entry["graph"].replay()  # (the captured step has not run yet: its replay runs it)
         self.replaying = True
+
+    def _warn_remade(self, step, xb, remade):
+        """Once per runner: steps of one batch shape that make arrays every time are never
+        captured (what a graph reads would be gone by its replay), and nothing else says so."""
+        if self._warned_remade:
+            return
+        self._warned_remade = True
+        what = getattr(step, "what", "the training step")
+        warnings.warn(f"fastnn: {what} at batch shape {tuple(xb.shape)} keeps making (or "
+                      f"letting go of) device arrays: {remade} times in a row its next step "
+                      "found arrays made since it ran, so its CUDA graph is never replayed and "
+                      "it runs one kernel launch at a time (a layer of your own should keep "
+                      "its arrays, Layer._buffer; a callback should make none per batch)",
+                      RuntimeWarning, stacklevel=5)
 
     def _capture(self, step, x_in, y_in, layers, seeds, opt, numbers):
         """Record the step, each seeded layer reading its seed from its slot of `seeds` and
