@@ -7,9 +7,10 @@
 #   here, once:   bash bench/gpu_session.sh prepare     (MNIST into .gpu-data/, git-ignored)
 #   call 1:       run(command="OUT=$OUT bash bench/gpu_session.sh check",   carry=[".gpu-data"],
 #                     timeout_s=380)                       (the phase stops itself by 360 s)
-#                 build; the CUDA tests on the GPU (replayed steps equal launched ones bit for
-#                 bit; the profiler's device times); where each step's time goes, per kernel
-#                 (bench/profile_step.py, fastnn then PyTorch)            ~4 minutes expected
+#                 build; the tests only a GPU runs (replayed steps equal launched ones bit for
+#                 bit; the profiler's device times; TF32); where each step's time goes, per
+#                 kernel (bench/profile_step.py, fastnn then PyTorch); then the other CUDA
+#                 tests, on the GPU                                         ~5 minutes expected
 #   call 2:       run(command="OUT=$OUT BUDGET_S=<s> bash bench/gpu_session.sh measure",
 #                     carry=[".gpu-data"], timeout_s=<s + 20>)   (<s>: budget_left_s - 40)
 #                 the GPU epochs vs PyTorch eager and with CUDA graphs, two rounds of fresh
@@ -68,12 +69,18 @@ python3 -c "import fastnn, fastnn.gpu; print('HAVE_EXT', fastnn.HAVE_EXT, 'GPU',
 if [ "$phase" = check ]; then
     # a test that hangs (a capture that never ends) costs 60 s, not the rest of the tests
     per_test=(); python3 -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 60)
-    step 170 gpu-tests python3 -m pytest tests/test_cuda.py tests/test_cuda_profile.py -q \
-        -p no:cacheprovider -rs --durations=8 "${per_test[@]}"
+    # first the tests only a real GPU runs (they have never run on one), then the rest; -v
+    # names each result as it comes, so a part cut short by its limit still says what passed
+    only_gpu="graph_replayed_steps or timed_as_one_call or tf32_gemms_on_a_gpu"
+    step 100 gpu-only-tests python3 -m pytest tests/test_cuda.py tests/test_cuda_profile.py \
+        -v --tb=short -p no:cacheprovider -rs "${per_test[@]}" -k "$only_gpu"
     step 120 profile-fastnn python3 bench/profile_step.py --impl fastnn \
         --json "$OUT/profile-fastnn.json"
     step 60 profile-torch python3 bench/profile_step.py --impl torch \
         --json "$OUT/profile-torch.json"
+    # the tests the simulator runs too, last: on the GPU they add cuBLAS and real timing
+    step 150 gpu-tests python3 -m pytest tests/test_cuda.py tests/test_cuda_profile.py -v \
+        --tb=short -p no:cacheprovider -rs --durations=8 "${per_test[@]}" -k "not ($only_gpu)"
 else
     step 330 cuda-epochs python3 bench/report.py -k cuda --rounds 2 --json "$OUT/cuda-epochs.json"
     step 120 train-deep-cnn python3 -m fastnn train --model deep-cnn --device cuda --epochs 20 \
