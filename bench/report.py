@@ -10,6 +10,8 @@ faster than fastnn), and for the convolutions their speed against the machine's 
   first implementation changes each round), and the report gives the median over rounds of
   each round's median, with the spread between rounds.
 - A first process runs the checks that the implementations compute the same thing.
+- A benchmark that fails (or an implementation whose benchmarks all skip) leaves the others'
+  figures standing: the report prints what ran, names the failures, and exits non-zero.
 - The report states the machine, the BLAS library and the kernel numpy's BLAS picked
   (threadpoolctl), the kernels fastnn chose (fastnn.cpu_info), the environment variables that
   pin them, and the machine's float32 peak, measured in a process of its own by independent
@@ -50,14 +52,22 @@ def pytest_cmd(impl, k, json_path=None):
     return cmd + (["-k", k] if k else [])
 
 
-def run_impl(impl, k, tmp, round_no):
-    """One implementation's benchmarks in a fresh process -> pytest-benchmark's records."""
+def run_impl(impl, k, tmp, round_no, failures):
+    """One implementation's benchmarks in a fresh process -> pytest-benchmark's records. Where
+    some fail (exit code 1) the others' records still count, and the failure goes into
+    `failures` (the report ends with it); any other error ends the report."""
     path = os.path.join(tmp, f"{impl}-{round_no}.json")
     proc = subprocess.run(pytest_cmd(impl, k, path), cwd=HERE)
     if proc.returncode == 5:  # nothing selected
         return []
-    if proc.returncode != 0:
+    if proc.returncode == 1:
+        failures.append(f"{impl} (round {round_no + 1})")
+    elif proc.returncode != 0:
         sys.exit(f"report: the {impl} benchmarks failed (exit code {proc.returncode})")
+    # every selected benchmark skipped (no GPU, no PyTorch): pytest-benchmark leaves the file
+    # empty, and the other implementations' figures still count
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []
     with open(path) as f:
         return json.load(f)["benchmarks"]
 
@@ -88,11 +98,12 @@ def main():
 
     rounds = {}  # (group, impl) -> [median of each round]
     extras = {}
+    failures = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             order = impls[r % len(impls):] + impls[:r % len(impls)]
             for impl in order:
-                for bench in run_impl(impl, args.k, tmp, r):
+                for bench in run_impl(impl, args.k, tmp, r, failures):
                     key = (bench["group"], bench["params"]["impl"])
                     rounds.setdefault(key, []).append(bench["stats"]["median"])
                     extras[key] = bench.get("extra_info") or {}
@@ -134,7 +145,11 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(peak_gflops=probe["peak"], info=info, results=results,
-                           environment={v: os.environ.get(v) for v in PINS}), f, indent=1)
+                           environment={v: os.environ.get(v) for v in PINS},
+                           failed=failures), f, indent=1)
+    if failures:
+        sys.exit(f"report: benchmarks failed in {', '.join(failures)} (see above); the figures "
+                 "printed are those that ran")
 
 
 if __name__ == "__main__":
