@@ -459,14 +459,10 @@ def test_an_update_that_cannot_be_recorded_runs_after_each_replay(monkeypatch):
     assert recordings[0].step.recorded_optimizer() is None and runs[0][2]["t"] == 8
 
 
-def test_a_step_that_makes_arrays_every_time_is_named_once(monkeypatch):
-    """Arrays made between every two steps of one shape (here an update that is not recorded,
-    so it runs after each step, and makes a scratch array each time) leave the buffers a
-    capture would read possibly stale before every step: no step is ever captured. The runner
-    warns once, naming the step and its batch shape, and training equals eager training's bit
-    for bit. The CPU stands in for a GPU and counts the arrays it makes, as a GPU does."""
+def _count_cpu_arrays(monkeypatch):
+    """The CPU backend, standing in for a GPU, counts the arrays it makes as its
+    array_generation (a GPU's moves when an array is made; a captured graph is then stale)."""
     from fastnn.backend import cpu
-    x, y = _blobs(400)
     made, empty = [0], cpu.empty
 
     def counted(shape, dtype):
@@ -474,6 +470,16 @@ def test_a_step_that_makes_arrays_every_time_is_named_once(monkeypatch):
         return empty(shape, dtype)
     monkeypatch.setattr(cpu, "empty", counted, raising=False)
     monkeypatch.setattr(cpu, "array_generation", lambda: made[0], raising=False)
+
+
+def test_a_step_that_makes_arrays_every_time_is_named_once(monkeypatch):
+    """Arrays made between every two steps of one shape (here an update that is not recorded,
+    so it runs after each step, and makes a scratch array each time) leave the buffers a
+    capture would read possibly stale before every step: no step is ever captured. The runner
+    warns once, naming the step and its batch shape, and training equals eager training's bit
+    for bit. The CPU stands in for a GPU and counts the arrays it makes, as a GPU does."""
+    x, y = _blobs(400)
+    _count_cpu_arrays(monkeypatch)
 
     class ScratchSGD(fastnn.optim.SGD):  # not recorded: it runs after each replay
         def _update(self, B, p, g, state):
@@ -626,13 +632,7 @@ def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
     for a GPU and counts the arrays it makes, as a GPU does."""
     from fastnn.backend import cpu
     x, y = _blobs(230)
-    made, empty = [0], cpu.empty
-
-    def counted(shape, dtype):
-        made[0] += 1
-        return empty(shape, dtype)
-    monkeypatch.setattr(cpu, "empty", counted, raising=False)
-    monkeypatch.setattr(cpu, "array_generation", lambda: made[0], raising=False)
+    _count_cpu_arrays(monkeypatch)
 
     class Snapshot(callbacks.Callback):
         def on_epoch_end(self, epoch, logs):
