@@ -43,14 +43,15 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 def launches(monkeypatch):
     """In the simulator, every test's CUDA kernel launches must have argument types that
     tests/launch_signatures.py lists: the PTX test compiles those for a GPU, which is where a
-    typing error or float64 arithmetic would show. A test may take this fixture to read what
-    it launched (launch_signatures.Launches). Nothing is watched on a real GPU."""
+    typing error or float64 arithmetic would show; and none may first be launched inside a
+    stand-in recording (a GPU would compile it inside the capture). Nothing is watched on a
+    real GPU."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-        yield None
+        yield
         return
     import launch_signatures
     seen = launch_signatures.watch(monkeypatch)
-    yield seen
+    yield
     if seen.first_launched_while_recorded:
         pytest.fail("CUDA kernels first launched while a step was recorded, with argument "
                     "types no launched step used: a GPU would compile them inside the "

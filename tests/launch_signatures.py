@@ -74,7 +74,7 @@ FLOATS = ("float32", "float64")
 
 def type_name(arg):
     """An argument's type in SIGNATURES' notation (before "F" stands in for the float type)."""
-    if isinstance(arg, (bool, np.bool_)):
+    if isinstance(arg, bool):  # (a numpy bool is an np.generic, below)
         return "bool"
     if isinstance(arg, int):
         return "int64"
@@ -101,18 +101,18 @@ def concrete(sig, float_type):
 
 class Launches:
     """What watch() saw: `first_phase`, (name, types) -> the phase of its first launch
-    ("launched", or "recorded" inside a stand-in capture), and `unlisted`, the launches whose
-    types SIGNATURES lacks, in order."""
+    ("launched", or "recorded" inside a stand-in capture), in order; `phase`, the current one."""
 
     def __init__(self):
-        self.first_phase, self.unlisted, self.phase = {}, [], "launched"
+        self.first_phase, self.phase = {}, "launched"
 
     def see(self, name, args):
-        types = tuple(type_name(a) for a in args)
-        if (name, types) not in self.first_phase:
-            self.first_phase[(name, types)] = self.phase
-            if not listed(name, types):
-                self.unlisted.append((name, types))
+        self.first_phase.setdefault((name, tuple(type_name(a) for a in args)), self.phase)
+
+    @property
+    def unlisted(self):
+        """The launches whose types SIGNATURES lacks, in the order first seen."""
+        return [k for k in self.first_phase if not listed(*k)]
 
     @property
     def first_launched_while_recorded(self):

@@ -481,7 +481,7 @@ def test_a_step_that_makes_arrays_every_time_is_named_once(monkeypatch):
     x, y = _blobs(400)
     _count_cpu_arrays(monkeypatch)
 
-    class ScratchSGD(fastnn.optim.SGD):  # not recorded: it runs after each replay
+    class ScratchSGD(fastnn.optim.SGD):  # not recorded: the trainer runs it after each step
         def _update(self, B, p, g, state):
             scratch = B.empty(g.shape, g.dtype)
             B.copy(g, scratch)
