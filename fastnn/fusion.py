@@ -5,8 +5,12 @@
                           (ReLU.forward_fused): the ReLU's pass over memory is saved.
     ReLU -> MaxPool2D     backward: the ReLU's mask is applied inside the pool's scatter
                           (MaxPool2D.backward_through): one pass instead of two.
+    ReLU -> Conv2D        backward: the mask (the conv's input > 0) is applied as the data
+                          gradient is written (Conv2D.backward_through; in col2im on a GPU,
+                          which then skips the masked pixels' reads; after the direct
+                          kernels on the CPU, as two passes).
 
-Both give the two layers' results bit for bit (tests/test_model.py). plan(layers) matches the
+Each gives the two layers' results bit for bit (tests/test_model.py). plan(layers) matches the
 table once, when a Sequential is built (add), not every step.
 
 A pattern matches a layer by class. A subclass matches only where it keeps every method the
@@ -49,11 +53,16 @@ def _relu_then_max_pool_backward(relu, pool, dy):
     return pool.backward_through(relu, dy)  # falls back to two passes if pool's input differs
 
 
+def _relu_then_conv_backward(relu, conv, dy):
+    return conv.backward_through(relu, dy)  # the same fallback
+
+
 # what a fused pass replaces: the ReLU's every pass (it is max(., 0) and its mask, or nothing);
 # the producer's forward (forward_relu runs its _forward with relu=True); the pool's passes
 _RELU = ("forward", "_forward", "_compute", "forward_fused", "backward", "_backward")
 _PRODUCER = ("forward", "_forward", "forward_relu")
 _MAX_POOL = ("forward", "_forward", "backward", "_backward", "backward_through")
+_CONV = ("forward", "_forward", "backward", "_backward", "backward_through")
 
 FORWARD = (
     Pattern("conv/dense + ReLU", (Conv2D, Dense), _PRODUCER, (ReLU,), _RELU,
@@ -62,6 +71,7 @@ FORWARD = (
 BACKWARD = (
     Pattern("ReLU + max pool", (ReLU,), _RELU, (MaxPool2D,), _MAX_POOL,
             _relu_then_max_pool_backward),
+    Pattern("ReLU + conv", (ReLU,), _RELU, (Conv2D,), _CONV, _relu_then_conv_backward),
 )
 
 

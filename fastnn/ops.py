@@ -26,10 +26,13 @@ def im2col(x, kh, kw, stride=1, pad=0):
     return backend_of(x).im2col(x, (kh, kw), stride, pad)
 
 
-def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
+def col2im(cols, x_shape, kh, kw, stride=1, pad=0, relu_gate=None):
     """The adjoint of im2col: cols (N*OH*OW, C*KH*KW) -> x (N, C, H, W); entries that came
-    from the same pixel (overlapping windows) are summed."""
-    return backend_of(cols).col2im(cols, _shape(x_shape), (kh, kw), stride, pad)
+    from the same pixel (overlapping windows) are summed. relu_gate (of x's shape): a
+    convolution's input made by a ReLU; the sums are kept only where it is > 0, which makes
+    the result the gradient of the ReLU's input (its backward, fused)."""
+    return backend_of(cols, relu_gate).col2im(cols, _shape(x_shape), (kh, kw), stride, pad,
+                                              relu_gate=relu_gate)
 
 
 def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, cols_out=None,
@@ -58,7 +61,7 @@ def conv2d_forward(x, W, b=None, stride=1, pad=0, return_cols=False, out=None, c
 
 
 def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=None,
-                    dW_out=None, db_out=None, need_dW=True, algorithm=None):
+                    dW_out=None, db_out=None, need_dW=True, algorithm=None, through_relu=False):
     """Gradients of conv2d_forward -> (dx, dW, db).
 
     dy (N, F, OH, OW) is the gradient of the output; x and W are the forward's operands; cols
@@ -67,11 +70,12 @@ def conv2d_backward(dy, x, W, stride=1, pad=0, cols=None, need_dx=True, dx_out=N
     dx_out, dW_out, db_out: preallocated outputs to write into. After a forward with
     relu=True, dy is the gradient of the conv's output before the ReLU (apply relu_backward
     first). algorithm: force "direct", "winograd" or "im2col" for both passes (None: the
-    engine's plan).
+    engine's plan). through_relu=True: x was made by a ReLU, and dx is the gradient of that
+    ReLU's input (relu_backward(dx, x), applied as dx is written where the algorithm can).
     """
     return convolution.backward(dy, x, W, stride, pad, saved=cols, need_dx=need_dx,
                                 need_dW=need_dW, dx_out=dx_out, dW_out=dW_out, db_out=db_out,
-                                algorithm=algorithm)
+                                algorithm=algorithm, through_relu=through_relu)
 
 
 def max_pool2d_forward(x, kernel_size, stride=None, pad=0, out=None, argmax_out=None):

@@ -20,7 +20,7 @@ import numpy as np
 _R = ("int64", "int64", "int64", "int64", "int64", "int64")  # a window's kh, kw, sh, sw, ph, pw
 SIGNATURES = {
     "im2col": [("F[4d]", "F[2d]") + _R + ("int64", "int64", "F")],
-    "col2im": [("F[2d]", "F[4d]") + _R + ("int64", "int64", "F")],
+    "col2im": [("F[2d]", "F[4d]", "bool", "F[4d]") + _R + ("int64", "int64", "F")],
     "take_rows": [("F[1d]", "int64[1d]", "F[1d]", "int64"),
                   ("int64[1d]", "int64[1d]", "int64[1d]", "int64")],
     "rows_to_nchw": [("F[2d]", "F[1d]", "bool", "bool", "F[4d]", "F")],

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from strategies import window_configs
 
 from fastnn import naive, ops
+from fastnn.backend import cpu
 
 COURSE_X = np.array(
     [[[[1, 12, 75, 6], [19, 34, 80, 67], [66, 83, 41, 91], [82, 18, 24, 74]]],
@@ -51,6 +52,26 @@ def test_col2im_matches_naive(cfg, dtype):
     want = naive.col2im(cols, cfg["shape"], cfg["kernel"], cfg["stride"], cfg["pad"])
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)  # same accumulation order: exact
+
+
+@given(cfg=window_configs(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_col2im_through_a_relu_is_col2im_then_the_relu_backward(cfg, dtype):
+    # relu_gate: a convolution's input made by a ReLU; the sums are kept where it is > 0
+    # (zeros, negatives and NaN drop them), bit for bit the two passes in turn
+    n, c = cfg["shape"][:2]
+    (kh, kw), (oh, ow) = cfg["kernel"], cfg["out"]
+    rng = np.random.default_rng(3)
+    cols = rng.standard_normal((n * oh * ow, c * kh * kw)).astype(dtype)
+    gate = rng.choice(np.array([0, -1.5, 2.0, 0.25, np.nan], dtype), size=cfg["shape"])
+    out = np.full(cfg["shape"], np.nan, dtype)
+    got = ops.col2im(cols, cfg["shape"], kh, kw, cfg["stride"], cfg["pad"], relu_gate=gate)
+    cpu.col2im(cols, cfg["shape"], (kh, kw), cfg["stride"], cfg["pad"], out=out,
+               relu_gate=gate)
+    want = naive.relu_backward(
+        naive.col2im(cols, cfg["shape"], cfg["kernel"], cfg["stride"], cfg["pad"]), gate)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(out, want)
+    assert (want[~(gate > 0)] == 0).all()
 
 
 @given(cfg=window_configs())

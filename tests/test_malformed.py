@@ -94,7 +94,8 @@ KERNELS = {
     "col2im": ("col2im", dict(cols=cols, x_shape=x.shape, kernel=3, stride=1, pad=1),
                dict(cols=_generic_bad(cols) + _shape_bad(cols)[:-1], x_shape=SHAPE_BAD,
                     kernel=GEOMETRY_BAD, stride=STRIDE_BAD, pad=PAD_BAD,
-                    out=_generic_bad(x, optional=True) + _shape_bad(x))),
+                    out=_generic_bad(x, optional=True) + _shape_bad(x),
+                    relu_gate=_generic_bad(x, optional=True) + _shape_bad(x))),
     "max_pool2d_forward": ("max_pool2d_forward", dict(x=x, kernel_size=2, stride=2, pad=0),
                            dict(x=_generic_bad(x), kernel_size=GEOMETRY_BAD,
                                 stride=STRIDE_BAD,
@@ -321,6 +322,9 @@ def test_messages_name_expected_and_received():
         ops.max_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, stride=0)
     with pytest.raises(ValueError, match=r"expected cols of shape \(9, 4\), got \(8, 4\)"):
         ops.col2im(np.zeros((8, 4)), (1, 1, 4, 4), 2, 2)
+    gate = np.ones((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="expected out to be another array than relu_gate"):
+        cpu.col2im(np.zeros((9, 4)), gate.shape, 2, 1, 0, out=gate, relu_gate=gate)
     with pytest.raises(ValueError, match=r"argmax entries lie outside their 8x8 plane"):
         cpu.max_pool2d_backward(dy_pool, arg + 64, x.shape, 2)
     with pytest.raises(ValueError, match="C-contiguous"):

@@ -330,6 +330,49 @@ def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     np.testing.assert_array_equal(np.maximum(conv_out, 0), apart[1].forward(apart[0].forward(x)))
 
 
+def test_relu_into_conv_backward_is_fused_bit_for_bit_on_every_data_algorithm():
+    # ReLU -> Conv2D: the conv's data gradient is masked by its own input (the ReLU's output)
+    # as it is written. On the CPU, 8 input channels at stride 1 take the direct kernels (the
+    # mask after them), stride 2 takes im2col (col2im's relu_gate); the regularized conv's
+    # penalty gradient is added on the fused path too.
+    def build():
+        fastnn.seed(5)
+        return fastnn.Sequential([
+            Conv2D(2, 8, 3, pad=1), ReLU(),
+            Conv2D(8, 8, 3, pad=1, regularizer=fastnn.regularizers.L2(0.1)), ReLU(),
+            Conv2D(8, 5, 3, stride=2, pad=1), ReLU(), MaxPool2D(2), Flatten(),
+            Dense(5 * 2 * 2, 7)])
+    from fastnn import fusion
+    fused, apart = build(), build()
+    relu_conv, relu_pool = fusion.BACKWARD[1], fusion.BACKWARD[0]
+    assert fused._fusion.backward == {1: relu_conv, 3: relu_conv, 5: relu_pool}
+    plans = [fused[i].conv_plan((6, fused[i].in_channels, 8, 8)).backward_data for i in (2, 4)]
+    assert plans[1] == "im2col" and plans[0] in ("direct", "im2col")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 2, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((6, 7)).astype(np.float32)
+    _fused_equals_layer_by_layer(fused, apart, x, dy)
+    assert (fused[1]._cache == 0).any()  # the ReLUs masked something
+    for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
+                                                 apart.named_parameters()):
+        np.testing.assert_array_equal(grad_f, grad_a, err_msg=name)
+    # a training step (need_dx=False) fuses them too, and stops at the first conv
+    fused.forward(x)
+    assert fused.backward(dy, need_dx=False) is None
+    apart.forward(x)
+    apart.backward(dy, need_dx=False)
+    for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
+                                                 apart.named_parameters()):
+        np.testing.assert_array_equal(grad_f, grad_a, err_msg=name)
+    # a conv whose last input was not that ReLU's output runs the two backwards in turn
+    relu, conv = fused[3], Conv2D(8, 3, 3, pad=1)
+    conv.forward(np.abs(rng.standard_normal((6, 8, 8, 8))).astype(np.float32) - 0.5)
+    conv_grad = rng.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    want = relu.backward(conv.backward(conv_grad)).copy()
+    np.testing.assert_array_equal(conv.backward_through(relu, conv_grad), want)
+    assert (want == 0).any() and (want != 0).any()
+
+
 def test_load_of_random_bytes_says_it_is_not_a_fastnn_file(tmp_path):
     """np.load reads unknown bytes as a pickle, and refusing one it said to pass allow_pickle
     (which would run whatever the file holds): the message now says what the file is not."""

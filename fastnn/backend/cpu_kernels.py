@@ -40,6 +40,12 @@ class CPUKernels(NumpyKernels):
     def col2im(self, cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
         self._im2col.col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
 
+    def col2im_relu(self, cols, gate, x, kh, kw, sh, sw, ph, pw, oh, ow):
+        """col2im, then the ReLU backward by gate in place: the CPU runs the two passes (its
+        data gradients rarely take im2col; the direct kernels do the same after theirs)."""
+        self.col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
+        self.relu_backward(x, gate, x)
+
     def rows_to_nchw(self, rows, b, y, relu):
         n, f = y.shape[:2]
         p = y.shape[2] * y.shape[3]

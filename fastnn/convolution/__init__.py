@@ -163,11 +163,13 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
 
 
 def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, dx_out=None,
-             dW_out=None, db_out=None, algorithm=None):
+             dW_out=None, db_out=None, algorithm=None, through_relu=False):
     """Gradients of forward -> (dx, dW, db); dx is None with need_dx=False (a first layer),
     dW and db with need_dW=False (frozen weights). dy is the gradient of the output (before
     a fused ReLU: apply relu_backward first). saved: what forward returned; *_out:
-    preallocated outputs. algorithm: force one for both passes (None: the plan's)."""
+    preallocated outputs. algorithm: force one for both passes (None: the plan's).
+    through_relu: x is the output of a ReLU, and dx is the gradient of that ReLU's input
+    (0 where x <= 0): im2col's col2im applies it as it writes, the other algorithms after."""
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _checks.conv_operands(op, x, W, None, stride, pad)
     B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out)
@@ -206,7 +208,9 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
         gx, gW, gb = im2col_gemm.backward(
             B, dy, x, W, kernel, stride, pad, (oh, ow), cols=saved,
             need_dx=data == "im2col", need_dW=weights == "im2col",
-            dx_out=dx_out, dW_out=dW_out, db_out=db_out)
+            dx_out=dx_out, dW_out=dW_out, db_out=db_out, through_relu=through_relu)
         dx = gx if data == "im2col" else dx
         dW, db = (gW, gb) if weights == "im2col" else (dW, db)
+    if through_relu and dx is not None and data != "im2col":
+        B.relu_backward(dx, x, out=dx)
     return dx, dW, db

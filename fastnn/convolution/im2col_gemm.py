@@ -47,9 +47,10 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
 
 
 def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, need_dW=True,
-             dx_out=None, dW_out=None, db_out=None):
+             dx_out=None, dW_out=None, db_out=None, through_relu=False):
     """-> (dx or None, dW or None, db or None). cols: the forward's im2col matrix (rebuilt
-    chunk by chunk from x when None)."""
+    chunk by chunk from x when None). through_relu: x is a ReLU's output, and dx is taken
+    through that ReLU as col2im writes it (col2im's relu_gate)."""
     oh, ow = out_hw
     n, f, k = x.shape[0], W.shape[0], W[0].size
     step = n if cols is not None else _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
@@ -83,5 +84,6 @@ def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, 
         if need_dx:
             dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
             B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)
-            B.col2im(dcols, (n1 - n0,) + x.shape[1:], kernel, stride, pad, out=dx[n0:n1])
+            B.col2im(dcols, (n1 - n0,) + x.shape[1:], kernel, stride, pad, out=dx[n0:n1],
+                     relu_gate=x[n0:n1] if through_relu else None)
     return dx, (dW.reshape(W.shape) if need_dW else None), db

@@ -87,11 +87,15 @@ class Layer:
         if not self.__dict__.get("_ready"):
             raise RuntimeError(f"{self.label}: backward called before forward")
         dx = self._backward(dy, need_dx)
+        self._add_penalty_grads()
+        return dx
+
+    def _add_penalty_grads(self):
+        """The regularizers' share of the parameter gradients, after _backward wrote them."""
         if self.trainable:
             for p in self._parameters.values():
                 if p.penalty is not None:
                     p.penalty.add_grad(p.value, p.grad)
-        return dx
 
     def _forward(self, x):
         raise NotImplementedError

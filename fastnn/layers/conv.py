@@ -43,7 +43,7 @@ class Conv2D(Layer):
         self._cache = (x, saved)  # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None
         return y
 
-    def _backward(self, dy, need_dx):
+    def _backward(self, dy, need_dx, through_relu=False):
         x, saved = self._cache
         y_shape = self._buffers["y"].shape
         self._check_grad(dy, y_shape, x.dtype)
@@ -51,7 +51,17 @@ class Conv2D(Layer):
         dx, _, _ = convolution.backward(
             dy, x, self.params["W"], self.stride, self.pad, saved=saved, need_dx=need_dx,
             dx_out=dx_out, dW_out=self.grads["W"], db_out=self.grads["b"],
-            need_dW=self.trainable)
+            need_dW=self.trainable, through_relu=through_relu)
+        return dx
+
+    def backward_through(self, relu, dy):
+        """relu.backward(self.backward(dy)) with the ReLU's mask applied as the data gradient
+        is written, when this layer's last input was the ReLU's last output (fastnn.fusion's
+        ReLU + conv pattern): the ReLU's own pass over memory is saved."""
+        if not (self.__dict__.get("_ready") and self._cache[0] is relu._cache):
+            return relu.backward(self.backward(dy))
+        dx = self._backward(dy, True, through_relu=True)
+        self._add_penalty_grads()
         return dx
 
     def conv_plan(self, input_shape):

@@ -28,8 +28,10 @@ class LayoutOps:
             self._kernels.im2col(x, cols, *kernel, *stride, *pad, oh, ow)
         return cols
 
-    def col2im(self, cols, x_shape, kernel, stride, pad, out=None):
-        """The adjoint of im2col: cols -> x of x_shape, overlapping windows summed."""
+    def col2im(self, cols, x_shape, kernel, stride, pad, out=None, relu_gate=None):
+        """The adjoint of im2col: cols -> x of x_shape, overlapping windows summed.
+        relu_gate: the convolution's input, when a ReLU made it: the sum is then kept only
+        where relu_gate > 0, which is that ReLU's backward taken in the same pass."""
         op, dev = "col2im", self.device_arrays
         kernel, stride, pad = _checks.geometry(op, kernel, stride, pad)
         n, c, h, w = _checks.shape4(op, "x_shape", x_shape)
@@ -37,8 +39,16 @@ class LayoutOps:
         _checks.array(op, "cols", cols, 2, device=dev)
         _checks.same_shape(op, "cols", cols, (n * oh * ow, c * kernel[0] * kernel[1]))
         x = _checks.out_array(op, out, (n, c, h, w), cols.dtype, empty=self.empty, device=dev)
+        if relu_gate is not None:
+            _checks.like(op, "relu_gate", relu_gate, x, device=dev)
+            if relu_gate is x:
+                raise ValueError(f"{op}: expected out to be another array than relu_gate "
+                                 "(the sums would overwrite the gate before it is read)")
         if n:
-            self._kernels.col2im(cols, x, *kernel, *stride, *pad, oh, ow)
+            if relu_gate is None:
+                self._kernels.col2im(cols, x, *kernel, *stride, *pad, oh, ow)
+            else:
+                self._kernels.col2im_relu(cols, relu_gate, x, *kernel, *stride, *pad, oh, ow)
         return x
 
     # relu=True fuses a ReLU that follows a convolution or a Dense layer into the pass that

@@ -25,12 +25,18 @@ def im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, zero):
 
 
 @cuda.jit(cache=True)
-def col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, zero):
+def col2im(cols, gate, gated, x, kh, kw, sh, sw, ph, pw, oh, ow, zero):
+    """A thread per pixel of x, summing what its windows' columns hold. gated: x is the data
+    gradient of a convolution whose input `gate` was a ReLU's output, and the ReLU's backward
+    is taken as it is written (0 where gate <= 0, without reading cols for that pixel)."""
     i = cuda.grid(1)
     if i >= x.size:
         return
     n, c, iy, ix = unravel4(i, x.shape)
     acc = zero
+    if gated and not gate[n, c, iy, ix] > zero:
+        x[n, c, iy, ix] = zero
+        return
     for ky in range(kh):
         oy = window_at(iy, ky, sh, ph, oh)
         if oy < 0:

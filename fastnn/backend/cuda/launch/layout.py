@@ -40,7 +40,11 @@ class LayoutLaunches:
                                  cols, kh, kw, sh, sw, ph, pw, oh, ow, const(x, 0))
 
     def col2im(self, cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
-        self.ctx.launch(K.col2im, x.size, cols, x, kh, kw, sh, sw, ph, pw, oh, ow,
+        self.ctx.launch(K.col2im, x.size, cols, x, False, x, kh, kw, sh, sw, ph, pw, oh, ow,
+                        const(cols, 0))  # x as the gate: unread
+
+    def col2im_relu(self, cols, gate, x, kh, kw, sh, sw, ph, pw, oh, ow):
+        self.ctx.launch(K.col2im, x.size, cols, gate, True, x, kh, kw, sh, sw, ph, pw, oh, ow,
                         const(cols, 0))
 
     def rows_to_nchw(self, rows, b, y, relu):
