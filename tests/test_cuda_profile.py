@@ -64,6 +64,33 @@ def test_profile_times_every_launch_gemm_and_copy_by_name():
     assert B.context.profile is None and len(prof.calls) == calls
 
 
+def test_each_call_carries_the_bytes_of_its_arrays():
+    """A row's bytes are those of the distinct arrays its calls touched (an unread stand-in
+    passed twice counts once), so its GB/s says how near the memory's bandwidth it ran."""
+    a, b = B.from_host(np.ones(1000, np.float32)), B.from_host(np.ones(1000, np.float32))
+    cols = B.from_host(np.ones((2 * 3 * 3, 2 * 2 * 2), np.float32))
+    gate = B.from_host(np.ones((2, 2, 4, 4), np.float32))
+    with fastnn.gpu.profile() as prof:
+        B.add(a, b, out=a)                                     # a and b: 8000 bytes
+        B.gemm(B.empty((6, 4), np.float32), B.empty((4, 5), np.float32))
+        B.col2im(cols, (2, 2, 4, 4), 2, 1, 0)                  # x is its own unread gate
+        B.col2im(cols, (2, 2, 4, 4), 2, 1, 0, relu_gate=gate)  # and the gate
+        B.to_host(a)
+    by_name = {row["name"]: row for row in prof.rows()}
+    assert by_name["add"]["bytes"] == 8000
+    gemm = next(row for name, row in by_name.items() if name.startswith("gemm"))
+    assert gemm["bytes"] == (6 * 4 + 4 * 5 + 6 * 5) * 4
+    col2im = by_name["col2im"]  # cols 144 floats, x and the gate 64 each
+    assert col2im["calls"] == 2 and col2im["bytes"] == (2 * 144 + 3 * 64) * 4
+    assert by_name["copy device->host"]["bytes"] == 4000
+    assert prof.total()["bytes"] == sum(row["bytes"] for row in prof.rows())
+    header, *lines = prof.table().splitlines()
+    assert "MB" in header and "GB/s" in header
+    add = next(line for line in lines if line.endswith(" add")).split()
+    assert add[4] == "0.01"  # MB
+    assert (add[5] == "-") == SIMULATOR  # no device times in the simulator, so no rate
+
+
 def test_profiling_changes_no_result():
     (x, y), states = _data(), []
     for profiled in (False, True):

@@ -112,13 +112,14 @@ class CUDABackend(Backend):
 
     def to_host(self, a):
         self.context.counters["copies"] += 1
-        with self.context.timed("copy device->host"):
+        with self.context.timed("copy device->host", a.size * a.dtype.itemsize):
             return a.copy_to_host()
 
     def from_host(self, a):
         self.context.counters["copies"] += 1
-        with self.context.timed("copy host->device"):
-            return self.context.cuda.to_device(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a)
+        with self.context.timed("copy host->device", a.nbytes):
+            return self.context.cuda.to_device(a)
 
     def default_sync_every(self):
         return 50  # a read waits for the GPU to finish the queued steps: not every step

@@ -11,7 +11,7 @@ import time
 
 from fastnn.backend.context import SCRATCH_CAP_BYTES, DeviceContext
 from fastnn.backend.cuda._numba import SIMULATOR, numba_cuda
-from fastnn.backend.cuda.profile import NOT_PROFILING, Profile, kernel_name
+from fastnn.backend.cuda.profile import NOT_PROFILING, Profile, array_bytes, kernel_name
 
 THREADS = 256
 # Threads per block of the reductions (bias gradient, batch-norm sums, sums of squares): a
@@ -65,16 +65,17 @@ class CUDAContext(DeviceContext):
         if self.profile is None:
             kernel[grid, block, self.stream](*args)
         else:
-            with self.timed(kernel_name(kernel)):
+            with self.timed(kernel_name(kernel), array_bytes(args)):
                 kernel[grid, block, self.stream](*args)
         self.counters["launches"] += 1
 
-    def timed(self, name):
+    def timed(self, name, nbytes=None):
         """A block whose device work the open profile times under `name` (a no-op without
-        one, or while a graph is recorded: an event there would be recorded into it)."""
+        one, or while a graph is recorded: an event there would be recorded into it);
+        nbytes: the bytes of the arrays it touches."""
         if self.profile is None or self.capturing:
             return NOT_PROFILING
-        return self.profile.timing(name)
+        return self.profile.timing(name, nbytes)
 
     @contextlib.contextmanager
     def profiling(self):

@@ -20,7 +20,8 @@ class LayoutLaunches:
                 cublas.gemm(a, b, out, trans_a, trans_b)
             else:  # GEMMs by shape: each layer's own row in a profile
                 with self.ctx.timed(f"gemm {m}x{n}x{k}{' At' if trans_a else ''}"
-                                    f"{' Bt' if trans_b else ''} (cuBLAS)"):
+                                    f"{' Bt' if trans_b else ''} (cuBLAS)",
+                                    (m * k + k * n + m * n) * out.dtype.itemsize):
                     cublas.gemm(a, b, out, trans_a, trans_b)
             self.ctx.counters["launches"] += 1
             return out
@@ -69,7 +70,7 @@ class LayoutLaunches:
 
     def copy(self, a, out):
         """A device-to-device copy (not a kernel of ours, and no host round trip)."""
-        with self.ctx.timed("copy device->device"):
+        with self.ctx.timed("copy device->device", 2 * a.size * a.dtype.itemsize):
             if not self._runtime_copy(out, a, "DeviceToDevice"):
                 out.copy_to_device(a, stream=self.ctx.stream)
 
@@ -79,7 +80,7 @@ class LayoutLaunches:
         driver stages host before it returns, so host may be rewritten at once (a replay's
         seeds are, every step)."""
         self.ctx.counters["copies"] += 1
-        with self.ctx.timed("copy host->device"):
+        with self.ctx.timed("copy host->device", host.nbytes):
             if not self._runtime_copy(out, host, "HostToDevice"):
                 out.copy_to_device(host, stream=self.ctx.stream)
 
