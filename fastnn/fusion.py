@@ -49,29 +49,26 @@ def _producer_then_relu(producer, relu, x):
     return relu.forward_fused(producer.forward_relu(x))
 
 
-def _relu_then_max_pool_backward(relu, pool, dy):
-    return pool.backward_through(relu, dy)  # falls back to two passes if pool's input differs
-
-
-def _relu_then_conv_backward(relu, conv, dy):
-    return conv.backward_through(relu, dy)  # the same fallback
+def _relu_then_backward_through(relu, layer, dy):
+    # falls back to the two backwards if the layer's last input was not the ReLU's output
+    return layer.backward_through(relu, dy)
 
 
 # what a fused pass replaces: the ReLU's every pass (it is max(., 0) and its mask, or nothing);
-# the producer's forward (forward_relu runs its _forward with relu=True); the pool's passes
+# the producer's forward (forward_relu runs its _forward with relu=True); the passes of the
+# layer whose backward takes the ReLU's in (a max pool's, a conv's)
 _RELU = ("forward", "_forward", "_compute", "forward_fused", "backward", "_backward")
 _PRODUCER = ("forward", "_forward", "forward_relu")
-_MAX_POOL = ("forward", "_forward", "backward", "_backward", "backward_through")
-_CONV = ("forward", "_forward", "backward", "_backward", "backward_through")
+_THROUGH = ("forward", "_forward", "backward", "_backward", "backward_through")
 
 FORWARD = (
     Pattern("conv/dense + ReLU", (Conv2D, Dense), _PRODUCER, (ReLU,), _RELU,
             _producer_then_relu),
 )
 BACKWARD = (
-    Pattern("ReLU + max pool", (ReLU,), _RELU, (MaxPool2D,), _MAX_POOL,
-            _relu_then_max_pool_backward),
-    Pattern("ReLU + conv", (ReLU,), _RELU, (Conv2D,), _CONV, _relu_then_conv_backward),
+    Pattern("ReLU + max pool", (ReLU,), _RELU, (MaxPool2D,), _THROUGH,
+            _relu_then_backward_through),
+    Pattern("ReLU + conv", (ReLU,), _RELU, (Conv2D,), _THROUGH, _relu_then_backward_through),
 )
 
 

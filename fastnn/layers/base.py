@@ -90,6 +90,11 @@ class Layer:
         self._add_penalty_grads()
         return dx
 
+    def _last_input_was(self, layer):
+        """Whether this layer's last input was `layer`'s last output, for layers whose _cache
+        starts with their input (a fused backward_through may then take `layer`'s in)."""
+        return bool(self.__dict__.get("_ready")) and self._cache[0] is layer._cache
+
     def _add_penalty_grads(self):
         """The regularizers' share of the parameter gradients, after _backward wrote them."""
         if self.trainable:

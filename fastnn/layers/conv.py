@@ -58,7 +58,7 @@ class Conv2D(Layer):
         """relu.backward(self.backward(dy)) with the ReLU's mask applied as the data gradient
         is written, when this layer's last input was the ReLU's last output (fastnn.fusion's
         ReLU + conv pattern): the ReLU's own pass over memory is saved."""
-        if not (self.__dict__.get("_ready") and self._cache[0] is relu._cache):
+        if not self._last_input_was(relu):
             return relu.backward(self.backward(dy))
         dx = self._backward(dy, True, through_relu=True)
         self._add_penalty_grads()

@@ -59,7 +59,7 @@ class MaxPool2D(_Pool2D):
         """relu.backward(self.backward(dy)) in one pass, when this pool's last input was the
         ReLU's last output (fastnn.fusion's ReLU + max pool pattern): a window's gradient
         is kept only where its maximum, the winning pixel's ReLU output, is > 0."""
-        if not (self.__dict__.get("_ready") and self._cache[0] is relu._cache):
+        if not self._last_input_was(relu):
             return relu.backward(self.backward(dy))
         return self._backward(dy, True, relu_gate=self._buffers["y"])
 
