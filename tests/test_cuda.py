@@ -83,6 +83,10 @@ def test_layouts_move_whole_squares_and_their_edges(shape, dtype):
     y = rng.standard_normal(shape).astype(dtype)
     r, _ = B.nchw_to_rows(D(y), out=D(np.full(rows.shape, np.nan, dtype)))
     np.testing.assert_array_equal(H(r), naive.nchw_to_rows(y)[0])
+    launches = B.counters["launches"]  # the layout alone: one kernel, no bias gradient's
+    r = B.nchw_to_rows_only(D(y), out=D(np.full(rows.shape, np.nan, dtype)))
+    assert B.counters["launches"] - launches == 1
+    np.testing.assert_array_equal(H(r), naive.nchw_to_rows(y)[0])
 
 
 def test_layouts_and_bias():
@@ -912,6 +916,47 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
     # epoch 1: both run as written (making their arrays); epoch 2: the 4 runs again (the 2's
     # arrays came after it), the 2 is recorded; epoch 3: the 4 recorded, the 2 replayed
     assert [(r.batch, r.replays, r.made) for r in recordings] == [(2, 2, 0), (4, 1, 0)], [
+        (r.batch, r.replays, r.made) for r in recordings]
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[1][1].items():
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+
+
+def test_steps_with_frozen_layers_replay(monkeypatch):
+    """Fine-tuning: a frozen Conv2D inside the network still takes its data gradient (im2col's
+    GEMM + col2im) but no weight or bias gradient, and its backward makes no array per step
+    (a bias-gradient buffer made every step would keep the step from ever replaying) and
+    launches no bias-gradient kernel; a frozen Dense and BatchNorm likewise. The stand-in
+    recording of tests/graph_standin.py; launched training's bits, the frozen weights
+    untouched."""
+    import fastnn
+    from fastnn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+    from graph_standin import recording_capture
+    x, y = _rand((8, 1, 4, 4), 14), np.random.default_rng(6).integers(0, 3, 8)
+    frozen = (2, 6, 7)  # the second conv, the first Dense, its BatchNorm
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(4)
+        model = fastnn.Sequential([Conv2D(1, 2, 3, pad=1), ReLU(), Conv2D(2, 3, 3, pad=1),
+                                   ReLU(), MaxPool2D(2), Flatten(), Dense(12, 6), BatchNorm(6),
+                                   ReLU(), Dense(6, 3)])
+        layers = [layer for _, layer in model.children()]
+        for i in frozen:
+            layers[i].trainable = False
+        start = {f"{i}.{k}": np.array(v) for i in frozen for k, v in layers[i].params.items()}
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        with monkeypatch.context() as m:
+            if graphs:
+                recordings = recording_capture(m, B, lambda: model.trainer)
+            history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+            assert model.trainer.replays_steps == graphs
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict()))
+        for name, value in start.items():
+            i, k = name.split(".")
+            np.testing.assert_array_equal(H(layers[int(i)].params[k]), value, err_msg=name)
+    # epoch 1: both steps run as written, the second is recorded; then every step replays
+    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 5, 0)], [
         (r.batch, r.replays, r.made) for r in recordings]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():

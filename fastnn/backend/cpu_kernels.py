@@ -54,9 +54,13 @@ class CPUKernels(NumpyKernels):
                                        y.reshape(n, f, p))
 
     def nchw_to_rows(self, y, rows, sums):
+        """sums None: the layout alone (the kernel sums in the same pass anyway, into
+        scratch)."""
         n, f = y.shape[:2]
         p = y.shape[2] * y.shape[3]
         part = self.scratch("nchw_partial", (n, f), np.float64)
+        if sums is None:
+            sums = self.scratch("nchw_unread_sums", (f,), y.dtype)
         self._elementwise.nchw_to_rows(y.reshape(n, f, p), rows.reshape(n, p, f), sums, part)
 
     def take_rows(self, a, idx, out):

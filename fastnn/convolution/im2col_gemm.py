@@ -68,8 +68,11 @@ def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, 
         n1 = min(n, n0 + step)
         m = (n1 - n0) * oh * ow
         first = n0 == 0
-        rows, _ = B.nchw_to_rows_and_bias_grad(
-            dy[n0:n1], out=rows_buf[:m], sums_out=(db if first else db_part) if need_dW else None)
+        if need_dW:
+            rows, _ = B.nchw_to_rows_and_bias_grad(dy[n0:n1], out=rows_buf[:m],
+                                                   sums_out=db if first else db_part)
+        else:  # frozen weights: no bias gradient (nor a buffer made for it every step)
+            rows = B.nchw_to_rows_only(dy[n0:n1], out=rows_buf[:m])
         if need_dW:
             if cols is None:
                 chunk_cols = B.im2col(x[n0:n1], kernel, stride, pad,

@@ -31,8 +31,7 @@ class FromChannelsLast(Layer):
         if c == 1:
             return dy.reshape(n, h, w, c)
         rows = self._buffer("dx", (n * h * w, c), dy.dtype, like=dy)
-        sums = self._buffer("sums", (c,), dy.dtype, like=dy)  # not needed, but always written
-        backend_of(dy).nchw_to_rows_and_bias_grad(dy, out=rows, sums_out=sums)
+        backend_of(dy).nchw_to_rows_only(dy, out=rows)
         return rows.reshape(n, h, w, c)
 
     def _zeros(self, c, like):

@@ -70,14 +70,24 @@ class LayoutOps:
     def nchw_to_rows_and_bias_grad(self, y, out=None, sums_out=None):
         """(N, F, OH, OW) -> (rows (N*OH*OW, F), per-channel sums (F,)): the layout of the
         convolution's backward GEMMs and, read in the same pass, the bias gradient."""
-        op, dev = "nchw_to_rows", self.device_arrays
-        n, f, oh, ow = _checks.image(op, "y", y, device=dev)
-        rows = _checks.out_array(op, out, (n * oh * ow, f), y.dtype, empty=self.empty,
-                                 device=dev)
-        sums = _checks.out_array(op, sums_out, (f,), y.dtype, name="sums_out",
-                                 empty=self.empty, device=dev)
+        rows = self._rows_out(y, out)
+        sums = _checks.out_array("nchw_to_rows", sums_out, (y.shape[1],), y.dtype,
+                                 name="sums_out", empty=self.empty, device=self.device_arrays)
         self._kernels.nchw_to_rows(y, rows, sums)
         return rows, sums
+
+    def nchw_to_rows_only(self, y, out=None):
+        """(N, F, OH, OW) -> rows (N*OH*OW, F), the layout alone, where no bias gradient is
+        wanted (frozen weights, a change of layout): no sums are made, nor written."""
+        rows = self._rows_out(y, out)
+        self._kernels.nchw_to_rows(y, rows, None)
+        return rows
+
+    def _rows_out(self, y, out):
+        op, dev = "nchw_to_rows", self.device_arrays
+        n, f, oh, ow = _checks.image(op, "y", y, device=dev)
+        return _checks.out_array(op, out, (n * oh * ow, f), y.dtype, empty=self.empty,
+                                 device=dev)
 
     nchw_to_rows = nchw_to_rows_and_bias_grad  # the name callers used before
 

@@ -60,7 +60,8 @@ class LayoutLaunches:
         if y.size:
             self.ctx.launch_grid(K.nchw_to_rows_kernel(y.dtype), *K.square_grid(n, f, oh * ow),
                                  y, rows)
-        self.bias_grad(y.reshape(n, f, oh * ow), sums)
+        if sums is not None:  # (None: the layout alone)
+            self.bias_grad(y.reshape(n, f, oh * ow), sums)
 
     def take_rows(self, a, idx, out):
         """Indices are trusted to lie in [0, N) (checked where they are made, on the host)."""
