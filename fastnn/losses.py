@@ -45,6 +45,15 @@ class Loss:
         """The host side of a forward (all a training step replayed as a CUDA graph needs)."""
         self.steps += 1
 
+    def last_outputs(self):
+        """What the last forward keeps for its backward and for readers (`probabilities`):
+        arrays a replayed CUDA graph of the step rewrites, so a replay puts back those of its
+        capture (restore_outputs), where the step's Python last ran at that graph's shape."""
+        return self._cache
+
+    def restore_outputs(self, outputs):
+        self._cache = outputs
+
     def forward(self, prediction, target, totals=None):
         shape = getattr(prediction, "shape", None)
         if shape and shape[0] == 0:  # its mean would be nan (or 0), not a loss

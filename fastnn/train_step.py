@@ -69,6 +69,12 @@ class EvalStep:
         self.loss.count_step()
         self.tally.count(n)
 
+    def outputs(self):
+        return self.loss.last_outputs()
+
+    def restore_outputs(self, outputs):
+        self.loss.restore_outputs(outputs)
+
 
 class TrainStep(EvalStep):
     """One training step's forward, loss, backward and (with `updates`) the optimizer's

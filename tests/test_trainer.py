@@ -813,11 +813,12 @@ def test_checkpoint_paths_take_the_epoch_and_the_logs(tmp_path):
 def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
     """fastnn.backend.graphs on a stand-in backend and step (what a GPU does cannot run here):
     a key's first step runs as written, its second is captured (the step's host side runs
-    once, in the capture) and replayed, later ones are replays with the host side counted;
-    a new key or an array made since the capture starts over; a failed capture puts the host
-    side back, warns once and leaves every later step to run as written, and so does a step
-    that makes an array while it is recorded (it would make one every step: a replay would
-    write into arrays freed after the capture)."""
+    once, in the capture) and replayed, later ones are replays with the host side counted
+    and their capture's outputs put back (with two keys' graphs in turn, the Python last ran
+    at the other's shape); a new key or an array made since the capture starts over; a failed
+    capture puts the host side back, warns once and leaves every later step to run as
+    written, and so does a step that makes an array while it is recorded (it would make one
+    every step: a replay would write into arrays freed after the capture)."""
     import warnings
     from fastnn.backend.graphs import GraphedSteps
 
@@ -851,6 +852,7 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
         def __call__(self, xb, yb):
             self.ran.append(xb)
             self.host += 1
+            self.out = ("written at batch", len(xb))  # what a loss's cache holds
 
         def key(self, xb, yb):
             return xb.shape
@@ -867,6 +869,12 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
         def count(self, n):
             self.counted.append(n)
             self.host += 1
+
+        def outputs(self):
+            return self.out
+
+        def restore_outputs(self, out):
+            self.out = out
 
         def seeded_layers(self):
             return []
@@ -887,6 +895,16 @@ def test_graphed_steps_capture_the_second_step_of_a_key_and_replay_the_rest():
     assert step.counted == [2] and step.host == 3  # one host side per step
     runner.run(step, np.zeros((5, 3), np.float32), y)  # a new key: runs as written
     assert len(step.ran) == 3 and B.log[-1] == "replay"
+    # two keys' graphs in turn: a replay leaves its own capture's outputs, not those of the
+    # step whose Python ran last (a loss's probabilities of the last batch, at its shape)
+    ran = len(step.ran)
+    x5 = np.zeros((5, 3), np.float32)
+    for x, ran_as_written in ((x5, True), (xs[0], True), (x5, False), (xs[0], True),
+                              (x5, False), (xs[1], False)):
+        runner.run(step, x, y)  # batch 5 captured, batch 2 remade, 5 replayed, 2 captured...
+        ran += ran_as_written
+        assert len(step.ran) == ran and step.out == ("written at batch", len(x))
+    del step.ran[3:]
     B.made += 1  # an array made since: the graph is dropped, not replayed
     runner.run(step, xs[3], y)
     assert len(step.ran) == 4 and step.ran[-1] is xs[3]

@@ -7,6 +7,9 @@ every step; it never sees a graph. A step is an object with:
     step.prepare(xb, yb)  what must run outside a graph (zeroing a sum the graph adds into)
     step.host_state()   the host bookkeeping, and step.restore(state) to put it back
     step.count(n)       the host side of a replayed step of n samples
+    step.outputs()      what the step's Python leaves for a reader (the loss's probabilities),
+                        and step.restore_outputs(o): a replay puts back its capture's (its
+                        Python ran then, at the graph's shape, not at the last step's)
     step.seeded_layers()  the layers that draw a mask seed per step (Dropout, DropConnect:
                         next_seed() and seed_slot, see fastnn.layers.dropout)
     step.recorded_optimizer()  the optimizer whose update is part of the step, or None
@@ -154,9 +157,11 @@ class GraphedSteps:
                               "launch at a time", RuntimeWarning, stacklevel=4)
                 step(xb, yb)
                 return
-            entry["graph"] = graph
+            entry["graph"], entry["outputs"] = graph, step.outputs()
         else:
             step.count(xb.shape[0])  # the host side of a replayed step: the loss's counts
+            # the arrays this graph writes, not those of the graph whose Python ran last
+            step.restore_outputs(entry["outputs"])
             entry["remade"] = 0  # its graph served a second step
         self._step_inputs(layers, seeds, opt, numbers)
         entry["graph"].replay()  # (the captured step has not run yet: its replay runs it)
