@@ -15,6 +15,8 @@ implementation runs one warm-up epoch first (kernel compilation, cuBLAS/cuDNN au
 one timed epoch. fastnn computes its GEMMs in full float32, PyTorch its cuDNN convolutions
 in TF32 by default (`torch_cudnn_tf32`): the fastnn process also times an epoch with
 fastnn.gpu.allow_tf32(True) (`tf32_epoch_s`), the same precision as PyTorch's convolutions.
+At batch 1000 it times one more with the convolutions in L2-sized chunks
+(`l2_chunks_epoch_s`, see _l2_chunks_epoch): which plan the GPU backend should take there.
 
     python bench/report.py -k cuda
 """
@@ -69,6 +71,8 @@ def test_cuda_epoch(benchmark, mnist, model_name, batch, impl):
             benchmark.extra_info[f"{key}_per_step"] = (counters[key] - before[key]) / steps
         benchmark.extra_info["graph"] = model.trainer.replays_steps
         benchmark.extra_info["tf32_epoch_s"] = _tf32_epoch(epoch)
+        if batch >= 1000 and model_name != "mlp":
+            benchmark.extra_info["l2_chunks_epoch_s"] = _l2_chunks_epoch(epoch)
         return
     if torch is None or not torch.cuda.is_available():
         pytest.skip("PyTorch with CUDA is not installed")
@@ -114,6 +118,32 @@ def _tf32_epoch(epoch):
         return time.perf_counter() - start
     finally:
         fastnn.gpu.allow_tf32(False)
+
+
+# Half the 50 MB L2 cache of an H100 or H200: a chunk's columns, written by im2col and read
+# back by the GEMM next, and the chunk's rows beside them
+L2_CHUNK_BYTES = 24 << 20
+
+
+def _l2_chunks_epoch(epoch):
+    """fastnn's epoch once more with each convolution in chunks of at most L2_CHUNK_BYTES of
+    im2col columns, none kept for the backward (it rebuilds each chunk's): seconds, after a
+    warm-up epoch (new buffers, a new capture). The default plan makes each layer's columns
+    for the whole batch and keeps them, and at batch 1000 those matrices are about 80% of
+    deep-cnn's 7.6 GB of memory traffic per step; in chunks they are written and read back
+    while in L2, for about 6x the launches (deep-cnn: 403 per step instead of 71). Which is
+    faster is what this measures."""
+    from fastnn.backend import cuda as cuda_backend
+    B = cuda_backend.get()
+    saved = B.conv_chunk_bytes, B.keep_cols_bytes
+    B.conv_chunk_bytes, B.keep_cols_bytes = L2_CHUNK_BYTES, 0
+    try:
+        epoch()
+        start = time.perf_counter()
+        epoch()
+        return time.perf_counter() - start
+    finally:
+        B.conv_chunk_bytes, B.keep_cols_bytes = saved
 
 
 def _torch_graphed_epoch(setup, xt, yt, batch, lossf):

@@ -25,7 +25,7 @@ SIGNATURES = {
                   ("int64[1d]", "int64[1d]", "int64[1d]", "int64")],
     "rows_to_nchw": [("F[2d]", "F[1d]", "bool", "bool", "F[4d]", "F")],
     "nchw_to_rows": [("F[4d]", "F[2d]")],
-    "gemm": [("F[2d]", "F[2d]", "F[2d]", "bool", "bool", "F")],
+    "gemm": [("F[2d]", "F[2d]", "F[2d]", "bool", "bool", "bool", "F")],
     "max_pool_forward": [("F[4d]", "F[4d]", "int32[4d]") + _R],
     "max_pool_backward": [("F[4d]", "int32[4d]", "F[4d]", "bool", "F[4d]") + _R + ("F",)],
     "max_pool_backward_overlapping": [("F[4d]", "int32[4d]", "F[4d]", "bool", "F[4d]") + _R

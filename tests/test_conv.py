@@ -94,7 +94,8 @@ def test_conv_shape_errors_name_expected_and_received():
 @pytest.mark.parametrize("keep_cols", [False, True])
 def test_conv_in_chunks_equals_one_chunk(monkeypatch, keep_cols):
     """A batch cut into chunks (the CPU's are cache-sized; here one image each) gives the
-    one-chunk results: the per-chunk weight and bias gradients are summed."""
+    one-chunk results: each chunk adds its weight-gradient GEMM into dW (gemm's accumulate),
+    the bias gradient is one pass over the whole dy."""
     from fastnn.backend import cpu
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 2, 6, 7))

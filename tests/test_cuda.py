@@ -273,7 +273,8 @@ def test_cublas_call_maps_row_major_onto_column_major(trans_a, trans_b, dtype):
         a = col_major(a_ptr, *((k, m) if op_a else (m, k)), lda)
         b = col_major(b_ptr, *((n, k) if op_b else (k, n)), ldb)
         c = col_major(c_ptr, m, n, ldc)
-        c[...] = alpha._obj.value * ((a.T if op_a else a) @ (b.T if op_b else b))
+        product = alpha._obj.value * ((a.T if op_a else a) @ (b.T if op_b else b))
+        c[...] = product + beta._obj.value * c if beta._obj.value else product  # 0: C unread
         return 0
 
     rng = np.random.default_rng(0)
@@ -287,8 +288,10 @@ def test_cublas_call_maps_row_major_onto_column_major(trans_a, trans_b, dtype):
     lib._gemm = {np.dtype(dtype): ("stand-in", gemm, ctypes.byref(scalar(1)),
                                    ctypes.byref(scalar(0)))}
     lib.gemm(Host(a), Host(b), Host(out), trans_a, trans_b)
-    np.testing.assert_allclose(out, (a.T if trans_a else a) @ (b.T if trans_b else b),
-                               rtol=1e-5)
+    product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    np.testing.assert_allclose(out, product, rtol=1e-5)
+    lib.gemm(Host(a), Host(b), Host(out), trans_a, trans_b, accumulate=True)  # beta = 1
+    np.testing.assert_allclose(out, 2 * product, rtol=1e-5)
 
 
 @pytest.mark.parametrize("whole_epoch", [True, False])
@@ -323,8 +326,40 @@ def test_gemm_matches_numpy(trans_a, trans_b):
     out = B.gemm(D(a), D(b), trans_a, trans_b)
     ref = (a.T if trans_a else a) @ (b.T if trans_b else b)
     np.testing.assert_allclose(H(out), ref, rtol=1e-5, atol=1e-5)
+    c = _rand(ref.shape, 2)  # accumulate: out += the product, in the one launch
+    launches = B.counters["launches"]
+    summed = B.gemm(D(a), D(b), trans_a, trans_b, out=D(c), accumulate=True)
+    assert B.counters["launches"] - launches == 1
+    np.testing.assert_allclose(H(summed), c + ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="inner sizes differ"):
         B.gemm(D(a), D(a), trans_a, trans_b=trans_a)
+
+
+def test_conv_in_l2_sized_chunks_equals_one_chunk(monkeypatch):
+    """The chunked plan on a GPU (conv_chunk_bytes small and no columns kept: each chunk's
+    im2col matrix is made and used while it can sit in the GPU's L2 cache, which
+    bench/test_bench_cuda_epoch.py times at batch 1000 as l2_chunks_epoch_s). Per chunk the
+    forward is im2col, the GEMM and the layout pass, and the backward the layout pass, im2col,
+    the weight-gradient GEMM added into dW (one launch: gemm's accumulate), the data GEMM and
+    col2im; the bias gradient is one pass over dy. The results are the one-chunk plan's."""
+    from fastnn import ops
+    x, W, b = _rand((4, 2, 5, 5), 1), _rand((3, 2, 3, 3), 2), _rand((3,), 3)
+    dy = _rand((4, 3, 5, 5), 4)
+    runs = []
+    for chunked in (False, True):
+        with monkeypatch.context() as m:
+            if chunked:
+                m.setattr(B, "conv_chunk_bytes", 1)  # one image per chunk
+                m.setattr(B, "keep_cols_bytes", 0)
+            launches = B.counters["launches"]
+            y = ops.conv2d_forward(D(x), D(W), D(b), pad=1)
+            forward = B.counters["launches"] - launches
+            grads = ops.conv2d_backward(D(dy), D(x), D(W), pad=1)
+            backward = B.counters["launches"] - launches - forward
+        runs.append([H(a) for a in (y, *grads)])
+    assert (forward, backward) == (4 * 3, 4 * 5 + 1)
+    for whole, chunks in zip(*runs):
+        np.testing.assert_allclose(chunks, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_optimizer_kernels_match_the_cpu_ones():

@@ -59,6 +59,13 @@ def test_parallel_gemm_matches_numpy():
                                    atol=1e-3)
         np.testing.assert_allclose(cpu.gemm(a, b.T.copy(), trans_b=True), a @ b, rtol=1e-4,
                                    atol=1e-3)
+        c = rng.standard_normal((m, n)).astype(np.float32)
+        out = c.copy()  # accumulate: out += a @ b
+        assert cpu.gemm(a, b, out=out, accumulate=True) is out
+        np.testing.assert_allclose(out, c + a @ b, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="accumulate=True adds the product into out: expected "
+                                         "an out array, got None"):
+        cpu.gemm(a, b, accumulate=True)
 
 
 @pytest.mark.skipif(not fastnn.HAVE_OPENMP, reason="built without OpenMP")

@@ -31,8 +31,15 @@ class CPUKernels(NumpyKernels):
             pass
 
     # -- layout ------------------------------------------------------------------------------
-    def gemm(self, a, b, trans_a, trans_b, out, m, n, k):
-        return self._gemm(a.T if trans_a else a, b.T if trans_b else b, out, self._threads())
+    def gemm(self, a, b, trans_a, trans_b, out, m, n, k, accumulate=False):
+        a, b = a.T if trans_a else a, b.T if trans_b else b
+        if not accumulate:
+            return self._gemm(a, b, out, self._threads())
+        # numpy's BLAS has no beta: the product into scratch, then added
+        part = self._gemm(a, b, self.scratch("gemm_product", out.shape, out.dtype),
+                          self._threads())
+        np.add(out, part, out=out)
+        return out
 
     def im2col(self, x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
         self._im2col.im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow)

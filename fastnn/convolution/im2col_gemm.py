@@ -4,7 +4,8 @@ and every geometry).
 forward: cols = im2col(x) (N*OH*OW, C*KH*KW); rows = cols @ W2d^T (N*OH*OW, F); y = rows as NCHW
 + b. backward: rows = dy as (N*OH*OW, F); dW = rows^T @ cols; dx = col2im(rows @ W2d). The batch
 runs in chunks whose im2col matrix takes at most the backend's conv_chunk_bytes (cache-sized on
-the CPU, the whole batch on a GPU). Oracle: fastnn.naive.conv2d_forward / conv2d_backward.
+the CPU, the whole batch on a GPU): each chunk adds its GEMM into dW (gemm's accumulate), and
+the bias gradient is one pass over dy. Oracle: fastnn.naive.conv2d_forward / conv2d_backward.
 """
 from fastnn import _checks
 
@@ -54,24 +55,23 @@ def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, 
     oh, ow = out_hw
     n, f, k = x.shape[0], W.shape[0], W[0].size
     step = n if cols is not None else _chunk_images(B, n, oh, ow, k, x.dtype.itemsize)
+    chunked = step < n
     W2d = W.reshape(f, k)
     dW = db = dx = None
     if need_dW:
         dW = (dW_out if dW_out is not None else B.empty(W.shape, W.dtype)).reshape(f, k)
         db = db_out if db_out is not None else B.empty((f,), W.dtype)
-        dW_part = B.scratch("conv_dW_part", (f, k), W.dtype)
-        db_part = B.scratch("conv_db_part", (f,), W.dtype)
+        if chunked:  # the bias gradient in one pass over dy; each chunk adds its GEMM into dW
+            B.bias_grad(dy, out=db)
     if need_dx:
         dx = dx_out if dx_out is not None else B.empty(x.shape, x.dtype)
     rows_buf = B.scratch("conv_rows_chunk", (step * oh * ow, f), x.dtype)
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
         m = (n1 - n0) * oh * ow
-        first = n0 == 0
-        if need_dW:
-            rows, _ = B.nchw_to_rows_and_bias_grad(dy[n0:n1], out=rows_buf[:m],
-                                                   sums_out=db if first else db_part)
-        else:  # frozen weights: no bias gradient (nor a buffer made for it every step)
+        if need_dW and not chunked:  # the layout and the bias gradient in one pass
+            rows, _ = B.nchw_to_rows_and_bias_grad(dy, out=rows_buf[:m], sums_out=db)
+        else:  # (frozen weights: no bias gradient, nor a buffer made for it every step)
             rows = B.nchw_to_rows_only(dy[n0:n1], out=rows_buf[:m])
         if need_dW:
             if cols is None:
@@ -80,10 +80,7 @@ def backward(B, dy, x, W, kernel, stride, pad, out_hw, cols=None, need_dx=True, 
                                                     x.dtype)[:m])
             else:
                 chunk_cols = cols
-            B.gemm(rows, chunk_cols, trans_a=True, out=dW if first else dW_part)  # (F, K)
-            if not first:
-                B.add(dW, dW_part, out=dW)
-                B.add(db, db_part, out=db)
+            B.gemm(rows, chunk_cols, trans_a=True, out=dW, accumulate=n0 > 0)  # (F, K)
         if need_dx:
             dcols = B.scratch("conv_dcols_chunk", (step * oh * ow, k), x.dtype)[:m]
             B.gemm(rows, W2d, out=dcols)                                # (m, C*KH*KW)

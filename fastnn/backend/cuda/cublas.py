@@ -70,8 +70,9 @@ class Cublas:
         if status != 0:
             raise RuntimeError(f"fastnn: {name} failed with cuBLAS status {status}")
 
-    def gemm(self, a, b, out, trans_a, trans_b):
-        """out (m, n) = op(a) @ op(b), all C-ordered device arrays of one float dtype, k > 0.
+    def gemm(self, a, b, out, trans_a, trans_b, accumulate=False):
+        """out (m, n) = op(a) @ op(b) (+ out with accumulate: beta = 1), all C-ordered device
+        arrays of one float dtype, k > 0.
         cuBLAS is column-major: a C-ordered matrix is its transpose there, so it computes
         out^T = op(b)^T @ op(a)^T, i.e. b's memory first."""
         name, fn, one, zero = self._gemm[np.dtype(out.dtype)]
@@ -80,7 +81,8 @@ class Cublas:
         self._check(name, fn(self._handle, OP_T if trans_b else OP_N,
                              OP_T if trans_a else OP_N, n, m, k, one,
                              b.device_ctypes_pointer.value, max(1, b.shape[1]),
-                             a.device_ctypes_pointer.value, max(1, a.shape[1]), zero,
+                             a.device_ctypes_pointer.value, max(1, a.shape[1]),
+                             one if accumulate else zero,
                              out.device_ctypes_pointer.value, max(1, n)))
 
 

@@ -3,9 +3,15 @@ from fastnn import _checks
 
 
 class LayoutOps:
-    def gemm(self, a, b, trans_a=False, trans_b=False, out=None):
-        """op(a) @ op(b) for 2-D arrays, where op transposes when asked; into `out` if given."""
+    def gemm(self, a, b, trans_a=False, trans_b=False, out=None, accumulate=False):
+        """op(a) @ op(b) for 2-D arrays, where op transposes when asked; into `out` if given.
+        accumulate=True adds the product to out (which must be given): out += op(a) @ op(b),
+        e.g. a weight gradient summed over chunks of a batch, with no buffer or pass of its
+        own on a GPU (cuBLAS's beta)."""
         op, dev = "gemm", self.device_arrays
+        if accumulate and out is None:
+            raise ValueError(f"{op}: accumulate=True adds the product into out: expected an "
+                             "out array, got None")
         _checks.array(op, "a", a, 2, device=dev)
         _checks.array(op, "b", b, 2, dtypes=(a.dtype,), device=dev)
         m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -14,7 +20,8 @@ class LayoutOps:
             raise ValueError(f"{op}: inner sizes differ: op(a) is {(m, k)}, "
                              f"op(b) is {(k2, n)}")
         out = _checks.out_array(op, out, (m, n), a.dtype, empty=self.empty, device=dev)
-        return self._kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k)
+        return self._kernels.gemm(a, b, bool(trans_a), bool(trans_b), out, m, n, k,
+                                  bool(accumulate))
 
     def im2col(self, x, kernel, stride, pad, out=None):
         """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow)."""

@@ -8,8 +8,9 @@ TILE = 16
 def _make_gemm(dtype):
     """The tiled GEMM for one element type (shared arrays need their type at compile time)."""
     @cuda.jit(cache=True)
-    def gemm(a, b, out, trans_a, trans_b, zero):
-        """out = op(a) @ op(b): one thread per output, TILE x TILE tiles in shared memory."""
+    def gemm(a, b, out, trans_a, trans_b, accumulate, zero):
+        """out = op(a) @ op(b), or out += with accumulate: one thread per output, TILE x TILE
+        tiles in shared memory."""
         sa = cuda.shared.array((TILE, TILE), dtype=dtype)
         sb = cuda.shared.array((TILE, TILE), dtype=dtype)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -34,7 +35,7 @@ def _make_gemm(dtype):
                 acc += sa[ty, j] * sb[j, tx]
             cuda.syncthreads()
         if row < m and col < n:
-            out[row, col] = acc
+            out[row, col] = out[row, col] + acc if accumulate else acc
     return gemm
 
 

@@ -8,8 +8,9 @@ from fastnn.backend.cuda.launch._base import const, flat
 
 
 class LayoutLaunches:
-    def gemm(self, a, b, trans_a, trans_b, out, m, n, k):
-        if m == 0 or n == 0:
+    def gemm(self, a, b, trans_a, trans_b, out, m, n, k, accumulate=False):
+        """accumulate: out += op(a) @ op(b) (cuBLAS's beta = 1; the Numba kernel adds out)."""
+        if m == 0 or n == 0 or (k == 0 and accumulate):
             return out
         if k == 0:
             self.fill(out, 0)
@@ -17,17 +18,18 @@ class LayoutLaunches:
         cublas = self._backend._cublas
         if cublas is not None:
             if self.ctx.profile is None:
-                cublas.gemm(a, b, out, trans_a, trans_b)
+                cublas.gemm(a, b, out, trans_a, trans_b, accumulate)
             else:  # GEMMs by shape: each layer's own row in a profile
                 with self.ctx.timed(f"gemm {m}x{n}x{k}{' At' if trans_a else ''}"
-                                    f"{' Bt' if trans_b else ''} (cuBLAS)",
-                                    (m * k + k * n + m * n) * out.dtype.itemsize):
-                    cublas.gemm(a, b, out, trans_a, trans_b)
+                                    f"{' Bt' if trans_b else ''}{' +=' if accumulate else ''}"
+                                    " (cuBLAS)", (m * k + k * n + m * n * (1 + accumulate))
+                                    * out.dtype.itemsize):
+                    cublas.gemm(a, b, out, trans_a, trans_b, accumulate)
             self.ctx.counters["launches"] += 1
             return out
         grid = ((n + K.TILE - 1) // K.TILE, (m + K.TILE - 1) // K.TILE)
         self.ctx.launch_grid(K.gemm_kernel(np.dtype(a.dtype)), grid, (K.TILE, K.TILE), a, b,
-                             out, trans_a, trans_b, const(a, 0))
+                             out, trans_a, trans_b, accumulate, const(a, 0))
         return out
 
     def im2col(self, x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
