@@ -10,7 +10,8 @@ with the device: free on the host, a round trip on the GPU.
 A new op touches its family's front module and that family's kernel table of each device.
 
 The primitives: empty/fill/copy/take_rows, add, subtract, multiply, scale, sqrt, safe_divide,
-sum_squares, sum_abs, gemm, im2col/col2im, the pools, the activations one by one, softmax.
+sum_squares, sum_abs, gemm (accumulate: out += the product), im2col/col2im, nchw_to_rows_only,
+the pools, the activations one by one, softmax.
 The fused kernels, each with its oracle in fastnn.naive and tests against it (tests/
 test_elementwise.py, test_pool.py, test_optim.py, test_cuda.py):
 - layout: rows_to_nchw (+ bias, + ReLU: naive.rows_to_nchw), nchw_to_rows_and_bias_grad
