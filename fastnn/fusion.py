@@ -9,6 +9,10 @@
                           gradient is written (Conv2D.backward_through; in col2im on a GPU,
                           which then skips the masked pixels' reads; after the direct
                           kernels on the CPU, as two passes).
+    Dense -> ReLU         backward: the mask (the ReLU's output > 0) is applied as the Dense
+                          layer's bias gradient reads its output gradient
+                          (Dense.backward_relu, relu_backward_and_bias_grad: one launch
+                          instead of two on a GPU; the two passes on the CPU).
 
 Each gives the two layers' results bit for bit (tests/test_model.py). plan(layers) matches the
 table once, when a Sequential is built (add), not every step.
@@ -31,7 +35,8 @@ class Pattern(NamedTuple):
     first_keeps: tuple    # the methods of theirs a subclass must not override
     second: tuple
     second_keeps: tuple
-    run: Callable         # run(first, second, x or dy): the pair's pass as one
+    run: Callable         # forward: run(first, second, x); backward: run(first, second, dy,
+                          # need_dx), need_dx whether the first layer's input gradient is wanted
 
     def matches(self, first, second):
         return _keeps(first, self.first, self.first_keeps) and \
@@ -49,9 +54,15 @@ def _producer_then_relu(producer, relu, x):
     return relu.forward_fused(producer.forward_relu(x))
 
 
-def _relu_then_backward_through(relu, layer, dy):
+def _relu_then_backward_through(relu, layer, dy, need_dx):
     # falls back to the two backwards if the layer's last input was not the ReLU's output
+    # (need_dx is always true here: a ReLU has no parameters, so a training step's backward
+    # never stops at one)
     return layer.backward_through(relu, dy)
+
+
+def _producer_backward_relu(producer, relu, dy, need_dx):
+    return producer.backward_relu(relu, dy, need_dx)
 
 
 # what a fused pass replaces: the ReLU's every pass (it is max(., 0) and its mask, or nothing);
@@ -60,6 +71,7 @@ def _relu_then_backward_through(relu, layer, dy):
 _RELU = ("forward", "_forward", "_compute", "forward_fused", "backward", "_backward")
 _PRODUCER = ("forward", "_forward", "forward_relu")
 _THROUGH = ("forward", "_forward", "backward", "_backward", "backward_through")
+_PRODUCER_BACK = ("forward", "_forward", "forward_relu", "backward", "_backward", "backward_relu")
 
 FORWARD = (
     Pattern("conv/dense + ReLU", (Conv2D, Dense), _PRODUCER, (ReLU,), _RELU,
@@ -69,6 +81,7 @@ BACKWARD = (
     Pattern("ReLU + max pool", (ReLU,), _RELU, (MaxPool2D,), _THROUGH,
             _relu_then_backward_through),
     Pattern("ReLU + conv", (ReLU,), _RELU, (Conv2D,), _THROUGH, _relu_then_backward_through),
+    Pattern("dense + ReLU", (Dense,), _PRODUCER_BACK, (ReLU,), _RELU, _producer_backward_relu),
 )
 
 

@@ -16,7 +16,7 @@ from fastnn.backend import backend_of
 __all__ = [
     "im2col", "col2im", "conv2d_forward", "conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "bias_add", "bias_grad", "relu_forward", "relu_backward",
+    "bias_add", "bias_grad", "relu_forward", "relu_backward", "relu_backward_and_bias_grad",
 ]
 
 
@@ -132,3 +132,9 @@ def relu_forward(x, out=None):
 def relu_backward(dy, y, out=None):
     """dy where y > 0 else 0 (y: the forward's output); out=dy works in place."""
     return backend_of(dy, y, out).relu_backward(dy, y, out=out)
+
+
+def relu_backward_and_bias_grad(dy, y, out=None):
+    """(relu_backward(dy, y), bias_grad of it) in one pass: a ReLU after a biased layer, dy
+    (N, C) or (N, C, H, W) the gradient of the ReLU's output y; out=dy works in place."""
+    return backend_of(dy, y, out).relu_backward_and_bias_grad(dy, y, out=out)

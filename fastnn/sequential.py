@@ -99,9 +99,8 @@ class Sequential(FitMethods, Container):
         while i >= stop:
             layer = self._layers[i][1]
             pattern = self._fusion.backward.get(i - 1) if i > stop else None
-            if pattern is not None and (need_dx or i - 1 > stop):
-                # layers i - 1 and i in one backward pass (the one below needs its dx)
-                dy = pattern.run(self._layers[i - 1][1], layer, dy)
+            if pattern is not None:  # layers i - 1 and i in one backward pass
+                dy = pattern.run(self._layers[i - 1][1], layer, dy, need_dx or i - 1 > stop)
                 i -= 2
             else:
                 dy = layer.backward(dy, need_dx or i > stop)

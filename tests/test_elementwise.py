@@ -25,6 +25,16 @@ def test_bias_add_and_grad(shape, dtype):
     db = ops.bias_grad(y)
     assert db.dtype == dtype and db.shape == (shape[1],)
     np.testing.assert_allclose(db, naive.bias_grad(y), rtol=1e-6, atol=1e-6)
+    # through a ReLU whose output is `gate` (zeros, negatives and NaN mask): the masked
+    # gradient and its sums, bit for bit relu_backward then bias_grad
+    gate = rng.standard_normal(shape).astype(dtype)
+    gate.flat[::7], gate.flat[1::11] = 0, np.nan
+    want_dx = naive.relu_backward(y, gate)
+    dx, db = cpu.relu_backward_and_bias_grad(y, gate)
+    np.testing.assert_array_equal(dx, want_dx)
+    np.testing.assert_array_equal(db, ops.bias_grad(want_dx))
+    assert cpu.relu_backward_and_bias_grad(y, gate, out=y)[0] is y  # in place
+    np.testing.assert_array_equal(y, want_dx)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

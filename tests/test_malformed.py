@@ -124,6 +124,11 @@ KERNELS = {
                  dict(y=_generic_bad(x, ok_ndims=(2, 4)) + [x[:, :2]],
                       b=_generic_bad(_f32(3)) + _shape_bad(_f32(3)))),
     "bias_grad": ("bias_grad", dict(dy=x), dict(dy=_generic_bad(x, ok_ndims=(2, 4)))),
+    "relu_backward_and_bias_grad": (
+        "relu_backward_and_bias_grad", dict(dy=x, y=x),
+        dict(dy=_generic_bad(x, ok_ndims=(2, 4)), y=_generic_bad(x) + _shape_bad(x),
+             out=_generic_bad(x, optional=True) + _shape_bad(x),
+             sums_out=_generic_bad(_f32(3), optional=True) + _shape_bad(_f32(3)))),
     "relu_forward": ("relu_forward", dict(x=x), dict(x=_generic_bad(x, ok_ndims=None),
                                                           out=_generic_bad(x, optional=True) + _shape_bad(x))),
     "relu_backward": ("relu_backward", dict(dy=x, y=x),

@@ -373,6 +373,50 @@ def test_relu_into_conv_backward_is_fused_bit_for_bit_on_every_data_algorithm():
     assert (want == 0).any() and (want != 0).any()
 
 
+def test_dense_into_relu_backward_is_fused_bit_for_bit():
+    # Dense -> ReLU: the ReLU's mask is applied as the Dense's bias gradient reads the
+    # gradient (relu_backward_and_bias_grad); with no bias, or frozen, it is relu_backward
+    # alone. Bit for bit the layers one by one: a regularized Dense, a bias-free one, a
+    # training step stopping at the first Dense (need_dx=False, its mask still taken), and
+    # the fallback when the ReLU's last input was not the Dense's last output.
+    from fastnn import fusion
+
+    def build(frozen=False):
+        fastnn.seed(6)
+        model = fastnn.Sequential([
+            Flatten(), Dense(12, 9, regularizer=fastnn.regularizers.L2(0.1)), ReLU(),
+            Dense(9, 8, bias=False), ReLU(), Dense(8, 5), ReLU(), Dense(5, 3)])
+        model[5].trainable = not frozen
+        return model
+    dense_relu = fusion.BACKWARD[2]
+    assert build()._fusion.backward == {1: dense_relu, 3: dense_relu, 5: dense_relu}
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 3, 2, 2)).astype(np.float32)
+    dy = rng.standard_normal((10, 3)).astype(np.float32)
+    for frozen in (False, True):
+        fused, apart = build(frozen), build(frozen)
+        _fused_equals_layer_by_layer(fused, apart, x, dy)
+        assert all((fused[i]._cache == 0).any() for i in (2, 4, 6))  # the ReLUs masked
+        for need_dx in (True, False):  # False: the backward stops at the first Dense
+            for model in (fused, apart):
+                model.forward(x)
+            fused.backward(dy, need_dx=need_dx)
+            g = dy
+            for layer in reversed(list(apart)[1:]):
+                g = layer.backward(g, need_dx=layer is not apart[1] or need_dx)
+            for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
+                                                         apart.named_parameters()):
+                np.testing.assert_array_equal(grad_f, grad_a, err_msg=f"{name} {need_dx}")
+    # a Dense whose output the ReLU did not take runs the two backwards in turn
+    model = build()
+    dense, relu = model[5], model[6]
+    dense.forward(rng.standard_normal((10, 8)).astype(np.float32))
+    relu.forward(rng.standard_normal((10, 5)).astype(np.float32))
+    g = rng.standard_normal((10, 5)).astype(np.float32)
+    want = dense.backward(relu.backward(g)).copy()
+    np.testing.assert_array_equal(dense.backward_relu(relu, g), want)
+
+
 def test_load_of_random_bytes_says_it_is_not_a_fastnn_file(tmp_path):
     """np.load reads unknown bytes as a pickle, and refusing one it said to pass allow_pickle
     (which would run whatever the file holds): the message now says what the file is not."""
@@ -453,12 +497,12 @@ def test_fusion_patterns_live_in_one_table_and_a_changed_subclass_runs_on_its_ow
         return fastnn.Sequential([Conv2D(2, 3, 3, pad=1), relu(), pool(2), Flatten(),
                                   dense(3 * 4 * 4, 5), relu()])
     model = build(ReLU)
-    conv_relu, relu_pool = fusion.FORWARD[0], fusion.BACKWARD[0]
+    conv_relu, relu_pool, dense_relu = fusion.FORWARD[0], fusion.BACKWARD[0], fusion.BACKWARD[2]
     assert model._fusion.forward == {0: conv_relu, 4: conv_relu}
-    assert model._fusion.backward == {1: relu_pool}
+    assert model._fusion.backward == {1: relu_pool, 4: dense_relu}
     assert build(PlainReLU, pool=PlainPool)._fusion == model._fusion
     assert build(ShiftedReLU)._fusion == ({}, {})
-    assert build(ReLU, dense=NoisyDense)._fusion.forward == {0: conv_relu}
+    assert build(ReLU, dense=NoisyDense)._fusion == ({0: conv_relu}, {1: relu_pool})
     x = np.random.default_rng(0).standard_normal((4, 2, 8, 8)).astype(np.float32)
     dy = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     for relu, dense in ((ShiftedReLU, Dense), (ReLU, NoisyDense), (PlainReLU, Dense)):

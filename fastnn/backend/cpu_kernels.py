@@ -96,6 +96,12 @@ class CPUKernels(NumpyKernels):
     def bias_grad(self, dy3, db):
         self._elementwise.bias_grad(dy3, db)
 
+    def relu_backward_and_bias_grad(self, dy3, y3, dx3, db):
+        """The two passes on the CPU (the mask, then the sums of what it kept): the same bits,
+        and at a Dense layer's sizes both passes are in cache."""
+        self.relu_backward(dy3, y3, dx3)
+        self.bias_grad(dx3, db)
+
     def relu_forward(self, x, y):
         self._elementwise.relu_forward(x.reshape(-1), y.reshape(-1))
         return y

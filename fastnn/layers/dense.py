@@ -42,19 +42,40 @@ class Dense(Layer):
         self._cache = x  # x: (N, in_features), for dW
         return y
 
-    def _backward(self, dy, need_dx):
+    def _backward(self, dy, need_dx, relu_gate=None):
+        """relu_gate: the output of the ReLU after this layer, when dy is the gradient of that
+        ReLU's output: its backward is taken here, in the bias gradient's pass over dy."""
         x = self._cache
         self._check_grad(dy, (x.shape[0], self.out_features), x.dtype)
         W = self.params["W"]
         B = backend_of(dy, W)
+        bias = self.trainable and "b" in self.grads
+        if relu_gate is not None:
+            g = self._buffer("dy_relu", dy.shape, dy.dtype, like=dy)
+            if bias:
+                B.relu_backward_and_bias_grad(dy, relu_gate, out=g, sums_out=self.grads["b"])
+            else:
+                B.relu_backward(dy, relu_gate, out=g)
+            dy = g
+        elif bias:
+            B.bias_grad(dy, out=self.grads["b"])
         if self.trainable:
             B.gemm(x, dy, trans_a=True, out=self.grads["W"])
-            if "b" in self.grads:
-                B.bias_grad(dy, out=self.grads["b"])
         if not need_dx:
             return None
         dx = self._buffer("dx", x.shape, x.dtype, like=x)
         return B.gemm(dy, W, trans_b=True, out=dx)
+
+    def backward_relu(self, relu, dy, need_dx=True):
+        """self.backward(relu.backward(dy), need_dx) with the ReLU's mask applied as the bias
+        gradient reads dy (fastnn.fusion's dense + ReLU pattern: one pass instead of two),
+        when the ReLU's last input was this layer's last output (its forward fused)."""
+        y = self._buffers.get("y") if self.__dict__.get("_ready") else None
+        if y is None or not relu.__dict__.get("_ready") or relu._cache is not y:
+            return self.backward(relu.backward(dy), need_dx)
+        dx = self._backward(dy, need_dx, relu_gate=y)
+        self._add_penalty_grads()
+        return dx
 
 
 class Flatten(Layer):

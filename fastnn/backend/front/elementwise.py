@@ -98,3 +98,17 @@ class ElementwiseOps:
         db = _checks.out_array(op, out, (c,), dy.dtype, empty=self.empty, device=dev)
         self._kernels.bias_grad(dy.reshape(n, c, p), db)
         return db
+
+    def relu_backward_and_bias_grad(self, dy, y, out=None, sums_out=None):
+        """(dx, db) in one pass: dx = relu_backward(dy, y) (dy where y > 0, else 0) and db =
+        bias_grad(dx). dy: the gradient of a ReLU's output y, the ReLU after a layer with a
+        bias (fastnn.fusion's dense + ReLU pattern); dx: that layer's output gradient, db its
+        bias gradient. dy and y (N, C) or (N, C, H, W); out may be dy (in place)."""
+        op, dev = "relu_backward_and_bias_grad", self.device_arrays
+        n, c, p = _checks.channels(op, "dy", dy, device=dev)
+        dx = self._binary(op, dy, y, out, ("dy", "y"))
+        db = _checks.out_array(op, sums_out, (c,), dy.dtype, name="sums_out", empty=self.empty,
+                               device=dev)
+        self._kernels.relu_backward_and_bias_grad(dy.reshape(n, c, p), y.reshape(n, c, p),
+                                                  dx.reshape(n, c, p), db)
+        return dx, db
