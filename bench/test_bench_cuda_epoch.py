@@ -112,12 +112,17 @@ def _tf32_epoch(epoch):
     recorded again under the new math mode)."""
     fastnn.gpu.allow_tf32(True)
     try:
-        epoch()
-        start = time.perf_counter()
-        epoch()
-        return time.perf_counter() - start
+        return _after_warm_up(epoch)
     finally:
         fastnn.gpu.allow_tf32(False)
+
+
+def _after_warm_up(epoch):
+    """Seconds of one epoch() run after a first one (compiling, new buffers, a capture)."""
+    epoch()
+    start = time.perf_counter()
+    epoch()
+    return time.perf_counter() - start
 
 
 # Half the 50 MB L2 cache of an H100 or H200: a chunk's columns, written by im2col and read
@@ -138,10 +143,7 @@ def _l2_chunks_epoch(epoch):
     saved = B.conv_chunk_bytes, B.keep_cols_bytes
     B.conv_chunk_bytes, B.keep_cols_bytes = L2_CHUNK_BYTES, 0
     try:
-        epoch()
-        start = time.perf_counter()
-        epoch()
-        return time.perf_counter() - start
+        return _after_warm_up(epoch)
     finally:
         B.conv_chunk_bytes, B.keep_cols_bytes = saved
 
@@ -176,7 +178,4 @@ def _torch_graphed_epoch(setup, xt, yt, batch, lossf):
             static_y.copy_(yt[idx])
             graph.replay()
         torch.cuda.synchronize()
-    epoch()
-    start = time.perf_counter()
-    epoch()
-    return time.perf_counter() - start
+    return _after_warm_up(epoch)
