@@ -136,7 +136,7 @@ def _l2_chunks_epoch(epoch):
     warm-up epoch (new buffers, a new capture). The default plan makes each layer's columns
     for the whole batch and keeps them, and at batch 1000 those matrices are about 80% of
     deep-cnn's 7.6 GB of memory traffic per step; in chunks they are written and read back
-    while in L2, for about 6x the launches (deep-cnn: 402 per step instead of 70). Which is
+    while in L2, for about 6x the launches (deep-cnn: 400 per step instead of 68). Which is
     faster is what this measures."""
     from fastnn.backend import cuda as cuda_backend
     B = cuda_backend.get()

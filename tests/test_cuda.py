@@ -513,13 +513,28 @@ def test_batchnorm_matches_the_cpu(shape, training):
 
 def test_dropout_masks_are_the_same_on_both_backends():
     """The same seed gives the same mask on both backends, whether it comes as an int or from
-    device memory (the form a recorded graph's replays read it in)."""
+    device memory (the form a recorded graph's replays read it in); dropout_forward writes
+    that mask and x * mask in one launch (every element: the outputs start as NaN)."""
+    x = _rand((7, 9), 3)
     for seed in (0, 12345, 2**63 - 1):
         m_cpu = cpu.dropout_mask((7, 9), 0.4, seed, F32)
         np.testing.assert_array_equal(H(B.dropout_mask((7, 9), 0.4, seed, F32)), m_cpu)
         slot = np.array([seed], np.uint64)
         np.testing.assert_array_equal(H(B.dropout_mask((7, 9), 0.4, D(slot), F32)), m_cpu)
         np.testing.assert_array_equal(cpu.dropout_mask((7, 9), 0.4, slot, F32), m_cpu)
+        y_cpu, mask = cpu.dropout_forward(x, 0.4, seed)
+        np.testing.assert_array_equal(mask, m_cpu)
+        np.testing.assert_array_equal(y_cpu, x * m_cpu)
+        for s in (seed, D(slot)):
+            launches = B.counters["launches"]
+            y, mask = B.dropout_forward(D(x), 0.4, s, out=D(np.full_like(x, np.nan)),
+                                        mask_out=D(np.full_like(x, np.nan)))
+            assert B.counters["launches"] - launches == 1
+            np.testing.assert_array_equal(H(mask), m_cpu)
+            np.testing.assert_array_equal(H(y), y_cpu)
+    with pytest.raises(ValueError, match="dropout_forward: expected mask_out to be another "
+                                         "array than x and out"):
+        cpu.dropout_forward(x, 0.4, 1, mask_out=x)
     with pytest.raises(TypeError, match="dropout_mask: expected seed of dtype uint64"):
         B.dropout_mask((7, 9), 0.4, D(np.zeros(1, np.int64)), F32)
     with pytest.raises(ValueError, match=r"dropout_mask: expected seed of shape \(1,\)"):
@@ -791,8 +806,8 @@ def test_launches_per_training_step(monkeypatch):
     op is one launch, a convolution runs as one chunk on the device, a ReLU's forward after a
     convolution or a Dense layer runs in its producer's output pass, and its backward before a
     max pool in the pool's, before a convolution in the col2im's and after a Dense layer in
-    its bias gradient's (simple-cnn 4, deep-cnn 14 launches fewer), the loss's forward
-    kernel writes its gradient too, the optimizer updates the packed parameters in one launch,
+    its bias gradient's (simple-cnn 4, deep-cnn 14 launches fewer), a Dropout's mask and
+    output come from one kernel, the loss's forward kernel writes its gradient too, the optimizer updates the packed parameters in one launch,
     and nothing is copied or allocated. The trainer's loader adds nothing per step (it gathers
     each epoch at its start: tests the device loader)."""
     import fastnn
@@ -805,7 +820,7 @@ def test_launches_per_training_step(monkeypatch):
 
     monkeypatch.setattr(B.context, "launch_grid", launch)
     monkeypatch.setattr(B, "_cublas", None)
-    for name, expected in (("simple-cnn", 20), ("deep-cnn", 70)):
+    for name, expected in (("simple-cnn", 20), ("deep-cnn", 68)):
         fastnn.seed(0)
         model = models.get(name)
         opt = fastnn.optim.Adam(model, lr=1e-3)

@@ -124,6 +124,12 @@ KERNELS = {
                  dict(y=_generic_bad(x, ok_ndims=(2, 4)) + [x[:, :2]],
                       b=_generic_bad(_f32(3)) + _shape_bad(_f32(3)))),
     "bias_grad": ("bias_grad", dict(dy=x), dict(dy=_generic_bad(x, ok_ndims=(2, 4)))),
+    "dropout_forward": ("dropout_forward", dict(x=x, p=0.3, seed=7),
+                        dict(x=_generic_bad(x, ok_ndims=None),
+                             seed=[1.5, True, "7", None, np.zeros(1, np.int64),
+                                   np.zeros(2, np.uint64), np.zeros((1, 1), np.uint64)],
+                             out=_generic_bad(x, optional=True) + _shape_bad(x),
+                             mask_out=_generic_bad(x, optional=True) + _shape_bad(x))),
     "relu_backward_and_bias_grad": (
         "relu_backward_and_bias_grad", dict(dy=x, y=x),
         dict(dy=_generic_bad(x, ok_ndims=(2, 4)), y=_generic_bad(x) + _shape_bad(x),

@@ -158,7 +158,8 @@ class NumpyKernels:
         return dx
 
     # -- the dropout mask: a counter-based hash, the same bits on every backend ------------
-    def dropout_mask(self, mask, p, seed):
+    def dropout_mask(self, mask, p, seed, x=None, y=None):
+        """x, y: y = x * mask too (dropout_forward; the CPU's second pass)."""
         n = mask.size
         z = self.scratch("dropout_hash", (n,), np.uint64)
         t = self.scratch("dropout_tmp", (n,), np.uint64)
@@ -170,6 +171,8 @@ class NumpyKernels:
         np.multiply(z, 1.0 / (1 << 24), out=flat, casting="unsafe")
         np.greater_equal(flat, flat.dtype.type(p), out=flat)  # 1 where kept, 0 where dropped
         flat *= flat.dtype.type(1.0 / (1.0 - p))
+        if x is not None:
+            self.multiply(x, mask, y)
         return mask
 
     def _arange(self, n):

@@ -42,13 +42,15 @@ class _Seeded:
     def capture_key(self):
         return (self.training, self.p)  # p = 0 or eval mode records no mask at all
 
-    def _draw_mask(self, shape, dtype, like):
-        """A mask of `shape` holding 0 with probability p and 1/(1-p) otherwise, in a buffer:
-        the backend hashes (seed, index) into it, so a device builds it without host traffic
-        and every backend builds the same one."""
+    def _drop(self, a, name):
+        """(a * mask, mask) in buffers (the product's named `name`): the mask holds 0 with
+        probability p and 1/(1-p) otherwise, and is written with the product in one pass (one
+        launch on a GPU). The backend hashes (seed, index) into it, so a device builds it
+        without host traffic and every backend builds the same one."""
         seed = self.next_seed() if self.seed_slot is None else self.seed_slot
-        mask = self._buffer("mask", shape, dtype, like=like)
-        return backend_of(like).dropout_mask(shape, self.p, seed, dtype, out=mask)
+        mask = self._buffer("mask", a.shape, a.dtype, like=a)
+        out = self._buffer(name, a.shape, a.dtype, like=a)
+        return backend_of(a).dropout_forward(a, self.p, seed, out=out, mask_out=mask)
 
 
 class Dropout(_Seeded, Layer):
@@ -62,9 +64,7 @@ class Dropout(_Seeded, Layer):
         if not self.training or self.p == 0:
             self._cache = None
             return x
-        mask = self._draw_mask(x.shape, x.dtype, x)
-        y = self._buffer("y", x.shape, x.dtype, like=x)
-        backend_of(x).multiply(x, mask, out=y)
+        y, mask = self._drop(x, "y")
         self._cache = mask
         return y
 
@@ -102,9 +102,7 @@ class DropConnect(_Seeded, Layer):
         inner._check_input(x, (2,), inner.in_features)
         W, b = self.params["W"], self.params.get("b")
         B = backend_of(x, W)
-        mask = self._draw_mask(W.shape, W.dtype, W)
-        Wm = self._buffer("W_masked", W.shape, W.dtype, like=W)
-        B.multiply(W, mask, out=Wm)
+        Wm, mask = self._drop(W, "W_masked")
         y = self._buffer("y", (x.shape[0], inner.out_features), x.dtype, like=x)
         B.gemm(x, Wm, out=y)
         if b is not None:

@@ -16,7 +16,9 @@ The fused kernels, each with its oracle in fastnn.naive and tests against it (te
 test_elementwise.py, test_pool.py, test_optim.py, test_cuda.py):
 - layout: rows_to_nchw (+ bias, + ReLU: naive.rows_to_nchw), nchw_to_rows_and_bias_grad
   (naive.nchw_to_rows);
-- elementwise: bias_add (+ ReLU: naive.bias_add);
+- elementwise: bias_add (+ ReLU: naive.bias_add), relu_backward_and_bias_grad
+  (naive.relu_backward, then naive.bias_grad), dropout_forward (the mask, then the product:
+  tests/test_cuda.py against the CPU's);
 - pool: max_pool2d_backward with relu_gate (a ReLU's backward: naive.max_pool2d_backward);
 - loss: softmax_cross_entropy_forward with grad_out (naive.softmax_cross_entropy_forward and
   _backward), mean_squared_error_forward into totals (naive.mean_squared_error_totals);

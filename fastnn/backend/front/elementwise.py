@@ -69,16 +69,34 @@ class ElementwiseOps:
         array of this backend holding it (the kernel reads it there when it runs: a recorded
         graph's replays take the seed put there before each one)."""
         op = "dropout_mask"
-        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-            seed = int(seed)
-        else:
-            _checks.array(op, "seed", seed, 1, dtypes=(np.dtype(np.uint64),),
-                          device=self.device_arrays)
-            _checks.same_shape(op, "seed", seed, (1,))
+        seed = self._seed(op, seed)
         mask = _checks.out_array(op, out, tuple(shape), np.dtype(dtype),
                                  empty=self.empty, device=self.device_arrays)
         self._kernels.dropout_mask(mask, p, seed)
         return mask
+
+    def dropout_forward(self, x, p, seed, out=None, mask_out=None):
+        """(y, mask) in one pass: mask = dropout_mask(x.shape, p, seed, x.dtype) and y = x *
+        mask (Dropout's forward on x, DropConnect's on the weights). out may be x."""
+        op = "dropout_forward"
+        seed = self._seed(op, seed)
+        y = self._unary(op, x, out, "x")
+        mask = _checks.out_array(op, mask_out, x.shape, x.dtype, name="mask_out",
+                                 empty=self.empty, device=self.device_arrays)
+        if mask is x or mask is y:
+            raise ValueError(f"{op}: expected mask_out to be another array than x and out "
+                             "(the mask would overwrite what it multiplies)")
+        self._kernels.dropout_mask(mask, p, seed, x, y)
+        return y, mask
+
+    def _seed(self, op, seed):
+        """An int seed, or a (1,) uint64 array of this backend holding one."""
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            return int(seed)
+        _checks.array(op, "seed", seed, 1, dtypes=(np.dtype(np.uint64),),
+                      device=self.device_arrays)
+        _checks.same_shape(op, "seed", seed, (1,))
+        return seed
 
     def bias_add(self, y, b, relu=False):
         """y (N, C[, H, W]) += b (C,), in place (then max(., 0) with relu=True); returns y."""

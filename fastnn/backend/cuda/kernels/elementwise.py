@@ -146,11 +146,11 @@ def activation_backward(kind, dy, saved, dx, alpha, zero, one):
 
 
 @cuda.jit(cache=True)
-def dropout_mask(mask, seeds, from_seeds, offset, p, scale, zero, unit):
+def dropout_mask(mask, seeds, from_seeds, offset, p, scale, zero, unit, apply, x, y):
     """splitmix64 of (index + offset), the same function as the CPU backend's: 0 where the top
     24 bits as a uniform number fall below p, else scale = 1/(1-p). from_seeds: the offset is
     (seeds[0] + 1) * GOLDEN, computed here from a seed in device memory (a recorded graph's
-    replays read the seed the trainer put there), not passed in."""
+    replays read the seed the trainer put there), not passed in. apply: y = x * mask too."""
     i = cuda.grid(1)
     if i >= mask.shape[0]:
         return
@@ -161,7 +161,10 @@ def dropout_mask(mask, seeds, from_seeds, offset, p, scale, zero, unit):
     z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
     z = z ^ (z >> uint64(31))
     u = float32(z >> uint64(40)) * unit
-    mask[i] = scale if u >= p else zero
+    m = scale if u >= p else zero
+    mask[i] = m
+    if apply:
+        y[i] = x[i] * m
 
 
 @cuda.jit(cache=True)

@@ -51,16 +51,18 @@ class ElementwiseLaunches:
     def sum_abs(self, a):
         return self._sum_of(K.ABSOLUTE, a)
 
-    def dropout_mask(self, mask, p, seed):
+    def dropout_mask(self, mask, p, seed, x=None, y=None):
         """seed: an int (its hash offset passed in) or a (1,) uint64 device array (the kernel
-        reads the seed there when it runs)."""
+        reads the seed there when it runs). x, y: y = x * mask as the mask is written."""
         dtype = np.dtype(mask.dtype)
         in_memory = not isinstance(seed, int)
         seeds = seed if in_memory else self.scratch("no_seed", (1,), np.uint64)
         offset = np.uint64(0) if in_memory else hash_offset(seed)
+        apply = x is not None
         self.ctx.launch(K.dropout_mask, mask.size, flat(mask), seeds, in_memory, offset,
                         dtype.type(p), dtype.type(1.0 / (1.0 - p)), dtype.type(0),
-                        dtype.type(1.0 / (1 << 24)))
+                        dtype.type(1.0 / (1 << 24)), apply, flat(x) if apply else flat(mask),
+                        flat(y) if apply else flat(mask))  # (unapplied: mask as x, y unread)
 
     def bias_add(self, y3, b, relu):
         self.ctx.launch(K.bias_add, y3.size, y3, b, relu, const(y3, 0))
