@@ -86,21 +86,22 @@ class Layer:
         False). Parameter gradients land in self.grads (overwritten, not accumulated)."""
         if not self.__dict__.get("_ready"):
             raise RuntimeError(f"{self.label}: backward called before forward")
-        dx = self._backward(dy, need_dx)
-        self._add_penalty_grads()
-        return dx
+        return self._backward_with_penalties(dy, need_dx)
 
     def _last_input_was(self, layer):
         """Whether this layer's last input was `layer`'s last output, for layers whose _cache
         starts with their input (a fused backward_through may then take `layer`'s in)."""
         return bool(self.__dict__.get("_ready")) and self._cache[0] is layer._cache
 
-    def _add_penalty_grads(self):
-        """The regularizers' share of the parameter gradients, after _backward wrote them."""
+    def _backward_with_penalties(self, dy, need_dx, **fused):
+        """_backward (with a fused pattern's keyword, fastnn.fusion: the ReLU it takes in),
+        then the regularizers' share of the parameter gradients it wrote."""
+        dx = self._backward(dy, need_dx, **fused)
         if self.trainable:
             for p in self._parameters.values():
                 if p.penalty is not None:
                     p.penalty.add_grad(p.value, p.grad)
+        return dx
 
     def _forward(self, x):
         raise NotImplementedError

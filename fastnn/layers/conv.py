@@ -60,9 +60,7 @@ class Conv2D(Layer):
         ReLU + conv pattern): the ReLU's own pass over memory is saved."""
         if not self._last_input_was(relu):
             return relu.backward(self.backward(dy))
-        dx = self._backward(dy, True, through_relu=True)
-        self._add_penalty_grads()
-        return dx
+        return self._backward_with_penalties(dy, True, through_relu=True)
 
     def conv_plan(self, input_shape):
         """The engine's algorithms for this layer on inputs of input_shape (N, C, H, W), on the

@@ -73,9 +73,7 @@ class Dense(Layer):
         y = self._buffers.get("y") if self.__dict__.get("_ready") else None
         if y is None or not relu.__dict__.get("_ready") or relu._cache is not y:
             return self.backward(relu.backward(dy), need_dx)
-        dx = self._backward(dy, need_dx, relu_gate=y)
-        self._add_penalty_grads()
-        return dx
+        return self._backward_with_penalties(dy, need_dx, relu_gate=y)
 
 
 class Flatten(Layer):
