@@ -30,13 +30,17 @@ SIGNATURES = {
     "max_pool_backward": [("F[4d]", "int32[4d]", "F[4d]", "bool", "F[4d]") + _R + ("F",)],
     "max_pool_backward_overlapping": [("F[4d]", "int32[4d]", "F[4d]", "bool", "F[4d]") + _R
                                       + ("F",)],
+    "rows_max_pool": [("F[2d]", "F[1d]", "bool", "bool", "F[4d]", "int32[4d]", "int64", "int64")
+                      + _R + ("F",)],
+    "max_pool_backward_rows": [("F[4d]", "int32[4d]", "F[4d]", "bool", "F[2d]", "int64", "int64")
+                               + _R + ("bool", "F")],
     "avg_pool_forward": [("F[4d]", "F[4d]") + _R + ("F", "F")],
     "avg_pool_backward": [("F[4d]", "F[4d]") + _R + ("F", "F")],
     "maxout_forward": [("F[4d]", "F[3d]", "int32[3d]")],
     "maxout_backward": [("F[3d]", "int32[3d]", "F[4d]", "F")],
     "bias_add": [("F[3d]", "F[1d]", "bool", "F")],
-    "bias_grad": [("F[3d]", "F[3d]", "bool", "F[3d]", "F[1d]", "F[2d]", "int32[1d]", "int64",
-                   "F")],
+    "bias_grad": [("F[3d]", "F[3d]", "bool", "bool", "F[3d]", "F[1d]", "F[2d]", "int32[1d]",
+                   "int64", "F")],
     "fill": [("F[1d]", "F"), ("int32[1d]", "int32")],
     "add": [("F[1d]", "F[1d]", "F[1d]")],
     "subtract": [("F[1d]", "F[1d]", "F[1d]")],

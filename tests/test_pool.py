@@ -122,3 +122,34 @@ def test_max_pool_2x2_simd_path_matches_oracle_with_ties_and_nans(width):
     np.testing.assert_array_equal(arg, arg_ref)
     np.testing.assert_array_equal(y, y_ref)  # NaN == NaN position-wise here
     assert arg[0, 0, 0, 0] == 0
+
+
+@given(cfg=window_configs(max_pool=True), dtype=DTYPES, relu=st.booleans())
+def test_max_pool_from_and_to_conv_rows_equals_the_layout_then_the_pool(cfg, dtype, relu):
+    """rows_to_max_pool is rows_to_nchw then max_pool2d_forward, max_pool_backward_to_rows is
+    max_pool2d_backward then nchw_to_rows, bit for bit (ties, -0.0 and NaN included), and the
+    gated bias_grad sums what reaches the conv: fastnn.fusion's conv + ReLU + max pool."""
+    from fastnn.backend import cpu
+    rng = np.random.default_rng(3)
+    n, f, oh, ow = cfg["shape"]
+    k, s, p = cfg["kernel"], cfg["stride"], cfg["pad"]
+    rows = np.round(rng.standard_normal((n * oh * ow, f)), 1).astype(dtype)
+    rows[::5] = -0.0
+    rows[len(rows) // 2, 0] = np.nan
+    b = rng.standard_normal(f).astype(dtype)
+    conv = cpu.rows_to_nchw(rows, (n, f, oh, ow), b, relu=relu)
+    y, arg = cpu.max_pool2d_forward(conv, k, s, p)
+    y2, arg2 = cpu.rows_to_max_pool(rows, (n, f, oh, ow), b, k, s, p, relu=relu)
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(arg2, arg)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dy.flat[::3] = -0.0
+    for gate in (None, y):
+        want = cpu.nchw_to_rows_only(cpu.max_pool2d_backward(dy, arg, conv.shape, k, s, p,
+                                                             relu_gate=gate))
+        got = cpu.max_pool_backward_to_rows(dy, arg, conv.shape, k, s, p, relu_gate=gate,
+                                            out=np.full(want.shape, np.nan, dtype))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    full = cpu.max_pool2d_backward(dy, arg, conv.shape, k, s, p, relu_gate=y)
+    np.testing.assert_allclose(cpu.bias_grad(dy, gate=y), naive.bias_grad(full), **_tol(dtype))

@@ -70,6 +70,19 @@ class CPUKernels(NumpyKernels):
             sums = self.scratch("nchw_unread_sums", (f,), y.dtype)
         self._elementwise.nchw_to_rows(y.reshape(n, f, p), rows.reshape(n, p, f), sums, part)
 
+    def rows_to_max_pool(self, rows, b, relu, y, arg, oh, ow, *geometry):
+        """The two passes on the CPU (the conv output in scratch, then pooled): the same bits,
+        and the CPU's convolutions rarely take im2col (its direct kernels pool after theirs)."""
+        conv_out = self.scratch("pool_conv_out", (y.shape[0], y.shape[1], oh, ow), rows.dtype)
+        self.rows_to_nchw(rows, b, conv_out, relu)
+        self.max_pool2d_forward(conv_out, y, arg, *geometry)
+
+    def max_pool_backward_to_rows(self, dy, argmax, relu_gate, rows, oh, ow, *geometry):
+        """The two passes on the CPU, through scratch in NCHW, as rows_to_max_pool."""
+        dx = self.scratch("pool_conv_grad", (dy.shape[0], dy.shape[1], oh, ow), dy.dtype)
+        self.max_pool2d_backward(dy, argmax, relu_gate, dx, *geometry, *dy.shape[2:])
+        self.nchw_to_rows(dx, rows, None)
+
     def take_rows(self, a, idx, out):
         if len(idx) and (idx.min() < 0 or idx.max() >= len(a)):
             raise ValueError(f"take_rows: expected indices in [0, {len(a)}), got values from "
@@ -95,6 +108,12 @@ class CPUKernels(NumpyKernels):
 
     def bias_grad(self, dy3, db):
         self._elementwise.bias_grad(dy3, db)
+
+    def gated_bias_grad(self, dy3, gate3, db):
+        """The two passes on the CPU (the gated dy in scratch, then its sums)."""
+        gated = self.scratch("gated_dy", dy3.shape, dy3.dtype)
+        self.relu_backward(dy3, gate3, gated)
+        self.bias_grad(gated, db)
 
     def relu_backward_and_bias_grad(self, dy3, y3, dx3, db):
         """The two passes on the CPU (the mask, then the sums of what it kept): the same bits,

@@ -109,12 +109,18 @@ class ElementwiseOps:
             self._kernels.bias_add(y.reshape(n, c, p), b, bool(relu))
         return y
 
-    def bias_grad(self, dy, out=None):
-        """dy (N, C[, H, W]) -> (C,): the sum over every axis but the channels."""
+    def bias_grad(self, dy, out=None, gate=None):
+        """dy (N, C[, H, W]) -> (C,): the sum over every axis but the channels; with gate (of
+        dy's shape), of dy where gate > 0 only (the sums of relu_backward(dy, gate), with no
+        array of them written)."""
         op, dev = "bias_grad", self.device_arrays
         n, c, p = _checks.channels(op, "dy", dy, device=dev)
         db = _checks.out_array(op, out, (c,), dy.dtype, empty=self.empty, device=dev)
-        self._kernels.bias_grad(dy.reshape(n, c, p), db)
+        if gate is None:
+            self._kernels.bias_grad(dy.reshape(n, c, p), db)
+        else:
+            _checks.like(op, "gate", gate, dy, device=dev)
+            self._kernels.gated_bias_grad(dy.reshape(n, c, p), gate.reshape(n, c, p), db)
         return db
 
     def relu_backward_and_bias_grad(self, dy, y, out=None, sums_out=None):

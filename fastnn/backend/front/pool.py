@@ -1,4 +1,5 @@
-"""Pooling ops: max and average pooling over NCHW windows, and maxout over channel groups."""
+"""Pooling ops: max and average pooling over NCHW windows (the max pool also from and to a
+convolution's GEMM rows), and maxout over channel groups."""
 from fastnn import _checks
 
 
@@ -43,6 +44,49 @@ class PoolOps:
         if x_shape[0]:
             self._kernels.max_pool2d_backward(dy, argmax, relu_gate, dx, *geo, oh, ow)
         return dx
+
+    # A max pool right after a convolution's GEMM (fastnn.fusion's conv + ReLU + max pool): the
+    # pool is taken from the GEMM's rows (N*OH*OW, F) and its gradient written back as rows,
+    # so the convolution's full-size NCHW output, and its gradient, are never in memory.
+    def rows_to_max_pool(self, rows, shape, b, kernel_size, stride=None, pad=0, relu=False,
+                         out=None, argmax_out=None):
+        """max_pool2d_forward(rows_to_nchw(rows, shape, b, relu=relu), kernel_size, stride,
+        pad) in one pass, the same bits: -> (y, argmax), argmax as max_pool2d_forward's (in
+        the (OH, OW) plane of `shape`, the convolution's output)."""
+        op, dev = "rows_to_max_pool", self.device_arrays
+        n, f, oh, ow = _checks.shape4(op, "shape", shape)
+        _checks.array(op, "rows", rows, 2, device=dev)
+        _checks.same_shape(op, "rows", rows, (n * oh * ow, f))
+        if b is not None:
+            _checks.vector(op, "b", b, f, rows.dtype, device=dev)
+        geo, ph, pw = self._pool_window(op, (n, f, oh, ow), kernel_size, stride, pad,
+                                         max_pool=True)
+        y = _checks.out_array(op, out, (n, f, ph, pw), rows.dtype, empty=self.empty, device=dev)
+        arg = _checks.out_array(op, argmax_out, (n, f, ph, pw), _checks.INDEX_DTYPE,
+                                "argmax_out", empty=self.empty, device=dev)
+        if n:
+            self._kernels.rows_to_max_pool(rows, b, bool(relu), y, arg, oh, ow, *geo)
+        return y, arg
+
+    def max_pool_backward_to_rows(self, dy, argmax, shape, kernel_size, stride=None, pad=0,
+                                  relu_gate=None, out=None):
+        """nchw_to_rows_only(max_pool2d_backward(dy, argmax, shape, kernel_size, stride, pad,
+        relu_gate=relu_gate)) in one pass, the same bits: the gradient of the convolution
+        output of `shape` (through the ReLU between, with relu_gate) as rows (N*OH*OW, F).
+        Its bias gradient is bias_grad(dy, gate=relu_gate): the same terms, without zeros."""
+        op, dev = "max_pool_backward_to_rows", self.device_arrays
+        shape, geo, _, _ = self._pool_grad(op, dy, shape, kernel_size, stride, pad,
+                                           max_pool=True)
+        n, f, oh, ow = shape
+        _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,), device=dev)
+        _checks.same_shape(op, "argmax", argmax, dy.shape)
+        if relu_gate is not None:
+            _checks.like(op, "relu_gate", relu_gate, dy, device=dev)
+        rows = _checks.out_array(op, out, (n * oh * ow, f), dy.dtype, empty=self.empty,
+                                 device=dev)
+        if n:
+            self._kernels.max_pool_backward_to_rows(dy, argmax, relu_gate, rows, oh, ow, *geo)
+        return rows
 
     def avg_pool2d_forward(self, x, kernel_size, stride=None, pad=0, out=None):
         op, dev = "avg_pool2d_forward", self.device_arrays

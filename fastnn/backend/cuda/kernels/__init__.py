@@ -16,8 +16,9 @@ from fastnn.backend.cuda.kernels.norm import (bn_grad_sums_kernel, bn_input_grad
 from fastnn.backend.cuda.kernels.optim import adam, add_l1, add_l2, momentum, scaled_step, sgd
 from fastnn.backend.cuda.kernels.pool import (avg_pool_backward, avg_pool_forward,
                                               max_pool_backward,
-                                              max_pool_backward_overlapping, max_pool_forward,
-                                              maxout_backward, maxout_forward)
+                                              max_pool_backward_overlapping,
+                                              max_pool_backward_rows, max_pool_forward,
+                                              maxout_backward, maxout_forward, rows_max_pool)
 
 __all__ = [
     "ABSOLUTE", "LEAKY_RELU", "REDUCE_THREADS_MAX", "SIGMOID", "SQUARES", "STEP", "TANH", "TILE",
@@ -25,9 +26,10 @@ __all__ = [
     "avg_pool_backward", "avg_pool_forward", "bias_add", "bias_grad_kernel", "bn_grad_sums_kernel",
     "bn_input_grad", "bn_inv_std", "bn_normalize", "bn_statistics_kernel", "col2im",
     "dropout_mask", "fill", "gemm_kernel", "im2col", "max_pool_backward",
-    "max_pool_backward_overlapping", "max_pool_forward", "mean_squared_error_forward",
-    "maxout_backward", "maxout_forward", "momentum", "multiply", "nchw_to_rows_kernel",
-    "relu_backward", "relu_forward", "rows_to_nchw_kernel", "safe_divide", "scale", "scaled_step", "sgd",
+    "max_pool_backward_overlapping", "max_pool_backward_rows", "max_pool_forward",
+    "mean_squared_error_forward", "maxout_backward", "maxout_forward", "momentum", "multiply",
+    "nchw_to_rows_kernel", "relu_backward", "relu_forward", "rows_max_pool",
+    "rows_to_nchw_kernel", "safe_divide", "scale", "scaled_step", "sgd",
     "softmax_backward", "softmax_cross_entropy_backward", "softmax_cross_entropy_forward",
     "softmax_forward", "sqrt", "square_grid", "subtract", "sum_of_kernel", "take_rows",
 ]

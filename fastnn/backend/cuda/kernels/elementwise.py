@@ -23,15 +23,16 @@ def bias_add(y3, b, relu, zero):
 def _make_bias_grad(dtype):
     """The kernel for one element type (shared arrays need their type when compiled)."""
     @cuda.jit(cache=True)
-    def bias_grad(dy3, gate3, gated, dx3, db, partials, arrived, per_group, zero):
-        """db[c] = sum over n, p of dy3[n, c, p]; gated: of dx3 = dy3 where gate3 > 0, else
-        0 (a ReLU's backward, written to dx3 as it is summed). Block (c, g) sums channel c
-        over images [g * per_group, (g + 1) * per_group): one block per channel left all but a
-        few of a GPU's multiprocessors idle (30 blocks for SimpleConvNet's conv bias: 1.1 ms at
-        batch 1000). Each thread walks a strided share of the (n, p) positions, stepping its
-        indices without a division per element; block_sum adds the shares. With several groups each
-        block leaves its sum in partials[c, g] and the last block of channel c to arrive (an
-        atomic count in arrived[c], reset by it) adds them in g order: the same bits every run.
+    def bias_grad(dy3, gate3, gated, write, dx3, db, partials, arrived, per_group, zero):
+        """db[c] = sum over n, p of dy3[n, c, p]; gated: of dy3 where gate3 > 0, else 0 (a
+        ReLU's backward), and with write that is written to dx3 as it is summed. Block (c, g)
+        sums channel c over images [g * per_group, (g + 1) * per_group): one block per channel
+        left all but a few of a GPU's multiprocessors idle (30 blocks for SimpleConvNet's conv
+        bias: 1.1 ms at batch 1000). Each thread walks a strided share of the (n, p)
+        positions, stepping its indices without a division per element; block_sum adds the
+        shares. With several groups each block leaves its sum in partials[c, g] and the last
+        block of channel c to arrive (an atomic count in arrived[c], reset by it) adds them in
+        g order: the same bits every run.
         """
         c, g, groups = cuda.blockIdx.x, cuda.blockIdx.y, cuda.gridDim.y
         t, width = cuda.threadIdx.x, cuda.blockDim.x
@@ -45,7 +46,8 @@ def _make_bias_grad(dtype):
             if gated:
                 if not gate3[n, c, p] > zero:  # (a NaN gate masks too, as relu_backward)
                     v = zero
-                dx3[n, c, p] = v
+                if write:
+                    dx3[n, c, p] = v
             acc += v
             n += step_n
             p += step_p

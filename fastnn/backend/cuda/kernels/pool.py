@@ -1,4 +1,5 @@
-"""Max and average pooling, and maxout (a max over channel groups)."""
+"""Max and average pooling, the max pool taken from (and its gradient written to) a convolution's
+GEMM rows, and maxout (a max over channel groups)."""
 from fastnn.backend.cuda.kernels._common import cuda, unravel4, window_at
 
 
@@ -72,6 +73,73 @@ def max_pool_backward_overlapping(dy, argmax, gate, gated, dx, kh, kw, sh, sw, p
                 if not gated or gate[n, c, oy, ox] > zero:
                     acc += dy[n, c, oy, ox]
     dx[n, c, iy, ix] = acc
+
+
+@cuda.jit(cache=True)
+def rows_max_pool(rows, b, has_bias, relu, y, argmax, oh_c, ow_c, kh, kw, sh, sw, ph, pw, zero):
+    """A convolution's GEMM output rows (N*OH*OW, F), conv output (oh_c, ow_c), pooled straight
+    into y (N, F, PH, PW) and argmax: each value is rows_to_nchw's (b[f] added, then the ReLU)
+    and the max is max_pool_forward's (the first maximum in scan order, the first NaN beats
+    all), so the conv's full-size NCHW output is never written nor read back. A thread per
+    pooled output, channels fastest: a warp reads rows in order."""
+    i = cuda.grid(1)
+    if i >= y.size:
+        return
+    f_all, ph_n, pw_n = y.shape[1], y.shape[2], y.shape[3]
+    f, r = i % f_all, i // f_all
+    ox, r = r % pw_n, r // pw_n
+    oy, n = r % ph_n, r // ph_n
+    best_i = -1
+    best = zero
+    for ky in range(kh):
+        iy = oy * sh - ph + ky
+        if iy < 0 or iy >= oh_c:
+            continue
+        for kx in range(kw):
+            ix = ox * sw - pw + kx
+            if ix < 0 or ix >= ow_c:
+                continue
+            v = rows[(n * oh_c + iy) * ow_c + ix, f]
+            if has_bias:
+                v += b[f]
+            if relu and v < zero:
+                v = zero
+            if best_i < 0 or v > best or (v != v and best == best):
+                best, best_i = v, iy * ow_c + ix
+    y[n, f, oy, ox] = best
+    argmax[n, f, oy, ox] = best_i
+
+
+@cuda.jit(cache=True)
+def max_pool_backward_rows(dy, argmax, gate, gated, rows, oh_c, ow_c, kh, kw, sh, sw, ph, pw,
+                           overlapping, zero):
+    """The max pool's input gradient written straight in the rows layout (N*OH*OW, F) of the
+    convolution below it, whose output is (oh_c, ow_c): the values of max_pool_backward (or,
+    with overlapping windows, of max_pool_backward_overlapping: the sum in kernel-offset
+    order), then nchw_to_rows, in one pass. gated: a window counts only where gate (the pooled
+    output of a ReLU) > 0. A thread per element of rows, channels fastest: writes in order."""
+    i = cuda.grid(1)
+    if i >= rows.size:
+        return
+    f_all = rows.shape[1]
+    f, p = i % f_all, i // f_all
+    ix, r = p % ow_c, p // ow_c
+    iy, n = r % oh_c, r // oh_c
+    me = iy * ow_c + ix
+    acc = zero
+    for ky in range(kh):  # the windows that hold this pixel (at most one without overlaps)
+        oy = window_at(iy, ky, sh, ph, dy.shape[2])
+        if oy < 0:
+            continue
+        for kx in range(kw):
+            ox = window_at(ix, kx, sw, pw, dy.shape[3])
+            if ox >= 0 and argmax[n, f, oy, ox] == me:
+                if not gated or gate[n, f, oy, ox] > zero:
+                    if overlapping:
+                        acc += dy[n, f, oy, ox]
+                    else:  # the winner's value as it is (a -0.0 stays -0.0, as the scatter)
+                        acc = dy[n, f, oy, ox]
+    rows[p, f] = acc
 
 
 @cuda.jit(cache=True)

@@ -68,12 +68,15 @@ class ElementwiseLaunches:
         self.ctx.launch(K.bias_add, y3.size, y3, b, relu, const(y3, 0))
 
     def bias_grad(self, dy3, db):
-        self._bias_grad(dy3, dy3, False, dy3, db)  # (no gate: the gate and dx unread)
+        self._bias_grad(dy3, dy3, False, False, dy3, db)  # (no gate: the gate and dx unread)
+
+    def gated_bias_grad(self, dy3, gate3, db):
+        self._bias_grad(dy3, gate3, True, False, dy3, db)  # (the gated dy not written)
 
     def relu_backward_and_bias_grad(self, dy3, y3, dx3, db):
-        self._bias_grad(dy3, y3, True, dx3, db)
+        self._bias_grad(dy3, y3, True, True, dx3, db)
 
-    def _bias_grad(self, dy3, gate3, gated, dx3, db):
+    def _bias_grad(self, dy3, gate3, gated, write, dx3, db):
         n, c, p = dy3.shape
         if c == 0:
             return
@@ -90,5 +93,5 @@ class ElementwiseLaunches:
         arrived = self.scratch("bias_grad_arrived", (c,), np.int32,
                                on_new=lambda a: self.fill(a, 0))
         self.ctx.launch_grid(K.bias_grad_kernel(dy3.dtype), (c, groups), C.REDUCE_THREADS, dy3,
-                             gate3, gated, dx3, db, partials, arrived, per_group,
+                             gate3, gated, write, dx3, db, partials, arrived, per_group,
                              const(dy3, 0))

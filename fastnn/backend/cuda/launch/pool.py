@@ -1,4 +1,5 @@
-"""Pooling launches: max and average pooling, maxout."""
+"""Pooling launches: max and average pooling (the max pool also from and to a convolution's
+GEMM rows), maxout."""
 from fastnn.backend.cuda import kernels as K
 from fastnn.backend.cuda.launch._base import const, per_channel
 
@@ -16,6 +17,17 @@ class PoolLaunches:
         if (ph, pw) != (0, 0) or (oh * sh, ow * sw) != tuple(dx.shape[2:]):
             self.fill(dx, 0)  # pixels that no window holds
         self.ctx.launch(K.max_pool_backward, dy.size, *args)
+
+    def rows_to_max_pool(self, rows, b, relu, y, arg, oh, ow, kh, kw, sh, sw, ph, pw):
+        bias = b if b is not None else self.scratch("no_bias", (y.shape[1],), rows.dtype)
+        self.ctx.launch(K.rows_max_pool, y.size, rows, bias, b is not None, relu, y, arg, oh, ow,
+                        kh, kw, sh, sw, ph, pw, const(rows, 0))  # (no bias: `bias` unread)
+
+    def max_pool_backward_to_rows(self, dy, argmax, relu_gate, rows, oh, ow, kh, kw, sh, sw, ph,
+                                  pw):
+        self.ctx.launch(K.max_pool_backward_rows, rows.size, dy, argmax,
+                        dy if relu_gate is None else relu_gate, relu_gate is not None, rows, oh,
+                        ow, kh, kw, sh, sw, ph, pw, sh < kh or sw < kw, const(dy, 0))
 
     def avg_pool2d_forward(self, x, y, kh, kw, sh, sw, ph, pw):
         self.ctx.launch(K.avg_pool_forward, y.size, x, y, kh, kw, sh, sw, ph, pw,
