@@ -135,8 +135,8 @@ def _l2_chunks_epoch(epoch):
     im2col columns, none kept for the backward (it rebuilds each chunk's): seconds, after a
     warm-up epoch (new buffers, a new capture). The default plan makes each layer's columns
     for the whole batch and keeps them, and at batch 1000 those matrices are about 80% of
-    deep-cnn's 7.6 GB of memory traffic per step; in chunks they are written and read back
-    while in L2, for about 6x the launches (deep-cnn: 400 per step instead of 68). Which is
+    deep-cnn's 7.2 GB of memory traffic per step; in chunks they are written and read back
+    while in L2, for about 6x the launches (deep-cnn: 394 per step instead of 62). Which is
     faster is what this measures."""
     from fastnn.backend import cuda as cuda_backend
     B = cuda_backend.get()

@@ -5,9 +5,10 @@
     logits = model.forward(x); model.backward(loss.backward())
     model.save("model.npz"); model = fastnn.load("model.npz")     # the format: fastnn.io
 
-Adjacent layers that have a fused pass (Conv2D/Dense + ReLU, ReLU + MaxPool2D) run as one; the
-patterns are fastnn.fusion's, matched once, as the model is built. compile/fit/evaluate/predict
-come from fastnn.fit_methods (the trainer trains any model and imports no model class).
+Runs of adjacent layers that have a fused pass (Conv2D/Dense + ReLU, Conv2D + ReLU + MaxPool2D,
+...) run as one; the patterns are fastnn.fusion's, matched once, as the model is built.
+compile/fit/evaluate/predict come from fastnn.fit_methods (the trainer trains any model and
+imports no model class).
 """
 import numpy as np
 
@@ -78,9 +79,10 @@ class Sequential(FitMethods, Container):
         i = 0
         while i < len(layers):
             pattern = self._fusion.forward.get(i)
-            if pattern is not None:  # layers i and i + 1 in one pass, bit for bit the two
-                x = pattern.run(layers[i], layers[i + 1], x)
-                i += 2
+            if pattern is not None:  # layers i, i + 1, ... in one pass, bit for bit
+                size = len(pattern.layers)
+                x = pattern.run(*layers[i:i + size], x)
+                i += size
             else:
                 x = layers[i].forward(x)
                 i += 1
@@ -95,15 +97,18 @@ class Sequential(FitMethods, Container):
         if not need_dx:
             stop = next((i for i, (_, layer) in enumerate(self._layers)
                          if _has_trainable_params(layer)), len(self._layers))
-        i = len(self._layers) - 1
+        layers = [layer for _, layer in self._layers]
+        i = len(layers) - 1
         while i >= stop:
-            layer = self._layers[i][1]
-            pattern = self._fusion.backward.get(i - 1) if i > stop else None
-            if pattern is not None:  # layers i - 1 and i in one backward pass
-                dy = pattern.run(self._layers[i - 1][1], layer, dy, need_dx or i - 1 > stop)
-                i -= 2
+            # the longest run ending at layer i that starts no lower than the stop
+            pattern = next((p for p in self._fusion.backward.get(i, ())
+                            if i + 1 - len(p.layers) >= stop), None)
+            if pattern is not None:  # layers first .. i in one backward pass
+                first = i + 1 - len(pattern.layers)
+                dy = pattern.run(*layers[first:i + 1], dy, need_dx or first > stop)
+                i = first - 1
             else:
-                dy = layer.backward(dy, need_dx or i > stop)
+                dy = layers[i].backward(dy, need_dx or i > stop)
                 i -= 1
         return dy if need_dx else None
 

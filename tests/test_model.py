@@ -321,7 +321,8 @@ def test_sequential_fuses_relu_into_conv_dense_and_max_pool_bit_for_bit():
     # the ReLU's output
     relu, pool = fused[1], fused[2]
     pooled_grad = rng.standard_normal((6, 5, 4, 4)).astype(np.float32)
-    pool.forward(np.abs(x[:, :1].repeat(5, axis=1)))  # a different input than relu's output
+    relu.forward(rng.standard_normal((6, 5, 8, 8)).astype(np.float32))  # (the fused forward
+    pool.forward(np.abs(x[:, :1].repeat(5, axis=1)))  # left it none) and another input
     want = relu.backward(pool.backward(pooled_grad)).copy()
     np.testing.assert_array_equal(pool.backward_through(relu, pooled_grad), want)
     # the producer's own forward, called directly, is not rectified
@@ -344,8 +345,10 @@ def test_relu_into_conv_backward_is_fused_bit_for_bit_on_every_data_algorithm():
             Dense(5 * 2 * 2, 7)])
     from fastnn import fusion
     fused, apart = build(), build()
-    relu_conv, relu_pool = fusion.BACKWARD[1], fusion.BACKWARD[0]
-    assert fused._fusion.backward == {1: relu_conv, 3: relu_conv, 5: relu_pool}
+    relu_conv, relu_pool, conv_pool = fusion.BACKWARD[1], fusion.BACKWARD[0], fusion.BACKWARD[3]
+    relu_conv_pool = fusion.BACKWARD[4]
+    assert fused._fusion.backward == {2: (relu_conv,), 4: (relu_conv,),
+                                      6: (relu_conv_pool, conv_pool, relu_pool)}
     plans = [fused[i].conv_plan((6, fused[i].in_channels, 8, 8)).backward_data for i in (2, 4)]
     assert plans[1] == "im2col" and plans[0] in ("direct", "im2col")
     rng = np.random.default_rng(1)
@@ -389,7 +392,7 @@ def test_dense_into_relu_backward_is_fused_bit_for_bit():
         model[5].trainable = not frozen
         return model
     dense_relu = fusion.BACKWARD[2]
-    assert build()._fusion.backward == {1: dense_relu, 3: dense_relu, 5: dense_relu}
+    assert build()._fusion.backward == {2: (dense_relu,), 4: (dense_relu,), 6: (dense_relu,)}
     rng = np.random.default_rng(2)
     x = rng.standard_normal((10, 3, 2, 2)).astype(np.float32)
     dy = rng.standard_normal((10, 3)).astype(np.float32)
@@ -497,12 +500,15 @@ def test_fusion_patterns_live_in_one_table_and_a_changed_subclass_runs_on_its_ow
         return fastnn.Sequential([Conv2D(2, 3, 3, pad=1), relu(), pool(2), Flatten(),
                                   dense(3 * 4 * 4, 5), relu()])
     model = build(ReLU)
-    conv_relu, relu_pool, dense_relu = fusion.FORWARD[0], fusion.BACKWARD[0], fusion.BACKWARD[2]
-    assert model._fusion.forward == {0: conv_relu, 4: conv_relu}
-    assert model._fusion.backward == {1: relu_pool, 4: dense_relu}
+    conv_pool, conv_relu = fusion.FORWARD
+    relu_pool, dense_relu, conv_pool_back = fusion.BACKWARD[0], fusion.BACKWARD[2], \
+        fusion.BACKWARD[3]
+    assert model._fusion.forward == {0: conv_pool, 4: conv_relu}
+    assert model._fusion.backward == {2: (conv_pool_back, relu_pool), 5: (dense_relu,)}
     assert build(PlainReLU, pool=PlainPool)._fusion == model._fusion
     assert build(ShiftedReLU)._fusion == ({}, {})
-    assert build(ReLU, dense=NoisyDense)._fusion == ({0: conv_relu}, {1: relu_pool})
+    assert build(ReLU, dense=NoisyDense)._fusion == ({0: conv_pool},
+                                                     {2: (conv_pool_back, relu_pool)})
     x = np.random.default_rng(0).standard_normal((4, 2, 8, 8)).astype(np.float32)
     dy = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     for relu, dense in ((ShiftedReLU, Dense), (ReLU, NoisyDense), (PlainReLU, Dense)):
@@ -510,4 +516,45 @@ def test_fusion_patterns_live_in_one_table_and_a_changed_subclass_runs_on_its_ow
     assert (build(ShiftedReLU).forward(x) >= 1).all()  # its own forward ran
     # the plan follows add(), and a slice makes its own
     model.add(ReLU())
-    assert 5 not in model._fusion.forward and model[:3]._fusion.backward == {1: relu_pool}
+    assert 5 not in model._fusion.forward
+    assert model[:3]._fusion.backward == {2: (conv_pool_back, relu_pool)}
+    assert model[1:3]._fusion.backward == {1: (relu_pool,)}  # (layers 1, 2 of the model)
+
+
+@pytest.mark.parametrize("im2col", [False, True])
+def test_conv_relu_max_pool_run_as_one_pass(im2col, monkeypatch):
+    """Conv2D -> ReLU -> MaxPool2D (fastnn.fusion's conv + ReLU + max pool), and preceded by a
+    ReLU, equal the layers one by one: outputs, data gradients and weight gradients bit for
+    bit, the conv's bias gradient to float rounding on im2col (summed over the pool's winners,
+    in another order). On the CPU the direct kernels write the conv's output and pool it; with
+    im2col (every plan forced to it, as on a GPU) the pool comes from the GEMM's rows. The
+    ReLU inside never had an output: its backward alone says so."""
+    from fastnn import convolution
+    if im2col:
+        monkeypatch.setattr(convolution, "_PLANS", {})
+        monkeypatch.setattr(convolution, "_choose", lambda B, *a: convolution.Plan(
+            "im2col", "im2col", "im2col", "forced"))
+
+    def build():
+        fastnn.seed(3)
+        return fastnn.Sequential([
+            Conv2D(2, 4, 3, pad=1), ReLU(), Conv2D(4, 6, 3, pad=1), ReLU(), MaxPool2D(2),
+            Conv2D(6, 5, 3, pad=1, regularizer=fastnn.regularizers.L2(0.1)), ReLU(),
+            MaxPool2D(2, stride=1), Flatten(), Dense(5 * 3 * 3, 7)])
+    fused, apart = build(), build()
+    assert [p.name for p in fused._fusion.forward.values()] == [
+        "conv/dense + ReLU", "conv + ReLU + max pool", "conv + ReLU + max pool"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((3, 7)).astype(np.float32)
+    _fused_equals_layer_by_layer(fused, apart, x, dy)
+    for (name, _, grad_f), (_, _, grad_a) in zip(fused.named_parameters(),
+                                                 apart.named_parameters()):
+        if im2col and name in ("2.b", "5.b"):
+            np.testing.assert_allclose(grad_f, grad_a, rtol=1e-5, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(grad_f, grad_a, err_msg=name)
+    fused.forward(x)
+    assert fused.backward(dy, need_dx=False) is None  # a training step: stops at the first
+    with pytest.raises(RuntimeError, match="never writes this ReLU's output"):
+        fused[6].backward(np.zeros((3, 5, 4, 4), np.float32))

@@ -128,7 +128,8 @@ def _algorithm(op, B, name, planned):
 
 
 def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=None,
-            algorithm=None, keep_cols=False, y_buffer=None, op="conv2d_forward"):
+            algorithm=None, keep_cols=False, y_buffer=None, op="conv2d_forward", pool=None,
+            pool_out=None, argmax_out=None):
     """y (N, F, OH, OW) = x (N, C, H, W) cross-correlated with W (F, C, KH, KW), + b (F,);
     relu=True returns max(y, 0). -> (y, saved): saved is what backward needs besides x and W
     (the im2col matrix when that algorithm ran and kept it, else None). cols_buffer(shape): a
@@ -136,22 +137,33 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
     keep_cols_bytes, or always with keep_cols=True). algorithm: force "direct", "winograd" or
     "im2col" (None: the plan's). y_buffer(shape): where y goes when out is None (a layer's
     cached buffer, made once the geometry is checked: here, the only place it is). op: the
-    name errors carry (a layer passes its label)."""
+    name errors carry (a layer passes its label).
+
+    pool: (kernel_size, stride, pad) of a max pool applied to the output (fastnn.fusion's conv
+    + ReLU + max pool) -> (pooled y, argmax, saved), as max_pool2d_forward gives them (into
+    pool_out and argmax_out if given). im2col pools straight from its GEMM's rows, so the
+    convolution's own output is never written (y_buffer not called); the other algorithms
+    write it and pool it."""
     kernel, stride, pad, (oh, ow) = _checks.conv_operands(op, x, W, b, stride, pad)
     B = backend_of(x, W, b, out)
     algo = _algorithm(op, B, algorithm,
                       plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
+    if pool is not None:
+        pool = _pool_geometry(op, pool, (oh, ow))
     if algo != "im2col":  # the backend's kernels check only what is not checked here
         if out is not None:
             _checks.out_array(op, out, (x.shape[0], W.shape[0], oh, ow), x.dtype)
         elif y_buffer is not None:
             out = y_buffer((x.shape[0], W.shape[0], oh, ow))
         if algo == "direct":
-            return B.run_conv_direct_forward(op, x, W, b, stride, pad, (oh, ow), relu,
-                                             out), None
-        _winograd_check(op, kernel, stride, pad)
-        return B.run_conv_winograd_forward(op, x, W, b, pad, (oh, ow), relu, out), None
-    if out is None and y_buffer is not None:
+            y = B.run_conv_direct_forward(op, x, W, b, stride, pad, (oh, ow), relu, out)
+        else:
+            _winograd_check(op, kernel, stride, pad)
+            y = B.run_conv_winograd_forward(op, x, W, b, pad, (oh, ow), relu, out)
+        if pool is None:
+            return y, None
+        return (*B.max_pool2d_forward(y, *pool, out=pool_out, argmax_out=argmax_out), None)
+    if out is None and y_buffer is not None and pool is None:
         out = y_buffer((x.shape[0], W.shape[0], oh, ow))
     n, k = x.shape[0], W[0].size
     cols = None
@@ -159,23 +171,50 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
                                     n * oh * ow * k * x.dtype.itemsize <= B.keep_cols_bytes):
         cols = cols_buffer((n * oh * ow, k))
     return im2col_gemm.forward(B, x, W, b, kernel, stride, pad, (oh, ow), out=out,
-                               cols_out=cols, relu=relu)
+                               cols_out=cols, relu=relu, pool=pool, pool_out=pool_out,
+                               argmax_out=argmax_out)
+
+
+def _pool_geometry(op, pool, conv_hw):
+    """A max pool's (kernel_size, stride, pad) over a convolution's output -> checked pairs."""
+    if not (isinstance(pool, tuple) and len(pool) == 3):
+        raise TypeError(f"{op}: expected pool as a (kernel_size, stride, pad) tuple, got "
+                        f"{pool!r}")
+    geo = _checks.geometry(op, *pool)
+    _checks.window(op, conv_hw, *geo, max_pool=True)
+    return geo
 
 
 def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, dx_out=None,
-             dW_out=None, db_out=None, algorithm=None, through_relu=False):
+             dW_out=None, db_out=None, algorithm=None, through_relu=False, pool=None,
+             argmax=None, relu_gate=None, grad_buffer=None):
     """Gradients of forward -> (dx, dW, db); dx is None with need_dx=False (a first layer),
     dW and db with need_dW=False (frozen weights). dy is the gradient of the output (before
     a fused ReLU: apply relu_backward first). saved: what forward returned; *_out:
     preallocated outputs. algorithm: force one for both passes (None: the plan's).
     through_relu: x is the output of a ReLU, and dx is the gradient of that ReLU's input
-    (0 where x <= 0): im2col's col2im applies it as it writes, the other algorithms after."""
+    (0 where x <= 0): im2col's col2im applies it as it writes, the other algorithms after.
+    pool: the forward's pool (see forward): dy is then the gradient of the pooled output,
+    argmax the forward's, and relu_gate the pooled output where a ReLU sat before the pool
+    (its backward, taken at the winners). im2col writes its GEMMs' rows straight from them
+    (and the bias gradient sums the winners' gradients: the same terms, in another order);
+    the other algorithms take the pool's backward first, into grad_buffer(shape) if given."""
     op = "conv2d_backward"
     kernel, stride, pad, (oh, ow) = _checks.conv_operands(op, x, W, None, stride, pad)
-    B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out)
+    B = backend_of(dy, x, W, saved, dx_out, dW_out, db_out, argmax, relu_gate)
     n, f = x.shape[0], W.shape[0]
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
-    _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
+    if pool is not None:
+        pool = _pool_geometry(op, pool, (oh, ow))
+        pooled_shape = (n, f) + tuple(_checks.conv_output_size(s, *g) for s, *g in
+                                      zip((oh, ow), *pool))
+        _checks.same_shape(op, "dy", dy, pooled_shape)
+        _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
+        _checks.same_shape(op, "argmax", argmax, pooled_shape)
+        if relu_gate is not None:
+            _checks.like(op, "relu_gate", relu_gate, dy)
+    else:
+        _checks.same_shape(op, "dy", dy, (n, f, oh, ow))
     if dx_out is not None:
         _checks.out_array(op, dx_out, x.shape, x.dtype, name="dx_out")
     if dW_out is not None:
@@ -190,6 +229,11 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     weights = _algorithm(op, B, algorithm, p.backward_weights) if need_dW else None
     if saved is not None and weights == "direct" and algorithm is None:
         weights = "im2col"  # the forward kept its columns: the GEMM reuses them
+    if pool is not None and {data, weights} - {"im2col", None}:
+        # another algorithm takes the convolution's output gradient: the pool's backward first
+        dy = B.max_pool2d_backward(dy, argmax, (n, f, oh, ow), *pool, relu_gate=relu_gate,
+                                   out=grad_buffer((n, f, oh, ow)) if grad_buffer else None)
+        pool = None
     dx = dW = db = None
     if data == "winograd":
         _winograd_check(op, kernel, stride, pad)
@@ -208,7 +252,8 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
         gx, gW, gb = im2col_gemm.backward(
             B, dy, x, W, kernel, stride, pad, (oh, ow), cols=saved,
             need_dx=data == "im2col", need_dW=weights == "im2col",
-            dx_out=dx_out, dW_out=dW_out, db_out=db_out, through_relu=through_relu)
+            dx_out=dx_out, dW_out=dW_out, db_out=db_out, through_relu=through_relu,
+            pool=pool, argmax=argmax, relu_gate=relu_gate)
         dx = gx if data == "im2col" else dx
         dW, db = (gW, gb) if weights == "im2col" else (dW, db)
     if through_relu and dx is not None and data != "im2col":

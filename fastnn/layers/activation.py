@@ -44,12 +44,25 @@ class ReLU(_Elementwise):
         self._ready = True
         return x
 
+    def skip_forward(self, by):
+        """The forward of a ReLU inside a fused pass that never writes its output (fastnn.fusion's
+        conv + ReLU + max pool; `by` names it): the pass's own backward takes this ReLU's in,
+        and this layer's backward alone, with nothing to mask with, says so."""
+        self._cache = None
+        self._skipped_by = by
+        self._ready = True
+
     def _compute(self, B, x, y):
         B.relu_forward(x, out=y)
         self._cache = y
 
     def _backward(self, dy, need_dx):
         y = self._cache  # the rectified output, whether computed here or by the producer
+        if y is None:
+            raise RuntimeError(
+                f"{self.label}: its last forward ran inside {self._skipped_by}, which never "
+                "writes this ReLU's output, so its backward alone has nothing to mask with: "
+                "take the gradient through the model that ran it (model.backward)")
         self._check_grad(dy, y.shape, y.dtype)
         if not need_dx:
             return None

@@ -91,7 +91,8 @@ class Layer:
     def _last_input_was(self, layer):
         """Whether this layer's last input was `layer`'s last output, for layers whose _cache
         starts with their input (a fused backward_through may then take `layer`'s in)."""
-        return bool(self.__dict__.get("_ready")) and self._cache[0] is layer._cache
+        return bool(self.__dict__.get("_ready")) and self._cache[0] is not None and \
+            self._cache[0] is layer._cache
 
     def _backward_with_penalties(self, dy, need_dx, **fused):
         """_backward (with a fused pattern's keyword, fastnn.fusion: the ReLU it takes in),

@@ -1,5 +1,6 @@
 """Conv2D: convolution by the engine's algorithm for the layer's shape (fastnn.convolution:
-direct kernels on the CPU, im2col + GEMM elsewhere; conv_plan() says which).
+direct kernels on the CPU, im2col + GEMM elsewhere; conv_plan() says which), and its fused
+passes with a ReLU before it and a ReLU (+ max pool) after it (fastnn.fusion).
 
 W has shape (F, C, KH, KW), b has shape (F,); y = cross-correlation of x with W, plus b.
 """
@@ -37,21 +38,67 @@ class Conv2D(Layer):
         # the engine checks the window (once, naming this layer) and then asks for y's buffer
         y, saved = convolution.forward(
             x, self.params["W"], self.params["b"], self.stride, self.pad, relu=relu,
-            y_buffer=lambda shape: self._buffer("y", shape, x.dtype, like=x),
-            cols_buffer=lambda shape: self._buffer("cols", shape, x.dtype, like=x),
-            op=self.label)
+            y_buffer=self._y_buffer(x), cols_buffer=self._cols_buffer(x), op=self.label)
         self._cache = (x, saved)  # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None
+        self._pooled_by = None  # (forward_relu_pool: the pool it ran)
         return y
 
-    def _backward(self, dy, need_dx, through_relu=False):
+    def _y_buffer(self, x):
+        return lambda shape: self._buffer("y", shape, x.dtype, like=x)
+
+    def _cols_buffer(self, x):
+        return lambda shape: self._buffer("cols", shape, x.dtype, like=x)
+
+    def forward_relu_pool(self, relu, pool, x):
+        """pool.forward(relu.forward(self.forward(x))) (fastnn.fusion's conv + ReLU + max
+        pool), the same bits: on im2col (the GPU's algorithm) the pool is taken from the GEMM's
+        rows as the bias and the ReLU are added, and neither this layer's output nor the
+        ReLU's is written; the other algorithms write the rectified output and pool it. Its
+        backward is backward_relu_pool's (the ReLU alone has no output to mask with)."""
+        self._check_input(x, (4,), self.in_channels)
+        oh, ow = _checks.window(self.label, x.shape[2:], self.kernel_size, self.stride,
+                                self.pad)
+        conv_shape = (x.shape[0], self.out_channels, oh, ow)
+        pooled, argmax = pool.outputs_for_fused(conv_shape, x)
+        y, _, saved = convolution.forward(
+            x, self.params["W"], self.params["b"], self.stride, self.pad, relu=True,
+            y_buffer=self._y_buffer(x), cols_buffer=self._cols_buffer(x), op=self.label,
+            pool=pool._geometry(), pool_out=pooled, argmax_out=argmax)
+        self._cache, self._pooled_by, self._ready = (x, saved), pool, True
+        relu.skip_forward(f"{self.label} + {relu.label} + {pool.label}")
+        pool.took_fused_input(conv_shape, argmax)
+        return y
+
+    def backward_relu_pool(self, relu, pool, dy, need_dx, through=None):
+        """The backward of forward_relu_pool from the pool's output gradient dy: the rows of
+        this layer's GEMMs written straight from it (im2col), the ReLU's mask taken at the
+        pool's winners; `through`: the ReLU before this layer, whose mask the data gradient
+        takes as it is written (backward_through). After a forward that did not run fused,
+        the layers' backwards in turn."""
+        if through is not None and not self._last_input_was(through):
+            return through.backward(self.backward_relu_pool(relu, pool, dy, True))
+        if self.__dict__.get("_pooled_by") is not pool or not self._ready:
+            dy = pool.backward_through(relu, dy)
+            return self.backward_through(through, dy) if through is not None else \
+                self.backward(dy, need_dx)
+        return self._backward_with_penalties(dy, need_dx, through_relu=through is not None,
+                                             pool=pool)
+
+    def _backward(self, dy, need_dx, through_relu=False, pool=None):
         x, saved = self._cache
-        y_shape = self._buffers["y"].shape
-        self._check_grad(dy, y_shape, x.dtype)
+        pooled = {}
+        if pool is None:
+            self._check_grad(dy, self._buffers["y"].shape, x.dtype)
+        else:  # dy: the gradient of the pool's output; its mask: where that output is > 0
+            y, argmax = pool.fused_outputs()
+            self._check_grad(dy, argmax.shape, x.dtype)
+            pooled = dict(pool=pool._geometry(), argmax=argmax, relu_gate=y,
+                          grad_buffer=lambda shape: self._buffer("dy", shape, x.dtype, like=x))
         dx_out = self._buffer("dx", x.shape, x.dtype, like=x) if need_dx else None
         dx, _, _ = convolution.backward(
             dy, x, self.params["W"], self.stride, self.pad, saved=saved, need_dx=need_dx,
             dx_out=dx_out, dW_out=self.grads["W"], db_out=self.grads["b"],
-            need_dW=self.trainable, through_relu=through_relu)
+            need_dW=self.trainable, through_relu=through_relu, **pooled)
         return dx
 
     def backward_through(self, relu, dy):

@@ -38,21 +38,44 @@ class MaxPool2D(_Pool2D):
     max_pool = True
 
     def _forward(self, x):
-        shape = self._out_shape(x)
-        y = self._buffer("y", shape, x.dtype, like=x)
-        argmax = self._buffer("argmax", shape, _checks.INDEX_DTYPE, like=x)
+        y, argmax = self._outputs(self._out_shape(x), x)
         backend_of(x).max_pool2d_forward(x, *self._geometry(), out=y, argmax_out=argmax)
         # argmax: flat index of each window's winner; x: only to recognise a ReLU's output
-        self._cache = (x, argmax)
+        self._cache = (x, argmax, x.shape)
         return y
 
+    def _outputs(self, shape, like):
+        """The pooled output's and argmax's buffers, of the pooled `shape`."""
+        return (self._buffer("y", shape, like.dtype, like=like),
+                self._buffer("argmax", shape, _checks.INDEX_DTYPE, like=like))
+
+    def outputs_for_fused(self, input_shape, like):
+        """The buffers a fused pass pools an input of input_shape into (fastnn.fusion's conv +
+        ReLU + max pool, Conv2D.forward_relu_pool), after checking the window fits it, and
+        then took_fused_input records that pass (this pool never saw its input)."""
+        n, c, h, w = input_shape
+        try:
+            oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride,
+                                    self.pad, max_pool=True)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (input shape {tuple(input_shape)})") from None
+        return self._outputs((n, c, oh, ow), like)
+
+    def took_fused_input(self, input_shape, argmax):
+        self._cache = (None, argmax, tuple(input_shape))
+        self._ready = True
+
+    def fused_outputs(self):
+        """(y, argmax) of the last forward, for the fused backward that takes this pool's."""
+        return self._buffers["y"], self._cache[1]
+
     def _backward(self, dy, need_dx, relu_gate=None):
-        x, argmax = self._cache
+        _, argmax, x_shape = self._cache
         self._check_grad(dy, argmax.shape, self._buffers["y"].dtype)
         if not need_dx:
             return None
-        dx = self._buffer("dx", x.shape, dy.dtype, like=dy)
-        return backend_of(dy).max_pool2d_backward(dy, argmax, x.shape, *self._geometry(), out=dx,
+        dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
+        return backend_of(dy).max_pool2d_backward(dy, argmax, x_shape, *self._geometry(), out=dx,
                                                   relu_gate=relu_gate)
 
     def backward_through(self, relu, dy):
