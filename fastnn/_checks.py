@@ -182,6 +182,17 @@ def conv_operands(op, x, W, b, stride, pad, device=None):
     return kernel, stride, pad, window(op, (h, w), kernel, stride, pad)
 
 
+def conv_rows(op, rows, shape, b, device=None):
+    """A convolution's GEMM output rows (N*OH*OW, F) for its NCHW output `shape`, and its bias
+    b (F,) or None -> (N, F, OH, OW)."""
+    n, f, oh, ow = shape4(op, "shape", shape)
+    array(op, "rows", rows, 2, device=device)
+    same_shape(op, "rows", rows, (n * oh * ow, f))
+    if b is not None:
+        vector(op, "b", b, f, rows.dtype, device=device)
+    return n, f, oh, ow
+
+
 def shape4(op, name, shape):
     """An (N, C, H, W) tuple of ints given as a shape argument."""
     if type(shape) is tuple and len(shape) == 4 and type(shape[0]) is type(shape[1]) is \

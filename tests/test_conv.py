@@ -114,3 +114,50 @@ def test_conv_in_chunks_equals_one_chunk(monkeypatch, keep_cols):
     chunked = run()
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "direct", "winograd"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_conv_with_a_max_pool_equals_the_conv_then_the_pool(algorithm, chunked, monkeypatch):
+    """The engine's pool= (fastnn.fusion's conv + ReLU + max pool) equals the convolution
+    (relu=True) then max_pool2d_forward, and backward the pool's backward (gated by the pooled
+    output) then the convolution's: outputs, argmax, data and weight gradients bit for bit; the
+    bias gradient to rounding on im2col (it sums the winners' gradients alone). Bad pool
+    operands are refused, named."""
+    from fastnn import convolution
+    from fastnn.backend import cpu
+    if algorithm not in cpu.conv_algorithms:
+        pytest.skip(f"the CPU backend runs no {algorithm} kernels here")
+    if chunked:
+        monkeypatch.setattr(cpu, "conv_chunk_bytes", 1)  # im2col: one image per chunk
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 7, 7)).astype(np.float32)
+    W = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    pool = (3, 2, 1)  # overlapping, padded windows: 7x7 -> 4x4
+    conv = dict(stride=1, pad=1, algorithm=algorithm)
+    y, _ = convolution.forward(x, W, b, relu=True, **conv)
+    y_pool, arg = cpu.max_pool2d_forward(y, *pool)
+    got, got_arg, _ = convolution.forward(x, W, b, relu=True, pool=pool, **conv)
+    np.testing.assert_array_equal(got, y_pool)
+    np.testing.assert_array_equal(got_arg, arg)
+
+    dy = rng.standard_normal(y_pool.shape).astype(np.float32)
+    dconv = cpu.max_pool2d_backward(dy, arg, y.shape, *pool, relu_gate=y_pool)
+    want = convolution.backward(dconv, x, W, **conv)
+    grads = convolution.backward(dy, x, W, pool=pool, argmax=got_arg, relu_gate=got, **conv)
+    np.testing.assert_array_equal(grads[0], want[0])
+    np.testing.assert_array_equal(grads[1], want[1])
+    np.testing.assert_allclose(grads[2], want[2], rtol=1e-5, atol=1e-5)
+    if algorithm != "im2col":
+        np.testing.assert_array_equal(grads[2], want[2])
+
+    with pytest.raises(TypeError, match="expected pool as a .kernel_size, stride, pad. tuple"):
+        convolution.forward(x, W, b, pool=[3, 2, 1], **conv)
+    with pytest.raises(ValueError, match=r"expected pool_out of shape \(3, 5, 4, 4\)"):
+        convolution.forward(x, W, b, pool=pool, pool_out=np.empty((3, 5, 7, 7), np.float32),
+                            **conv)
+    with pytest.raises(ValueError, match="kernel 10x10 is larger than the padded input 9x9"):
+        convolution.forward(x, W, b, pool=(10, 1, 1), **conv)
+    with pytest.raises(ValueError, match=r"expected dy of shape \(3, 5, 4, 4\)"):
+        convolution.backward(dconv, x, W, pool=pool, argmax=got_arg, **conv)

@@ -558,3 +558,10 @@ def test_conv_relu_max_pool_run_as_one_pass(im2col, monkeypatch):
     assert fused.backward(dy, need_dx=False) is None  # a training step: stops at the first
     with pytest.raises(RuntimeError, match="never writes this ReLU's output"):
         fused[6].backward(np.zeros((3, 5, 4, 4), np.float32))
+    # The conv's backward alone, after a fused forward that never wrote its output, still takes
+    # the gradient of that output, as after its own forward; a pooled-shape gradient is refused.
+    g = rng.standard_normal((3, 5, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(fused[5].backward(g), apart[5].backward(g))
+    np.testing.assert_array_equal(fused[5].grads["W"], apart[5].grads["W"])
+    with pytest.raises(ValueError, match=r"expected an output gradient of shape \(3, 5, 4, 4\)"):
+        fused[5].backward(np.zeros((3, 5, 3, 3), np.float32))

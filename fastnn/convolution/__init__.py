@@ -148,8 +148,12 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
     B = backend_of(x, W, b, out)
     algo = _algorithm(op, B, algorithm,
                       plan(B, x.shape, W.shape, stride, pad, x.dtype).forward)
-    if pool is not None:
-        pool = _pool_geometry(op, pool, (oh, ow))
+    if pool is not None:  # the pooled output's buffers are made (or checked) here, once
+        pool, pooled_shape = _pool_geometry(op, pool, (x.shape[0], W.shape[0], oh, ow))
+        pool_out = _checks.out_array(op, pool_out, pooled_shape, x.dtype, name="pool_out",
+                                     empty=B.empty, device=B.device_arrays)
+        argmax_out = _checks.out_array(op, argmax_out, pooled_shape, _checks.INDEX_DTYPE,
+                                       name="argmax_out", empty=B.empty, device=B.device_arrays)
     if algo != "im2col":  # the backend's kernels check only what is not checked here
         if out is not None:
             _checks.out_array(op, out, (x.shape[0], W.shape[0], oh, ow), x.dtype)
@@ -175,14 +179,15 @@ def forward(x, W, b=None, stride=1, pad=0, relu=False, out=None, cols_buffer=Non
                                argmax_out=argmax_out)
 
 
-def _pool_geometry(op, pool, conv_hw):
-    """A max pool's (kernel_size, stride, pad) over a convolution's output -> checked pairs."""
+def _pool_geometry(op, pool, conv_shape):
+    """A max pool's (kernel_size, stride, pad) over a convolution's output of conv_shape
+    (N, F, OH, OW) -> (checked pairs, the pooled shape): the one place both passes get them."""
     if not (isinstance(pool, tuple) and len(pool) == 3):
         raise TypeError(f"{op}: expected pool as a (kernel_size, stride, pad) tuple, got "
                         f"{pool!r}")
     geo = _checks.geometry(op, *pool)
-    _checks.window(op, conv_hw, *geo, max_pool=True)
-    return geo
+    ph, pw = _checks.window(op, conv_shape[2:], *geo, max_pool=True)
+    return geo, (conv_shape[0], conv_shape[1], ph, pw)
 
 
 def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, dx_out=None,
@@ -205,9 +210,7 @@ def backward(dy, x, W, stride=1, pad=0, saved=None, need_dx=True, need_dW=True, 
     n, f = x.shape[0], W.shape[0]
     _checks.array(op, "dy", dy, 4, dtypes=(x.dtype,), layout="4-D NCHW")
     if pool is not None:
-        pool = _pool_geometry(op, pool, (oh, ow))
-        pooled_shape = (n, f) + tuple(_checks.conv_output_size(s, *g) for s, *g in
-                                      zip((oh, ow), *pool))
+        pool, pooled_shape = _pool_geometry(op, pool, (n, f, oh, ow))
         _checks.same_shape(op, "dy", dy, pooled_shape)
         _checks.array(op, "argmax", argmax, 4, dtypes=(_checks.INDEX_DTYPE,))
         _checks.same_shape(op, "argmax", argmax, pooled_shape)

@@ -23,26 +23,11 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
             pool=None, pool_out=None, argmax_out=None):
     """-> (y, cols): cols is the whole batch's im2col matrix when cols_out is given (written
     there, for the backward to reuse), else None (the batch ran in chunks). With pool (checked
-    (kernel, stride, pad) pairs): -> (pooled y, argmax, cols), y itself never written."""
+    (kernel, stride, pad) pairs, and the engine's pool_out and argmax_out of the pooled shape):
+    -> (pooled y, argmax, cols), y itself never written."""
     oh, ow = out_hw
     n, f, k = x.shape[0], W.shape[0], W[0].size
     W2d = W.reshape(f, k)
-    if pool is not None:
-        ph, pw = _checks.conv_output_size(oh, pool[0][0], pool[1][0], pool[2][0]), \
-            _checks.conv_output_size(ow, pool[0][1], pool[1][1], pool[2][1])
-        pool_out = _checks.out_array("conv2d_forward", pool_out, (n, f, ph, pw), x.dtype,
-                                     name="pool_out", empty=B.empty, device=B.device_arrays)
-        argmax_out = _checks.out_array("conv2d_forward", argmax_out, (n, f, ph, pw),
-                                       _checks.INDEX_DTYPE, name="argmax_out", empty=B.empty,
-                                       device=B.device_arrays)
-
-    def epilogue(rows, n0, n1, y):  # rows of images [n0, n1) -> y's or the pool's
-        shape = (n1 - n0, f, oh, ow)
-        if pool is None:
-            B.rows_to_nchw(rows, shape, b, out=y[n0:n1], relu=relu)
-        else:
-            B.rows_to_max_pool(rows, shape, b, *pool, relu=relu, out=pool_out[n0:n1],
-                               argmax_out=argmax_out[n0:n1])
     # The geometry was checked by the engine (fastnn._checks.conv_operands) and every buffer is
     # made here to fit: im2col runs straight from the kernel table, not through B.im2col's
     # checks again.
@@ -56,7 +41,8 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
         B.gemm(cols, W2d, trans_b=True, out=rows)                   # (N*OH*OW, F)
         if pool is None:
             return B.rows_to_nchw(rows, (n, f, oh, ow), b, out=out, relu=relu), cols
-        epilogue(rows, 0, n, None)
+        B.rows_to_max_pool(rows, (n, f, oh, ow), b, *pool, relu=relu, out=pool_out,
+                           argmax_out=argmax_out)
         return pool_out, argmax_out, cols
     y = None if pool is not None else _checks.out_array(
         "conv2d_forward", out, (n, f, oh, ow), x.dtype, empty=B.empty, device=B.device_arrays)
@@ -68,7 +54,11 @@ def forward(B, x, W, b, kernel, stride, pad, out_hw, out=None, cols_out=None, re
         m = (n1 - n0) * oh * ow
         B._kernels.im2col(x[n0:n1], cols[:m], *window)
         B.gemm(cols[:m], W2d, trans_b=True, out=rows[:m])
-        epilogue(rows[:m], n0, n1, y)
+        if pool is None:  # rows of images [n0, n1) -> y's, or the pool's
+            B.rows_to_nchw(rows[:m], (n1 - n0, f, oh, ow), b, out=y[n0:n1], relu=relu)
+        else:
+            B.rows_to_max_pool(rows[:m], (n1 - n0, f, oh, ow), b, *pool, relu=relu,
+                               out=pool_out[n0:n1], argmax_out=argmax_out[n0:n1])
     return (y, None) if pool is None else (pool_out, argmax_out, None)
 
 

@@ -39,7 +39,8 @@ class Conv2D(Layer):
         y, saved = convolution.forward(
             x, self.params["W"], self.params["b"], self.stride, self.pad, relu=relu,
             y_buffer=self._y_buffer(x), cols_buffer=self._cols_buffer(x), op=self.label)
-        self._cache = (x, saved)  # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None
+        # saved: the im2col matrix (N*OH*OW, C*KH*KW), or None; y's shape: the gradient's
+        self._cache = (x, saved, y.shape)
         self._pooled_by = None  # (forward_relu_pool: the pool it ran)
         return y
 
@@ -63,8 +64,9 @@ class Conv2D(Layer):
         y, _, saved = convolution.forward(
             x, self.params["W"], self.params["b"], self.stride, self.pad, relu=True,
             y_buffer=self._y_buffer(x), cols_buffer=self._cols_buffer(x), op=self.label,
-            pool=pool._geometry(), pool_out=pooled, argmax_out=argmax)
-        self._cache, self._pooled_by, self._ready = (x, saved), pool, True
+            pool=pool.geometry, pool_out=pooled, argmax_out=argmax)
+        # (this layer's output was not written, but its backward alone takes its gradient)
+        self._cache, self._pooled_by, self._ready = (x, saved, conv_shape), pool, True
         relu.skip_forward(f"{self.label} + {relu.label} + {pool.label}")
         pool.took_fused_input(conv_shape, argmax)
         return y
@@ -85,14 +87,14 @@ class Conv2D(Layer):
                                              pool=pool)
 
     def _backward(self, dy, need_dx, through_relu=False, pool=None):
-        x, saved = self._cache
+        x, saved, y_shape = self._cache
         pooled = {}
         if pool is None:
-            self._check_grad(dy, self._buffers["y"].shape, x.dtype)
+            self._check_grad(dy, y_shape, x.dtype)
         else:  # dy: the gradient of the pool's output; its mask: where that output is > 0
             y, argmax = pool.fused_outputs()
             self._check_grad(dy, argmax.shape, x.dtype)
-            pooled = dict(pool=pool._geometry(), argmax=argmax, relu_gate=y,
+            pooled = dict(pool=pool.geometry, argmax=argmax, relu_gate=y,
                           grad_buffer=lambda shape: self._buffer("dy", shape, x.dtype, like=x))
         dx_out = self._buffer("dx", x.shape, x.dtype, like=x) if need_dx else None
         dx, _, _ = convolution.backward(

@@ -22,15 +22,21 @@ class _Pool2D(Layer):
 
     def _out_shape(self, x):
         self._check_input(x, (4,))
-        n, c, h, w = x.shape
+        return self._pooled_shape(x.shape)
+
+    def _pooled_shape(self, input_shape):
+        """The output shape for an input of input_shape (N, C, H, W), once the window fits."""
+        n, c, h, w = input_shape
         try:
             oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride,
                                     self.pad, max_pool=self.max_pool)
         except ValueError as exc:
-            raise ValueError(f"{exc} (input shape {x.shape})") from None
+            raise ValueError(f"{exc} (input shape {tuple(input_shape)})") from None
         return n, c, oh, ow
 
-    def _geometry(self):
+    @property
+    def geometry(self):
+        """(kernel_size, stride, pad) as (h, w) pairs: the ops' and the engine's pool=."""
         return self.kernel_size, self.stride, self.pad
 
 
@@ -39,7 +45,7 @@ class MaxPool2D(_Pool2D):
 
     def _forward(self, x):
         y, argmax = self._outputs(self._out_shape(x), x)
-        backend_of(x).max_pool2d_forward(x, *self._geometry(), out=y, argmax_out=argmax)
+        backend_of(x).max_pool2d_forward(x, *self.geometry, out=y, argmax_out=argmax)
         # argmax: flat index of each window's winner; x: only to recognise a ReLU's output
         self._cache = (x, argmax, x.shape)
         return y
@@ -53,13 +59,7 @@ class MaxPool2D(_Pool2D):
         """The buffers a fused pass pools an input of input_shape into (fastnn.fusion's conv +
         ReLU + max pool, Conv2D.forward_relu_pool), after checking the window fits it, and
         then took_fused_input records that pass (this pool never saw its input)."""
-        n, c, h, w = input_shape
-        try:
-            oh, ow = _checks.window(self.label, (h, w), self.kernel_size, self.stride,
-                                    self.pad, max_pool=True)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (input shape {tuple(input_shape)})") from None
-        return self._outputs((n, c, oh, ow), like)
+        return self._outputs(self._pooled_shape(input_shape), like)
 
     def took_fused_input(self, input_shape, argmax):
         self._cache = (None, argmax, tuple(input_shape))
@@ -75,7 +75,7 @@ class MaxPool2D(_Pool2D):
         if not need_dx:
             return None
         dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
-        return backend_of(dy).max_pool2d_backward(dy, argmax, x_shape, *self._geometry(), out=dx,
+        return backend_of(dy).max_pool2d_backward(dy, argmax, x_shape, *self.geometry, out=dx,
                                                   relu_gate=relu_gate)
 
     def backward_through(self, relu, dy):
@@ -91,7 +91,7 @@ class AvgPool2D(_Pool2D):
     def _forward(self, x):
         shape = self._out_shape(x)
         y = self._buffer("y", shape, x.dtype, like=x)
-        backend_of(x).avg_pool2d_forward(x, *self._geometry(), out=y)
+        backend_of(x).avg_pool2d_forward(x, *self.geometry, out=y)
         self._cache = x.shape
         return y
 
@@ -101,7 +101,7 @@ class AvgPool2D(_Pool2D):
         if not need_dx:
             return None
         dx = self._buffer("dx", x_shape, dy.dtype, like=dy)
-        return backend_of(dy).avg_pool2d_backward(dy, x_shape, *self._geometry(), out=dx)
+        return backend_of(dy).avg_pool2d_backward(dy, x_shape, *self.geometry, out=dx)
 
 
 class L2Pool2D(_Pool2D):
@@ -111,7 +111,7 @@ class L2Pool2D(_Pool2D):
         sq = self._buffer("sq", x.shape, x.dtype, like=x)
         B.multiply(x, x, out=sq)
         y = self._buffer("y", shape, x.dtype, like=x)
-        B.avg_pool2d_forward(sq, *self._geometry(), out=y)
+        B.avg_pool2d_forward(sq, *self.geometry, out=y)
         B.sqrt(y, out=y)
         self._cache = (x, y)
         return y
@@ -125,5 +125,5 @@ class L2Pool2D(_Pool2D):
         ratio = self._buffer("ratio", y.shape, y.dtype, like=y)
         B.safe_divide(dy, y, out=ratio)  # a window of zeros has no useful gradient
         dx = self._buffer("dx", x.shape, x.dtype, like=x)
-        B.avg_pool2d_backward(ratio, x.shape, *self._geometry(), out=dx)
+        B.avg_pool2d_backward(ratio, x.shape, *self.geometry, out=dx)
         return B.multiply(dx, x, out=dx)

@@ -63,11 +63,7 @@ class LayoutOps:
     def rows_to_nchw(self, rows, shape, b=None, out=None, relu=False):
         """Convolution GEMM output (N*OH*OW, F) -> (N, F, OH, OW), plus the bias b (F,)."""
         op, dev = "rows_to_nchw", self.device_arrays
-        n, f, oh, ow = _checks.shape4(op, "shape", shape)
-        _checks.array(op, "rows", rows, 2, device=dev)
-        _checks.same_shape(op, "rows", rows, (n * oh * ow, f))
-        if b is not None:
-            _checks.vector(op, "b", b, f, rows.dtype, device=dev)
+        n, f, oh, ow = _checks.conv_rows(op, rows, shape, b, device=dev)
         y = _checks.out_array(op, out, (n, f, oh, ow), rows.dtype, empty=self.empty,
                               device=dev)
         if n:

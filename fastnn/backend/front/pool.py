@@ -54,11 +54,7 @@ class PoolOps:
         pad) in one pass, the same bits: -> (y, argmax), argmax as max_pool2d_forward's (in
         the (OH, OW) plane of `shape`, the convolution's output)."""
         op, dev = "rows_to_max_pool", self.device_arrays
-        n, f, oh, ow = _checks.shape4(op, "shape", shape)
-        _checks.array(op, "rows", rows, 2, device=dev)
-        _checks.same_shape(op, "rows", rows, (n * oh * ow, f))
-        if b is not None:
-            _checks.vector(op, "b", b, f, rows.dtype, device=dev)
+        n, f, oh, ow = _checks.conv_rows(op, rows, shape, b, device=dev)
         geo, ph, pw = self._pool_window(op, (n, f, oh, ow), kernel_size, stride, pad,
                                          max_pool=True)
         y = _checks.out_array(op, out, (n, f, ph, pw), rows.dtype, empty=self.empty, device=dev)
