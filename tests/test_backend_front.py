@@ -70,6 +70,63 @@ def test_scratch_evicts_nothing_while_held():
     assert cache.take("b", (100,), np.float32) is not b
 
 
+def test_scratch_shapes_of_a_tag_are_views_of_one_buffer():
+    """Every shape of a tag is a view of the start of one flat buffer, made longer (anew) when
+    a shape does not fit; on_new sees each buffer once, when it is made."""
+    cache, made = _cache(1 << 20)
+    zeroed = []
+    a = cache.take("a", (4, 5), np.float32, on_new=zeroed.append)
+    b = cache.take("a", (3,), np.float32, on_new=zeroed.append)  # fits: no new array
+    assert made == [(20,)] and np.shares_memory(a, b) and b.shape == (3,)
+    assert cache.take("a", (3,), np.float32, on_new=zeroed.append) is b
+    assert [v.shape for v in zeroed] == [(4, 5)]
+    c = cache.take("a", (6, 5), np.float32, on_new=zeroed.append)  # too long: a new buffer,
+    assert made == [(20,), (30,)] and cache.nbytes == 30 * 4       # the old views dropped
+    assert [v.shape for v in zeroed] == [(4, 5), (6, 5)]
+    a2 = cache.take("a", (4, 5), np.float32)
+    assert a2 is not a and np.shares_memory(a2, c) and not np.shares_memory(a2, a)
+    assert cache.take("a", (0, 5), np.float32).shape == (0, 5) and len(made) == 2
+
+
+def test_a_models_scratch_is_its_largest_layers_at_every_batch_size(monkeypatch):
+    """The convolutions' temporaries (im2col, whole batches as on a GPU) of a model trained at
+    two batch sizes take one buffer per tag, as long as the largest layer's at the largest
+    batch, not one per layer and shape; so a cap that holds them once holds every step, with
+    no array made after the first (an array made would drop a GPU's captured step)."""
+    from fastnn import convolution
+    from fastnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+    monkeypatch.setattr(convolution, "_PLANS", {})
+    monkeypatch.setattr(convolution, "_choose", lambda B, *a: convolution.Plan(
+        "im2col", "im2col", "im2col", "forced"))
+    monkeypatch.setattr(cpu, "conv_chunk_bytes", 1 << 30)
+    cache, made = _cache(1 << 30)
+    monkeypatch.setattr(cpu.context, "scratch", cache)
+    largest = {}
+    take = cache.take
+
+    def recording_take(tag, shape, dtype, on_new=None):
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        largest[tag, np.dtype(dtype)] = max(largest.get((tag, np.dtype(dtype)), 0), size)
+        return take(tag, shape, dtype, on_new)
+    monkeypatch.setattr(cache, "take", recording_take)
+    fastnn.seed(0)
+    model = fastnn.Sequential([Conv2D(1, 4, 3, pad=1), ReLU(), Conv2D(4, 8, 3, pad=1), ReLU(),
+                               MaxPool2D(2), Conv2D(8, 8, 3, pad=1), ReLU(), Flatten(),
+                               Dense(8 * 4 * 4, 3)])
+    rng = np.random.default_rng(0)
+
+    def steps():
+        for n in (8, 5):
+            model.forward(rng.standard_normal((n, 1, 8, 8)).astype(np.float32))
+            model.backward(np.ones((n, 3), np.float32))
+    steps()
+    assert cache.nbytes == sum(largest.values())
+    cache.cap_bytes, first = cache.nbytes, len(made)
+    for _ in range(3):
+        steps()
+    assert len(made) == first and cache.nbytes == sum(largest.values())
+
+
 def test_the_backend_scratch_is_capped_by_default():
     assert cpu.context.scratch.cap_bytes == SCRATCH_CAP_BYTES
     buf = cpu.scratch("test_front", (3,), np.float32)

@@ -88,8 +88,9 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         raise NotImplementedError
 
     def scratch(self, tag, shape, dtype):
-        """A reusable temporary for one op's internal use, cached per (tag, shape, dtype) and
-        per thread: an op that takes one must be done with it before it returns. Fresh large
+        """A reusable temporary for one op's internal use, per thread: every shape of a (tag,
+        dtype) is a view of one buffer (fastnn.backend.context.ScratchCache), so an op must be
+        done with it before it returns, and an op needing two at once takes two tags. Fresh large
         arrays cost page faults on every call; reusing them is what keeps a training step
         from allocating in its steady state. The cache is capped (context.scratch.cap_bytes,
         fastnn.backend.context.SCRATCH_CAP_BYTES by default), least recently used first."""

@@ -7,18 +7,32 @@ import threading
 import numpy as np
 
 # The default cap on a backend's cached scratch memory (per thread). What it bounds is the
-# drift of shapes (other batch sizes, an evaluation, another model) that used to leave every
+# drift of dtypes and tags (another model, another kind of op) that would otherwise leave every
 # old buffer cached for good; a training step's own temporaries must stay far below it, or
-# every step evicts and remakes them. On the CPU they do (the DeepConvNet's, cut into
-# cache-sized chunks, total about 130 MB at batch 100). A GPU runs a whole batch as one chunk
-# (the DeepConvNet's temporaries are 127 MiB per 100 images: 1.27 GiB at batch 1000), so the
-# CUDA context caps at a quarter of the device's memory instead (cuda/context.py).
+# every step evicts and remakes them. They do: one buffer per tag, as large as the largest
+# layer's (the DeepConvNet's, as a GPU runs it, a whole batch in one chunk: 57 MiB per 100
+# images, 0.57 GiB at batch 1000; on the CPU, cut into cache-sized chunks, far less). The CUDA
+# context caps at a quarter of the device's memory where that is more (cuda/context.py).
 SCRATCH_CAP_BYTES = 1 << 30
+_VIEWS_PER_BUFFER = 64  # shapes whose views a buffer keeps (made again past it: cheap)
+
+
+class _Flat:
+    """One tag's buffer: a flat array, and its views by shape (each starts at its start)."""
+    __slots__ = ("array", "views")
+
+    def __init__(self, array):
+        self.array, self.views = array, {}
 
 
 class ScratchCache:
-    """Reusable temporaries keyed by (tag, shape, dtype), per thread, least recently used
-    evicted first once their bytes pass cap_bytes.
+    """Reusable temporaries, per thread: one flat buffer per (tag, dtype), as long as the
+    largest shape taken of it so far, and every shape a view of its start. A tag's temporary
+    is the same memory for every layer and batch size that asks (ops run one after another, on
+    one stream on a GPU), so a model's scratch is its largest layer's, not the sum of every
+    layer's at every batch size, and a new shape that fits makes no array (a captured CUDA
+    graph stays valid: fastnn.backend.graphs). An op that needs two temporaries at once takes
+    two tags. Buffers are evicted least recently used first once their bytes pass cap_bytes.
 
     Evicting drops only the cache's reference: an op holding a buffer keeps it alive and whole
     until it returns (the next call of that op makes a fresh one), so no buffer is ever freed
@@ -45,7 +59,7 @@ class ScratchCache:
     def _buffers(self):
         cache = getattr(self._local, "buffers", None)
         if cache is None:
-            cache = self._local.buffers = collections.OrderedDict()
+            cache = self._local.buffers = collections.OrderedDict()  # (tag, dtype) -> _Flat
             self._local.nbytes = 0
         return cache
 
@@ -56,22 +70,38 @@ class ScratchCache:
         return self._local.nbytes
 
     def take(self, tag, shape, dtype, on_new=None):
-        """The cached buffer for (tag, shape, dtype), made (and passed to on_new, e.g. to zero
-        it) when missing."""
+        """The buffer for tag of this shape and dtype: a view of the tag's flat buffer, made
+        anew when it is too short and then passed to on_new, e.g. to zero it. A shorter shape
+        taken later is its start, as on_new left it (or as an op left it since): on_new fills
+        by position, and runs once per buffer made (never inside a recorded step again)."""
         cache = self._buffers()
-        key = (tag, tuple(shape), np.dtype(dtype))  # not str(): 4 us a call, on every op
-        buf = cache.get(key)
-        if buf is not None:
+        shape = tuple(shape)
+        key = (tag, np.dtype(dtype))  # not str(): 4 us a call, on every op
+        flat = cache.get(key)
+        if flat is not None:
             cache.move_to_end(key)
-            return buf
-        buf = cache[key] = self._empty(shape, dtype)
-        if on_new is not None:
-            on_new(buf)
-        self._local.nbytes += buf.nbytes
+            view = flat.views.get(shape)
+            if view is not None:
+                return view
+        size = 1
+        for d in shape:
+            size *= int(d)
+        made = flat is None or flat.array.size < max(size, 1)
+        if made:
+            if flat is not None:
+                self._local.nbytes -= flat.array.nbytes
+            flat = cache[key] = _Flat(self._empty((max(size, 1),), key[1]))
+            cache.move_to_end(key)
+            self._local.nbytes += flat.array.nbytes
+        if len(flat.views) >= _VIEWS_PER_BUFFER:
+            flat.views.clear()
+        view = flat.views[shape] = flat.array[:size].reshape(shape)
+        if made and on_new is not None:
+            on_new(view)
         while self._local.nbytes > self.cap_bytes and len(cache) > 1 and not self._holds:
             _, old = cache.popitem(last=False)
-            self._local.nbytes -= old.nbytes
-        return buf
+            self._local.nbytes -= old.array.nbytes
+        return view
 
     def clear(self):
         """Forget this thread's buffers."""
