@@ -352,10 +352,12 @@ def test_replayed_steps_with_dropout_are_the_eager_steps(monkeypatch, wrap):
         rngs = [l.rng.bit_generator.state for _, l in model.children() if hasattr(l, "rng")]
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), rngs, model.trainer))
-    # each replay copies its seeds in (uint64) and the update's numbers of its step (Adam's
-    # step size and bias correction, float32), for every step the runner ran as a graph
-    numbers = [h for h in seeds_seen if h.dtype != np.uint64]
-    seeds_seen = [h for h in seeds_seen if h.dtype == np.uint64]
+    # each step the runner ran as a graph copies its inputs in, one transfer of uint64 words:
+    # its seeds, then the update's numbers of its step (Adam's step size and bias correction,
+    # three float32 in the last two words)
+    assert {h.dtype for h in seeds_seen} == {np.dtype(np.uint64)}
+    numbers = [h[-2:].view(np.float32)[:3] for h in seeds_seen]
+    seeds_seen = [h[:-2] for h in seeds_seen if len(h) > 2]
     graphed = [2, 3, 4, 5, 6, 8, 9, 10, 11, 12] if wrap == "rate-schedule" else range(2, 13)
     np.testing.assert_array_equal(numbers, [np.array(
         (1e-2 / (1 - 0.9 ** t), 1 / math.sqrt(1 - 0.999 ** t), 0), np.float32) for t in graphed])

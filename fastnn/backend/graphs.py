@@ -64,13 +64,13 @@ class GraphedSteps:
 
     Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
     device array while they are recorded (their seed_slot): before each replay this runner
-    draws the step's seeds on the host, with the layers' own next_seed(), and copies them in
-    one transfer. A replay then makes the masks an eager step would make from the same
-    generators, and leaves the generators where an eager step would. The update's numbers
-    that change every step (the learning rate, Adam's bias corrections) are taken the same
-    way: the recorded update reads them from a device array (the optimizer's numbers_slot),
-    and before each replay this runner advances the optimizer's step (advance(), the host
-    side of an update) and copies that step's numbers in."""
+    draws the step's seeds on the host, with the layers' own next_seed(). A replay then makes
+    the masks an eager step would make from the same generators, and leaves the generators
+    where an eager step would. The update's numbers that change every step (the learning
+    rate, Adam's bias corrections) are taken the same way: the recorded update reads them from
+    device memory (the optimizer's numbers_slot), and before each replay this runner advances
+    the optimizer's step (advance(), the host side of an update). The seeds and the numbers
+    are one device array (_StepInputs), so one transfer puts a replay's inputs over."""
 
     MAX_GRAPHS = 8  # keys whose captures are kept, least recently used dropped first
     # steps of one key in a row, with no replay of its graph between them, that each found
@@ -83,8 +83,8 @@ class GraphedSteps:
         # step key -> {"generation": the backend's array_generation when its buffers were last
         # made, "graph": None until captured}, least recently used first
         self.graphs = collections.OrderedDict()
-        # (role, shape, dtype) -> the input buffer graphs of that shape read; ("seeds" or
-        # "numbers", n, dtype) -> the per-step inputs of _step_inputs (device, host staging)
+        # (role, shape, dtype) -> the input buffer graphs of that shape read; ("step inputs",
+        # seeds, numbers, dtype) -> the _StepInputs that _step_inputs fills
         self.staging = {}
         self.failed = False
         self.replaying = False  # whether the last step ran as a replay of a captured graph
@@ -115,8 +115,7 @@ class GraphedSteps:
         # does not count as an array made after it
         x_in, y_in = self.input_buffer("x", xb), self.input_buffer("y", yb)
         layers, opt = step.seeded_layers(), step.recorded_optimizer()
-        seeds = self._staged("seeds", len(layers), np.uint64) if layers else None
-        numbers = self._staged("numbers", opt.numbers_count, opt.numbers_dtype()) if opt else None
+        inputs = self._staged(len(layers), opt)
         entry = self.graphs.get(key)
         last_key, self._last_key = self._last_key, key
         if entry is None or entry["generation"] != B.array_generation():
@@ -141,7 +140,7 @@ class GraphedSteps:
         if entry["graph"] is None:
             saved, made = step.host_state(), B.array_generation()
             try:
-                graph = self._capture(step, x_in, y_in, layers, seeds, opt, numbers)
+                graph = self._capture(step, x_in, y_in, layers, opt, inputs)
                 if B.array_generation() != made:  # its buffers were all made by now
                     raise RuntimeError(
                         f"it made (or let go of) {B.array_generation() - made} array(s) while "
@@ -163,7 +162,7 @@ class GraphedSteps:
             # the arrays this graph writes, not those of the graph whose Python ran last
             step.restore_outputs(entry["outputs"])
             entry["remade"] = 0  # its graph served a second step
-        self._step_inputs(layers, seeds, opt, numbers)
+        self._step_inputs(layers, opt, inputs)
         entry["graph"].replay()  # (the captured step has not run yet: its replay runs it)
         self.replaying = True
 
@@ -181,14 +180,14 @@ class GraphedSteps:
                       "its arrays, Layer._buffer; a callback should make none per batch)",
                       RuntimeWarning, stacklevel=5)
 
-    def _capture(self, step, x_in, y_in, layers, seeds, opt, numbers):
-        """Record the step, each seeded layer reading its seed from its slot of `seeds` and
-        the update its numbers from `numbers` (neither draws nor counts anything while
+    def _capture(self, step, x_in, y_in, layers, opt, inputs):
+        """Record the step, each seeded layer reading its seed from its slot of the step's
+        inputs and the update its numbers from theirs (neither draws nor counts anything while
         recorded: _step_inputs does, for the capture's step and each replay)."""
         for i, layer in enumerate(layers):
-            layer.seed_slot = seeds[0][i:i + 1]
+            layer.seed_slot = inputs.seeds[i:i + 1]
         if opt is not None:
-            opt.numbers_slot = numbers[0]
+            opt.numbers_slot = inputs.numbers
         try:
             return self.B.capture(lambda: step(x_in, y_in))
         finally:
@@ -197,29 +196,48 @@ class GraphedSteps:
             if opt is not None:
                 opt.numbers_slot = None
 
-    def _staged(self, what, n, dtype):
-        """(a device array of n `what` numbers the recorded step reads, its host staging),
-        made once per what, count and dtype: a recapture reuses them. The seeds are uint64,
-        the update's numbers of the parameters' dtype."""
-        key = (what, n, np.dtype(dtype))
+    def _staged(self, n_seeds, opt):
+        """The _StepInputs of a step with n_seeds seeded layers and the recorded update opt
+        (or None), made once per their sizes and dtype (a recapture reuses them); None when
+        the step reads nothing that changes."""
+        if not n_seeds and opt is None:
+            return None
+        count, dtype = (0, None) if opt is None else (opt.numbers_count,
+                                                      np.dtype(opt.numbers_dtype()))
+        key = ("step inputs", n_seeds, count, dtype)
         if key not in self.staging:
-            self.staging[key] = (self.B.empty((n,), dtype), np.zeros(n, dtype))
+            self.staging[key] = _StepInputs(self.B, n_seeds, count, dtype)
         return self.staging[key]
 
-    def _step_inputs(self, layers, seeds, opt, numbers):
+    def _step_inputs(self, layers, opt, inputs):
         """What a replay reads that changes every step, put on the device outside the graph
-        (ahead of the replay on the stream), one copy each: every seeded layer's seed, drawn
-        as an eager step would draw it, and the update's numbers of this step (the optimizer
+        (ahead of the replay on the stream) in one copy: every seeded layer's seed, drawn as an
+        eager step would draw it, and the update's numbers of this step (the optimizer
         advanced as an eager update would advance it)."""
-        if layers:
-            device, host = seeds
-            for i, layer in enumerate(layers):
-                host[i] = layer.next_seed()
-            self.B.copy_from_host(host, device)
+        if inputs is None:
+            return
+        for i, layer in enumerate(layers):
+            inputs.host_seeds[i] = layer.next_seed()
         if opt is not None:
-            device, host = numbers
-            host[:] = opt.advance()
-            self.B.copy_from_host(host, device)
+            inputs.host_numbers[:] = opt.advance()
+        self.B.copy_from_host(inputs.host, inputs.device)
+
+
+class _StepInputs:
+    """A replayed step's inputs that change every step, as one uint64 array on the device and
+    its host staging, so that one transfer puts them over: the seeded layers' seeds (uint64),
+    then the update's numbers (of the parameters' dtype) in the words after them. `seeds` and
+    `numbers` are the device views the recorded kernels read; host_* the host's."""
+
+    def __init__(self, B, n_seeds, count, dtype):
+        """dtype None: no update (numbers None)."""
+        words = n_seeds + (-(-count * dtype.itemsize // 8) if dtype is not None else 0)
+        self.device, self.host = B.empty((words,), np.uint64), np.zeros(words, np.uint64)
+        self.seeds, self.host_seeds = self.device[:n_seeds], self.host[:n_seeds]
+        self.numbers = self.host_numbers = None
+        if dtype is not None:  # (an update of no numbers still reads its empty slot)
+            self.numbers = self.device[n_seeds:].view(dtype)[:count]
+            self.host_numbers = self.host[n_seeds:].view(dtype)[:count]
 
 
 __all__ = ["EAGER", "EagerSteps", "GraphedSteps"]
