@@ -72,12 +72,10 @@ class ConvKernels:
 
     def _work(self, op, work, dtype, others):
         """What the raw entry calls with the size the variant it runs needs: the reused
-        scratch vector (work None), its length rounded up to a power of two so that layers
-        of many shapes share a few buffers; or the caller's array (or what the caller's
-        callable returns), checked."""
+        scratch vector (work None: every layer's is a view of one buffer, the largest's); or
+        the caller's array (or what the caller's callable returns), checked."""
         if work is None:
-            return lambda size: self.scratch("conv_direct_work",
-                                             (1 << max(size - 1, 0).bit_length(),), dtype)
+            return lambda size: self.scratch("conv_direct_work", (size,), dtype)
         if callable(work):
             return lambda size: cc.long_enough(op, cc.caller_work(op, work(size), dtype, others),
                                              size)
