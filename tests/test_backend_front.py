@@ -72,20 +72,24 @@ def test_scratch_evicts_nothing_while_held():
 
 def test_scratch_shapes_of_a_tag_are_views_of_one_buffer():
     """Every shape of a tag is a view of the start of one flat buffer, made longer (anew) when
-    a shape does not fit; on_new sees each buffer once, when it is made."""
+    a shape does not fit; on_new sees each buffer once, whole, when it is made."""
     cache, made = _cache(1 << 20)
     zeroed = []
     a = cache.take("a", (4, 5), np.float32, on_new=zeroed.append)
     b = cache.take("a", (3,), np.float32, on_new=zeroed.append)  # fits: no new array
     assert made == [(20,)] and np.shares_memory(a, b) and b.shape == (3,)
     assert cache.take("a", (3,), np.float32, on_new=zeroed.append) is b
-    assert [v.shape for v in zeroed] == [(4, 5)]
+    assert [v.shape for v in zeroed] == [(20,)]
     c = cache.take("a", (6, 5), np.float32, on_new=zeroed.append)  # too long: a new buffer,
     assert made == [(20,), (30,)] and cache.nbytes == 30 * 4       # the old views dropped
-    assert [v.shape for v in zeroed] == [(4, 5), (6, 5)]
+    assert [v.shape for v in zeroed] == [(20,), (30,)]
     a2 = cache.take("a", (4, 5), np.float32)
     assert a2 is not a and np.shares_memory(a2, c) and not np.shares_memory(a2, a)
     assert cache.take("a", (0, 5), np.float32).shape == (0, 5) and len(made) == 2
+    # a first shape of size 0 still makes a 1-element buffer, which on_new fills whole
+    sevens = ScratchCache(lambda shape, dtype: np.full(shape, 7, dtype))
+    sevens.take("z", (0,), np.int32, on_new=lambda buf: buf.fill(0))
+    np.testing.assert_array_equal(sevens.take("z", (1,), np.int32), [0])
 
 
 def test_a_models_scratch_is_its_largest_layers_at_every_batch_size(monkeypatch):

@@ -71,9 +71,9 @@ class ScratchCache:
 
     def take(self, tag, shape, dtype, on_new=None):
         """The buffer for tag of this shape and dtype: a view of the tag's flat buffer, made
-        anew when it is too short and then passed to on_new, e.g. to zero it. A shorter shape
-        taken later is its start, as on_new left it (or as an op left it since): on_new fills
-        by position, and runs once per buffer made (never inside a recorded step again)."""
+        anew when it is too short, and then passed whole (1-D) to on_new, e.g. to zero it. A
+        shape taken later is its start, as on_new left it (or as an op left it since): on_new
+        fills by position, once per buffer made (never inside a recorded step again)."""
         cache = self._buffers()
         shape = tuple(shape)
         key = (tag, np.dtype(dtype))  # not str(): 4 us a call, on every op
@@ -97,7 +97,7 @@ class ScratchCache:
             flat.views.clear()
         view = flat.views[shape] = flat.array[:size].reshape(shape)
         if made and on_new is not None:
-            on_new(view)
+            on_new(flat.array)  # (all of it: a 0-size first view has a 1-element buffer)
         while self._local.nbytes > self.cap_bytes and len(cache) > 1 and not self._holds:
             _, old = cache.popitem(last=False)
             self._local.nbytes -= old.array.nbytes
