@@ -10,8 +10,8 @@ import numpy as np
 # drift of dtypes and tags (another model, another kind of op) that would otherwise leave every
 # old buffer cached for good; a training step's own temporaries must stay far below it, or
 # every step evicts and remakes them. They do: one buffer per tag, as large as the largest
-# layer's (the DeepConvNet's, as a GPU runs it, a whole batch in one chunk: 57 MiB per 100
-# images, 0.57 GiB at batch 1000; on the CPU, cut into cache-sized chunks, far less). The CUDA
+# layer's (the DeepConvNet's, as a GPU runs it, a whole batch in one chunk: 55 MB at batch
+# 100, 0.55 GB at batch 1000; on the CPU, cut into cache-sized chunks, far less). The CUDA
 # context caps at a quarter of the device's memory where that is more (cuda/context.py).
 SCRATCH_CAP_BYTES = 1 << 30
 _VIEWS_PER_BUFFER = 64  # shapes whose views a buffer keeps (made again past it: cheap)
