@@ -565,3 +565,35 @@ def test_conv_relu_max_pool_run_as_one_pass(im2col, monkeypatch):
     np.testing.assert_array_equal(fused[5].grads["W"], apart[5].grads["W"])
     with pytest.raises(ValueError, match=r"expected an output gradient of shape \(3, 5, 4, 4\)"):
         fused[5].backward(np.zeros((3, 5, 3, 3), np.float32))
+
+
+def test_a_conv_keeps_its_im2col_matrix_only_for_a_weight_gradient(monkeypatch):
+    """Only a training, trainable Conv2D keeps its forward's im2col matrix (in a buffer of its
+    own, per shape) for the weight gradient: in eval mode (an evaluation's batch shape) or
+    frozen, the matrix stays scratch, and a backward asked for anyway rebuilds what it needs:
+    the same gradients, bit for bit."""
+    from fastnn import convolution
+    monkeypatch.setattr(convolution, "_PLANS", {})
+    monkeypatch.setattr(convolution, "_choose", lambda B, *a: convolution.Plan(
+        "im2col", "im2col", "im2col", "forced"))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal((4, 5, 6, 6)).astype(np.float32)
+    fastnn.seed(1)
+    conv = Conv2D(3, 5, 3, pad=1)
+    conv.forward(x)
+    assert conv._buffers.get("cols") is not None and conv._cache[1] is conv._buffers["cols"]
+    want = (conv.backward(dy).copy(), conv.grads["W"].copy(), conv.grads["b"].copy())
+    for mode in ("eval", "frozen"):
+        fastnn.seed(1)
+        other = Conv2D(3, 5, 3, pad=1)
+        if mode == "eval":
+            other.eval()
+        else:
+            other.trainable = False
+        other.forward(x)
+        assert other._buffers.get("cols") is None and other._cache[1] is None, mode
+        np.testing.assert_array_equal(other.backward(dy), want[0], err_msg=mode)
+        if mode == "eval":
+            np.testing.assert_array_equal(other.grads["W"], want[1])
+            np.testing.assert_array_equal(other.grads["b"], want[2])

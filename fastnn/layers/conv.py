@@ -48,6 +48,11 @@ class Conv2D(Layer):
         return lambda shape: self._buffer("y", shape, x.dtype, like=x)
 
     def _cols_buffer(self, x):
+        """Where the forward keeps its im2col matrix for the weight gradient: only a training,
+        trainable layer will take one (in eval mode, or frozen, the matrix stays scratch and a
+        backward asked for anyway rebuilds what it needs)."""
+        if not (self.training and self.trainable):
+            return None
         return lambda shape: self._buffer("cols", shape, x.dtype, like=x)
 
     def forward_relu_pool(self, relu, pool, x):
