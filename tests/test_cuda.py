@@ -846,7 +846,7 @@ def test_launches_per_training_step(monkeypatch):
     optimizer updates the packed parameters in one launch, and nothing is copied or allocated.
     deep-cnn at batch 1000 too: its temporaries (one buffer per tag, the largest layer's,
     0.55 GB) fit the scratch cap of a small GPU (1 GiB, the floor: the simulator's), so none is
-    remade per step (one per layer and shape, 1.06 GB, were: 21 arrays a step, never
+    remade per step (one per layer and shape, 1.33 GB, were: 21 arrays a step, never
     replayed). The trainer's loader adds nothing per step (it gathers each epoch at its start:
     tests the device loader)."""
     import fastnn
