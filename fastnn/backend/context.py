@@ -2,6 +2,7 @@
 scratch memory and (on CUDA, cuda/context.py) its stream and kernel launches."""
 import collections
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -83,15 +84,12 @@ class ScratchCache:
             view = flat.views.get(shape)
             if view is not None:
                 return view
-        size = 1
-        for d in shape:
-            size *= int(d)
+        size = int(math.prod(shape))
         made = flat is None or flat.array.size < max(size, 1)
-        if made:
+        if made:  # (a new key goes last; an old one was moved there above)
             if flat is not None:
                 self._local.nbytes -= flat.array.nbytes
             flat = cache[key] = _Flat(self._empty((max(size, 1),), key[1]))
-            cache.move_to_end(key)
             self._local.nbytes += flat.array.nbytes
         if len(flat.views) >= _VIEWS_PER_BUFFER:
             flat.views.clear()
