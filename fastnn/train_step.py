@@ -44,13 +44,13 @@ class EvalStep:
         strength (a regularizer's lam may change in place), each layer's capture_key, the
         loss (the buffers it writes are its own), and the update's (Optimizer.capture_key)."""
         t = self.trainer
-        params = tuple((p.version, getattr(p.penalty, "lam", None))
-                       for p in t.optimizer.params)
+        # (lists, not generators: a replayed GPU step computes its key on the host every step)
+        params = [(p.version, getattr(p.penalty, "lam", None)) for p in t.optimizer.params]
         # each layer's mode and the hyperparameters its kernels take (Layer.capture_key)
-        layers = tuple(layer.capture_key() for layer in t._layers)
+        layers = [layer.capture_key() for layer in t._layers]
         opt = self.recorded_optimizer()
         return (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, t.model.training,
-                params, layers, self.loss, opt.capture_key() if opt else None)
+                tuple(params), tuple(layers), self.loss, opt.capture_key() if opt else None)
 
     def seeded_layers(self):
         """The layers that draw a mask seed this step (not those in eval mode or at p = 0)."""

@@ -154,6 +154,21 @@ def test_dropout_scales_in_training_and_is_identity_at_inference():
     np.testing.assert_array_equal(d.forward(x), x)
 
 
+@pytest.mark.parametrize("bits", ["PCG64", "PCG64DXSM", "SFC64", "Philox", "MT19937"])
+def test_mask_seeds_are_rng_integers_of_the_layers_generator(bits):
+    """next_seed takes a 64-bit bit generator's raw draw (cheaper on the host, where a replayed
+    GPU step draws one per layer): the seeds, and the generator's state after them, must be
+    those rng.integers(1 << 63) gives (saved runs and checkpoints replay the same masks)."""
+    make = getattr(np.random, bits)
+    d = Dropout(0.5, seed=np.random.Generator(make(7)))
+    ref = np.random.Generator(make(7))
+    d.rng.random(3), ref.random(3)  # a generator part-way through its stream
+    seeds = [d.next_seed() for _ in range(2000)]
+    assert seeds == [int(ref.integers(1 << 63)) for _ in range(2000)]
+    assert all(type(s) is int and 0 <= s < 1 << 63 for s in seeds)
+    assert d.rng.random() == ref.random()  # the same state after them
+
+
 def test_dropconnect_uses_expected_weights_at_inference():
     fastnn.seed(0)
     dense = Dense(6, 4, dtype=F64)

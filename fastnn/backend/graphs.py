@@ -111,11 +111,6 @@ class GraphedSteps:
     def _run(self, step, xb, yb):
         B = self.B
         key = (step.key(xb, yb), B.capture_key())
-        # what a recording reads: made before the key's first step runs, so that making them
-        # does not count as an array made after it
-        x_in, y_in = self.input_buffer("x", xb), self.input_buffer("y", yb)
-        layers, opt = step.seeded_layers(), step.recorded_optimizer()
-        inputs = self._staged(len(layers), opt)
         entry = self.graphs.get(key)
         last_key, self._last_key = self._last_key, key
         if entry is None or entry["generation"] != B.array_generation():
@@ -125,14 +120,21 @@ class GraphedSteps:
             remade = entry["remade"] + 1 if entry is not None and last_key == key else 0
             if remade >= self.REMADE_WARNING:
                 self._warn_remade(step, xb, remade)
+            # what a recording of this key reads, the same for every step of it (the key holds
+            # the shapes, each layer's mode and rate, the update's plan): made before its
+            # first step runs, so that making them does not count as an array made after it
+            layers, opt = step.seeded_layers(), step.recorded_optimizer()
+            reads = (self.input_buffer("x", xb), self.input_buffer("y", yb), layers, opt,
+                     self._staged(len(layers), opt))
             step(xb, yb)
             self.graphs[key] = {"generation": B.array_generation(), "graph": None,
-                                "remade": remade}
+                                "remade": remade, "reads": reads}
             self.graphs.move_to_end(key)
             while len(self.graphs) > self.MAX_GRAPHS:
                 self.graphs.popitem(last=False)
             return
         self.graphs.move_to_end(key)
+        x_in, y_in, layers, opt, inputs = entry["reads"]
         step.prepare(xb, yb)  # outside the graph: zeroing a sum must not be replayed
         for a, buf in ((xb, x_in), (yb, y_in)):
             if a is not buf:  # (a host batch is copied into the buffer: input_buffer)

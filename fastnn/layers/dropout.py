@@ -22,6 +22,10 @@ from fastnn.layers.base import Layer, check_probability
 from fastnn.layers.dense import Dense
 
 
+# numpy's bit generators whose random_raw() is one 64-bit draw (MT19937's is 32 bits)
+_RAW_64_BITS = (np.random.PCG64, np.random.PCG64DXSM, np.random.SFC64, np.random.Philox)
+
+
 def _new_rng(seed):
     return initializers.child_rng() if seed is None else np.random.default_rng(seed)
 
@@ -37,6 +41,14 @@ class _Seeded:
         return self.training and self.p != 0
 
     def next_seed(self):
+        """The next mask's seed: rng.integers(1 << 63), the top 63 bits of one 64-bit draw
+        (numpy's bounded draw for a power of two is x * 2**63 >> 64 and never rejects). A
+        64-bit bit generator gives it from random_raw at a sixth of the cost (a replayed GPU
+        step draws one per seeded layer on the host); the same number, and the same state
+        after it, tests/test_dropout.py checks."""
+        bits = self.rng.bit_generator
+        if type(bits) in _RAW_64_BITS:
+            return bits.random_raw() >> 1
         return int(self.rng.integers(1 << 63))
 
     def capture_key(self):

@@ -136,8 +136,8 @@ class Optimizer:
         arrays to record)."""
         self.plan()
         return (self, self._plans, getattr(self._update, "__func__", self._update),
-                tuple(getattr(self, h) for h in self.hyper),
-                tuple(getattr(self, f) for f in self.flags))
+                tuple([getattr(self, h) for h in self.hyper]),
+                tuple([getattr(self, f) for f in self.flags]))
 
     def plan(self):
         """(arena, updates) as _make_plan made them, made again after any change."""
