@@ -45,7 +45,7 @@ class _Seeded:
         (numpy's bounded draw for a power of two is x * 2**63 >> 64 and never rejects). A
         64-bit bit generator gives it from random_raw at a sixth of the cost (a replayed GPU
         step draws one per seeded layer on the host); the same number, and the same state
-        after it, tests/test_dropout.py checks."""
+        after it (tests/test_layers.py checks both)."""
         bits = self.rng.bit_generator
         if type(bits) in _RAW_64_BITS:
             return bits.random_raw() >> 1
