@@ -1024,6 +1024,49 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
 
 
+def test_every_built_in_layer_kind_replays(monkeypatch):
+    """The layer kinds no other recorded-step test trains, in one model (channels-last input,
+    BatchNorm over images, LeakyReLU, average and L2 pooling, a residual block, Tanh, Maxout,
+    Sigmoid, DropConnect, Identity, Dropout, a final Softmax fused into the loss) with L1 and L2
+    regularizers: the CUDA backend makes every array at the first step, none while the step
+    is recorded and none between steps. A regularizer's penalty, added when the loss is read
+    (here after the second step), sums into a total made with the backend: one made at the
+    first read dropped the graph once. So the second step is recorded and the third replays,
+    to launched training's bits. The stand-in recording of tests/graph_standin.py."""
+    import warnings
+    import fastnn
+    from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout,
+                               Flatten, FromChannelsLast, Identity, L2Pool2D, LeakyReLU, Maxout,
+                               Residual, Sigmoid, Softmax, Tanh)
+    from graph_standin import recording_capture
+    from fastnn.regularizers import L1, L2
+    x, y = _rand((12, 4, 4, 1), 15), np.random.default_rng(7).integers(0, 3, 12)
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(6)
+        model = fastnn.Sequential([
+            FromChannelsLast(), Conv2D(1, 4, 3, pad=1, regularizer=L2(0.01)), BatchNorm(4),
+            LeakyReLU(0.1), AvgPool2D(2),
+            Residual(fastnn.Sequential([Conv2D(4, 4, 3, pad=1), Tanh()])), Maxout(2),
+            L2Pool2D(2), Flatten(), Dense(2, 6, regularizer=L1(0.01)), Sigmoid(),
+            DropConnect(Dense(6, 6), 0.3), Identity(), Dropout(0.2), Dense(6, 3), Softmax()])
+        model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            warnings.filterwarnings("error", message="fastnn:")  # a failed recording warns
+            if graphs:
+                recordings = recording_capture(m, B, lambda: model.trainer)
+            history = model.fit(x, y, epochs=1, batch_size=4, verbose=0, sync_every=2)
+            assert model.trainer.replays_steps == graphs
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict()))
+    # 3 steps: the first launched, the second recorded (and replayed), the third replayed
+    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 2, 0)], [
+        (r.batch, r.replays, r.made) for r in recordings]
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[1][1].items():
+        np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
+
+
 def test_steps_with_frozen_layers_replay(monkeypatch):
     """Fine-tuning: a frozen Conv2D inside the network still takes its data gradient (im2col's
     GEMM + col2im) but no weight or bias gradient, and its backward makes no array per step
