@@ -12,9 +12,11 @@ def all_layers(model):
     return out
 
 
-def stochastic_layers(model):
-    """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`)."""
-    return [layer for layer in all_layers(model) if hasattr(layer, "rng")]
+def stochastic_layers(model, layers=None):
+    """The layers that draw random numbers each step (Dropout, DropConnect: an `rng`), among
+    `layers` where the caller has walked the model already (all_layers(model))."""
+    return [layer for layer in (all_layers(model) if layers is None else layers)
+            if hasattr(layer, "rng")]
 
 
 class EvalStep:

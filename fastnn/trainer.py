@@ -115,13 +115,15 @@ class Trainer:
         if not step.updates:
             self.optimizer.step()
 
-    def step_replayable(self):
+    def step_replayable(self, seeded=None):
         """Whether a step could be replayed from a recording: its loss sums on the device
-        (no value per step), and every layer that draws random numbers each step can take its
-        seed from device memory (next_seed and seed_slot: fastnn.layers.dropout)."""
+        (no value per step), and every layer that draws random numbers each step (`seeded`:
+        the model's stochastic_layers, found here unless given) can take its seed from device
+        memory (next_seed and seed_slot: fastnn.layers.dropout)."""
         return self.loss.accumulates and all(
             hasattr(layer, "draws_seed") and hasattr(layer, "next_seed")
-            and hasattr(layer, "seed_slot") for layer in stochastic_layers(self.model))
+            and hasattr(layer, "seed_slot")
+            for layer in (stochastic_layers(self.model) if seeded is None else seeded))
 
     def _step_runner(self, B, evaluation=False):
         """What runs training (or evaluation) steps on backend B (Backend.step_runner: eagerly
@@ -130,8 +132,8 @@ class Trainer:
         replayable walks the model's layers)."""
         if self._runner_backend is not B:
             self._layers = all_layers(self.model)
-            self._seeded_layers = [layer for layer in self._layers if hasattr(layer, "rng")]
-            replayable = self.step_replayable()
+            self._seeded_layers = stochastic_layers(self.model, self._layers)
+            replayable = self.step_replayable(self._seeded_layers)
             self._runner = B.step_runner(replayable=replayable)
             self._eval_runner = B.step_runner(replayable=replayable)
             self._runner_backend = B
