@@ -1,6 +1,7 @@
 """The CUDA backend's kernels against the naive oracles and the CPU backend, on tiny shapes
 (Numba's simulator runs every GPU thread as a Python thread; on a machine with a GPU the same
 tests run on the device), and the float32 kernels' PTX free of float64 arithmetic."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -901,6 +902,52 @@ def _random_layers_model(name):
                               Residual(fastnn.Sequential([Conv2D(8, 8, 3, pad=1), ReLU(),
                                                           Conv2D(8, 8, 3, pad=1)])),
                               ReLU(), MaxPool2D(2), Flatten(), Dense(8 * 14 * 14, 10)])
+
+
+def test_a_capture_holds_every_buffer_and_ends_even_when_its_step_fails(monkeypatch):
+    """CUDABackend.capture around a stand-in CuPy stream (a real one needs a GPU): while the
+    step is recorded the scratch cache evicts nothing and Numba frees nothing (a graph holds
+    raw pointers; a queued cuMemFree run mid-capture synchronizes), and the capture is ended,
+    its flags put back, whether the step returns or raises."""
+    from fastnn.backend.cuda.backend import _Graph
+    ctx, calls, deferred = B.context, [], []
+
+    class Stream:
+        ptr = 0
+
+        def begin_capture(self):
+            calls.append("begin")
+
+        def end_capture(self):
+            calls.append("end")
+            return "the graph"
+
+    @contextlib.contextmanager
+    def defer_cleanup():
+        deferred.append(True)
+        try:
+            yield
+        finally:
+            deferred.pop()
+    monkeypatch.setattr(B, "_cublas", object())  # graphs on
+    monkeypatch.setattr(ctx, "cupy_stream", Stream())
+    monkeypatch.setattr(ctx.cuda, "defer_cleanup", defer_cleanup)
+
+    def step():
+        calls.append(("step", ctx.capturing, bool(deferred), ctx.scratch._holds))
+    graph = B.capture(step)
+    assert isinstance(graph, _Graph) and graph._graph == "the graph"
+    assert calls == ["begin", ("step", True, True, 1), "end"], calls
+    assert not ctx.capturing and not deferred and ctx.scratch._holds == 0
+
+    def failing():
+        step()
+        raise ValueError("no")
+    calls.clear()
+    with pytest.raises(ValueError, match="no"):
+        B.capture(failing)
+    assert calls == ["begin", ("step", True, True, 1), "end"], calls
+    assert not ctx.capturing and not deferred and ctx.scratch._holds == 0
 
 
 @pytest.mark.parametrize("name", ["simple-cnn", "deep-cnn", "bn-dropout-cnn", "residual",

@@ -85,7 +85,10 @@ class CUDABackend(Backend):
             raise RuntimeError("fastnn: CUDA graphs need a GPU with CuPy installed")
         ctx = self.context
         stream = ctx.cupy_stream
-        with ctx.scratch.hold():  # the graph records the buffers' pointers
+        # the graph records the buffers' pointers: the scratch cache evicts none meanwhile, and
+        # Numba frees nothing (a device array dropped meanwhile, say by the garbage collector,
+        # is queued; a full queue would otherwise cuMemFree, which synchronizes, mid-capture)
+        with ctx.scratch.hold(), ctx.cuda.defer_cleanup():
             stream.begin_capture()
             ctx.capturing = True
             try:
