@@ -88,9 +88,12 @@ def test_early_stopping_scheduler_and_logger(tmp_path):
     assert history.history["lr"][3:] == pytest.approx([0.1 / e for e in range(4, 9)])
 
 
-def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None, packed=False):
+def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None, packed=False,
+         models=None):
     x, y = _blobs(300)
     model = _compiled(seed=7, model_seed=seed_model)
+    if models is not None:
+        models.append(model)
     if packed:  # as `fastnn train` does: model.to() packs the parameters into one arena
         model.to("cpu")
     cbs = [callbacks.ModelCheckpoint(checkpoint)] if checkpoint else []
@@ -99,15 +102,28 @@ def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None, packed=Fa
     return model, history
 
 
+@pytest.mark.parametrize("replayed", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
-def test_resume_from_checkpoint_is_bit_identical(tmp_path, packed):
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, monkeypatch, packed, replayed):
     """3 epochs straight == 2 epochs, checkpoint, a fresh process-like restart (different init
-    seed, new objects) resumed to 3: dropout masks, shuffling and augmentation included."""
-    full, full_history = _run(tmp_path, 3, packed=packed)
+    seed, new objects) resumed to 3: dropout masks, shuffling and augmentation included; also
+    where the steps replay recordings (the CPU standing in for a GPU: the seeds are drawn on
+    the host for each replay, so the checkpoint's generator states are the eager ones)."""
+    from fastnn.backend import cpu
+    recordings, models = [], []  # (models: each run's, the one being fitted last)
+    if replayed:
+        recordings = recording_capture(monkeypatch, cpu, lambda: models[-1].trainer)
+    full, full_history = _run(tmp_path, 3, packed=packed, models=models)
     ckpt = tmp_path / "ckpt.npz"
-    _run(tmp_path, 2, checkpoint=ckpt, packed=packed)
+    _run(tmp_path, 2, checkpoint=ckpt, packed=packed, models=models)
     fastnn.seed(12345)  # a restarted process would not share the default generator's state
-    resumed, resumed_history = _run(tmp_path, 3, resume=ckpt, seed_model=99, packed=packed)
+    resumed, resumed_history = _run(tmp_path, 3, resume=ckpt, seed_model=99, packed=packed,
+                                    models=models)
+    if replayed:
+        assert len(models) == 3 and all(m.trainer.cuda_graphs for m in models)
+        # 300 = 9 x 32 + 12: each run's full and partial batches, the second step of each
+        # recorded and the rest replayed (runs of 3, 2 and 1 epochs)
+        assert [r.replays for r in recordings] == [26, 2, 17, 1, 8]
     for (n, a, _), (_, b, _) in zip(full.named_parameters(), resumed.named_parameters()):
         np.testing.assert_array_equal(a, b, err_msg=n)
     assert resumed_history.history["loss"] == full_history.history["loss"]
