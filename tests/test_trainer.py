@@ -107,8 +107,8 @@ def _run(tmp_path, epochs, resume=None, seed_model=0, checkpoint=None, packed=Fa
 def test_resume_from_checkpoint_is_bit_identical(tmp_path, monkeypatch, packed, replayed):
     """3 epochs straight == 2 epochs, checkpoint, a fresh process-like restart (different init
     seed, new objects) resumed to 3: dropout masks, shuffling and augmentation included; also
-    where the steps replay recordings (the CPU standing in for a GPU: the seeds are drawn on
-    the host for each replay, so the checkpoint's generator states are the eager ones)."""
+    where the steps replay recordings (the CPU standing in for a GPU: a replay's seeds come
+    from the layers' generators, which the checkpoint holds, as a launched step's do)."""
     from fastnn.backend import cpu
     recordings, models = [], []  # (models: each run's, the one being fitted last)
     if replayed:
