@@ -904,6 +904,25 @@ def _random_layers_model(name):
                               ReLU(), MaxPool2D(2), Flatten(), Dense(8 * 14 * 14, 10)])
 
 
+def test_a_new_fits_loader_leaves_the_captured_graphs_valid():
+    """Every fit makes a loader, which gathers each shuffled epoch into arrays of its own
+    (on the GPU, from data already there). No recorded step reads them (the step runner copies
+    each batch into its input buffers), so they are made without moving array_generation, and
+    a graph recorded in one fit replays in the next (tests/test_trainer.py follows the graphs
+    themselves, with the CPU standing in). The arrays are still counted as allocations."""
+    from fastnn.layers import Dense, Dropout, ReLU
+    model = fastnn.Sequential([Dense(4, 8), ReLU(), Dropout(0.2), Dense(8, 3)]).to("cuda")
+    model.compile("cross_entropy", fastnn.optim.Adam(model, lr=1e-2), seed=0)
+    rng = np.random.default_rng(0)
+    x, y = D(rng.random((40, 4), F32)), D(rng.integers(0, 3, 40))
+    fit = dict(epochs=1, batch_size=16, verbose=0, validation_data=(x[:10], y[:10]))
+    model.fit(x, y, **fit)
+    generation, made = B.array_generation(), B.counters["allocations"]
+    model.fit(x, y, **fit)
+    assert B.counters["allocations"] - made == 2  # the loader's epoch of x and of y
+    assert B.array_generation() == generation
+
+
 def test_a_capture_holds_every_buffer_and_ends_even_when_its_step_fails(monkeypatch):
     """CUDABackend.capture around a stand-in CuPy stream (a real one needs a GPU): while the
     step is recorded the scratch cache evicts nothing and Numba frees nothing (a graph holds

@@ -121,8 +121,9 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, monkeypatch, packed, 
                                     models=models)
     if replayed:
         assert len(models) == 3 and all(m.trainer.cuda_graphs for m in models)
-        # 300 = 9 x 32 + 12: each run's full and partial batches, the second step of each
-        # recorded and the rest replayed (runs of 3, 2 and 1 epochs)
+        # 300 = 9 x 32 + 12: each batch shape's second step recorded and its later ones
+        # replayed, in runs of 3, 2 and 1 epochs (the last run's one partial batch runs as
+        # written)
         assert [r.replays for r in recordings] == [26, 2, 17, 1, 8]
     for (n, a, _), (_, b, _) in zip(full.named_parameters(), resumed.named_parameters()):
         np.testing.assert_array_equal(a, b, err_msg=n)
@@ -487,6 +488,8 @@ def _count_cpu_arrays(monkeypatch):
         made[0] += 1
         return empty(shape, dtype)
     monkeypatch.setattr(cpu, "empty", counted, raising=False)
+    # (as on a GPU, an array no recorded step reads is not counted)
+    monkeypatch.setattr(cpu, "empty_outside_graphs", empty, raising=False)
     monkeypatch.setattr(cpu, "array_generation", lambda: made[0], raising=False)
 
 
@@ -686,9 +689,9 @@ def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
     assert steps[2:4] == [7, 7] and new[3] == 0, seen
     # evaluations at 64: new shapes, then replays from the third on
     assert steps[6:8] == [2, 2] and new[7] == 0, seen
-    # epochs 5-7: the evaluations (and the new fit's loader) made arrays, so epoch 5 runs
-    # some steps as written; by epoch 7 all replay again
-    assert steps[8] < 7 and steps[10] == 7 and new[10] == 0, str((steps, new))
+    # epochs 5-7: the evaluations made arrays (their layers' buffers at new shapes), so
+    # epoch 5 runs some steps as written; from epoch 6 all replay again
+    assert steps[8] < 7 and steps[9:] == [7, 7] and new[10] == 0, str((steps, new))
     assert {r.made for r in recordings} == {0}, [r.made for r in recordings]  # while recorded
     assert eager[3] == [(0, 0)] * len(seen)
     assert {k: v for k, v in history.items() if k != "time"} == {
@@ -696,6 +699,31 @@ def test_partial_batches_and_other_batch_sizes_keep_their_graphs(monkeypatch):
     assert evaluations == eager[1]
     for name in state:
         np.testing.assert_array_equal(state[name], eager[2][name], err_msg=name)
+
+
+def test_a_new_fit_replays_the_graphs_of_the_last(monkeypatch):
+    """Each fit call makes a new loader, and its arrays (the epoch's batches) are not ones a
+    recorded step reads (the runner copies each batch into its own input buffers): fit after
+    fit, every step replays the graphs recorded in the first, validation's included. (A new
+    loader's arrays used to drop every graph: each fit ran its first steps as written and
+    recorded them again.) The CPU stands in for a GPU and counts the arrays it makes, as a
+    GPU does; tests/test_cuda.py checks the GPU's count."""
+    from fastnn.backend import cpu
+    x, y = _blobs(230)
+    _count_cpu_arrays(monkeypatch)
+    model = _compiled()
+    recordings = recording_capture(monkeypatch, cpu, lambda: model.trainer)
+    fit = dict(batch_size=50, verbose=0, validation_data=(x[:70], y[:70]))
+    # 230 = 4 x 50 + 30, validation 70 = 50 + 20: four batch shapes, all recorded by the
+    # third epoch (the first's evaluation made its layers' buffers after the training steps)
+    model.fit(x, y, epochs=3, **fit)
+    recorded, replays = len(recordings), sum(r.replays for r in recordings)
+    assert recorded >= 4 and {r.batch for r in recordings} == {50, 30, 20}
+    for _ in range(3):
+        model.fit(x, y, epochs=1, **fit)
+        assert len(recordings) == recorded and model.trainer.replays_steps
+        assert sum(r.replays for r in recordings) == replays + 7  # 5 training, 2 validation
+        replays += 7
 
 
 def test_fastnn_seed_alone_makes_fit_reproducible():

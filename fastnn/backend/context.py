@@ -116,4 +116,5 @@ class DeviceContext:
     def __init__(self, empty, scratch_cap_bytes=SCRATCH_CAP_BYTES):
         self.counters = {"launches": 0, "copies": 0, "allocations": 0}
         self.released = 0  # cached arrays let go (Backend.release: graphs see it)
+        self.outside_graphs = 0  # arrays made that no graph reads (Backend.empty_outside_graphs)
         self.scratch = ScratchCache(empty, scratch_cap_bytes)

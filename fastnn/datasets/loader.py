@@ -106,6 +106,16 @@ class DataLoader:
         n = len(self.x)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def _buffer(self, key, shape, like):
+        """The loader's array for key (an epoch's data in its order, or a batch), made once.
+        No recorded training step reads it (the step runner copies each batch into its own
+        input buffers), so making it leaves the captured graphs valid (a new fit's loader
+        does not drop them: Backend.empty_outside_graphs)."""
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = self._backend.empty_outside_graphs(shape, like.dtype)
+        return buf
+
     def __iter__(self):
         B, bs, n = self._backend, self.batch_size, len(self.x)
         epoch = None  # the epoch's samples in order, when the batches are views of them
@@ -117,9 +127,8 @@ class DataLoader:
             order = B.from_host(order.astype(np.int64, copy=False))  # once per epoch
             if gather_epoch and self.x.nbytes + self.y.nbytes <= EPOCH_GATHER_BYTES:
                 # on a GPU a launch costs more than the copy: gather the whole epoch at once
-                epoch = [B.take_rows(a, order, out=self._buffers.get(("epoch", key)))
+                epoch = [B.take_rows(a, order, out=self._buffer(("epoch", key), a.shape, a))
                          for key, a in zip("xy", self._data)]
-                self._buffers[("epoch", "x")], self._buffers[("epoch", "y")] = epoch
         if epoch is not None:  # the same buffers every epoch: their batch views made once
             key = (id(epoch[0]), id(epoch[1]), bs, len(self))  # (drop_last may change)
             if self._views is None or self._views[0] != key:
@@ -129,11 +138,9 @@ class DataLoader:
             return
         if self.reuse_buffers and len(self):
             # every batch size's arrays made before the first batch, none between two steps
-            # (on a GPU an array made drops the captured step graphs: fastnn.backend.graphs)
             for size in {min(bs, n), min(bs, n - (len(self) - 1) * bs)}:
                 for key, a in zip("xy", self._data):
-                    if (key, size) not in self._buffers:
-                        self._buffers[(key, size)] = B.empty((size,) + a.shape[1:], a.dtype)
+                    self._buffer((key, size), (size,) + a.shape[1:], a)
         for i in range(len(self)):
             lo, hi = i * bs, min((i + 1) * bs, n)
             xb, yb = (B.take_rows(a, order[lo:hi], out=self._buffers.get((key, hi - lo)))
