@@ -108,7 +108,7 @@ class DataLoader:
 
     def _buffer(self, key, shape, like):
         """The loader's array for key (an epoch's data in its order, or a batch), made once.
-        No recorded training step reads it (the step runner copies each batch into its own
+        No recorded step reads it (the step runner copies each batch into its own
         input buffers), so making it leaves the captured graphs valid (a new fit's loader
         does not drop them: Backend.empty_outside_graphs)."""
         buf = self._buffers.get(key)
