@@ -70,6 +70,27 @@ def test_scratch_evicts_nothing_while_held():
     assert cache.take("b", (100,), np.float32) is not b
 
 
+def test_scratch_tells_the_backend_of_every_buffer_it_lets_go_of():
+    """A captured graph holds the raw pointers of the scratch buffers it was recorded with:
+    the cache tells release() of each one it lets go of (too short for a new shape, evicted,
+    cleared), so that no such graph is replayed; a new tag's buffer replaces nothing, and
+    nothing is released for it (a backend makes it with empty_cached)."""
+    released = []
+    cache = ScratchCache(lambda shape, dtype: np.empty(shape, dtype), 3 * 400, released.append)
+    a = cache.take("a", (100,), np.float32)
+    cache.take("b", (50,), np.float32)
+    cache.take("a", (10,), np.float32)  # fits
+    assert released == []
+    b = cache.take("b", (100,), np.float32)  # too short: made anew
+    assert len(released) == 1 and released[0].shape == (50,)
+    assert not np.shares_memory(released[0], b)
+    cache.take("c", (100,), np.float32)
+    cache.take("d", (100,), np.float32)  # over the cap: a, the least recent, goes
+    assert len(released) == 2 and np.shares_memory(released[1], a)
+    cache.clear()
+    assert len(released) == 5 and cache.nbytes == 0
+
+
 def test_scratch_shapes_of_a_tag_are_views_of_one_buffer():
     """Every shape of a tag is a view of the start of one flat buffer, made longer (anew) when
     a shape does not fit; on_new sees each buffer once, whole, when it is made."""

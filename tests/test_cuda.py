@@ -923,6 +923,20 @@ def test_a_new_fits_loader_leaves_the_captured_graphs_valid():
     assert B.array_generation() == generation
 
 
+def test_a_new_scratch_buffer_leaves_the_captured_graphs_valid_and_a_grown_one_not():
+    """A new scratch (tag, dtype) is no array a graph was recorded with: making it leaves
+    array_generation (a regularizer's penalty, summed into a scratch total at the loss's
+    first read between captured steps, used to drop every graph). One made anew because a
+    shape does not fit lets go of the old one, which a graph may hold: the count moves."""
+    generation = B.array_generation()
+    small = B.scratch("test_new_scratch", (4,), F32)
+    assert B.array_generation() == generation
+    B.scratch("test_new_scratch", (2,), F32)  # fits
+    assert B.array_generation() == generation
+    assert B.scratch("test_new_scratch", (8,), F32) is not small
+    assert B.array_generation() > generation
+
+
 def test_a_capture_holds_every_buffer_and_ends_even_when_its_step_fails(monkeypatch):
     """CUDABackend.capture around a stand-in CuPy stream (a real one needs a GPU): while the
     step is recorded the scratch cache evicts nothing and Numba frees nothing (a graph holds

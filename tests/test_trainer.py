@@ -488,8 +488,8 @@ def _count_cpu_arrays(monkeypatch):
         made[0] += 1
         return empty(shape, dtype)
     monkeypatch.setattr(cpu, "empty", counted, raising=False)
-    # (as on a GPU, an array no recorded step reads is not counted)
-    monkeypatch.setattr(cpu, "empty_outside_graphs", empty, raising=False)
+    # (as on a GPU, the arrays caches make are not counted: Backend.empty_cached)
+    monkeypatch.setattr(cpu, "empty_cached", empty, raising=False)
     monkeypatch.setattr(cpu, "array_generation", lambda: made[0], raising=False)
 
 

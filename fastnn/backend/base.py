@@ -52,7 +52,7 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         self.context = self._make_context()
 
     def _make_context(self):
-        return DeviceContext(self.empty)
+        return DeviceContext(self.empty_cached, self.release)
 
     @property
     def xp(self):
@@ -68,18 +68,19 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         """A new uninitialised array on this backend."""
         raise NotImplementedError
 
-    def empty_outside_graphs(self, shape, dtype):
-        """A new uninitialised array that no recorded step reads or writes: a data loader's
-        epoch in its shuffled order, which the step runner copies each batch out of into its
-        own input buffers. Making it leaves array_generation (and so every captured graph) as
-        it is, where a new array of a step's own may replace one a graph writes."""
+    def empty_cached(self, shape, dtype):
+        """A new uninitialised array for a cache that keeps it (the scratch cache, a data
+        loader's): it replaces no array a captured graph may hold, so making it leaves
+        array_generation (and so every graph) as it is, where any other new array may replace
+        one a graph writes. The cache says when it lets go of it (release), unless no recorded
+        step reads it (a loader's: the step runner copies each batch into its own buffers)."""
         return self.empty(shape, dtype)
 
     def array_generation(self):
-        """A count that moves whenever this backend makes an array (empty, not
-        empty_outside_graphs) or a cache lets go of one it made (release): a captured graph
-        holds the raw addresses of the arrays it was recorded with, so it stays valid only
-        while this count stays (see fastnn.backend.graphs.GraphedSteps)."""
+        """A count that moves whenever this backend makes an array (empty; not empty_cached)
+        or a cache lets go of one it made (release): a captured graph holds the raw addresses
+        of the arrays it was recorded with, so it stays valid only while this count stays
+        (see fastnn.backend.graphs.GraphedSteps)."""
         return 0
 
     def release(self, a):

@@ -38,10 +38,15 @@ class ScratchCache:
     Evicting drops only the cache's reference: an op holding a buffer keeps it alive and whole
     until it returns (the next call of that op makes a fresh one), so no buffer is ever freed
     or handed to another op while one is using it. A buffer larger than the cap alone is kept
-    (the op asked for it) and everything older goes."""
+    (the op asked for it) and everything older goes.
 
-    def __init__(self, empty, cap_bytes=SCRATCH_CAP_BYTES):
+    empty(shape, dtype) makes the buffers (a backend's empty_cached: a new one is no array a
+    graph recorded), and release(array), when given, hears of every buffer the cache lets go
+    of, too short or evicted (a backend's release: no graph recorded with it is replayed)."""
+
+    def __init__(self, empty, cap_bytes=SCRATCH_CAP_BYTES, release=None):
         self._empty = empty
+        self._release = release if release is not None else (lambda array: None)
         self.cap_bytes = cap_bytes
         self._local = threading.local()
         self._holds = 0
@@ -89,6 +94,7 @@ class ScratchCache:
         if made:  # (a new key goes last; an old one was moved there above)
             if flat is not None:
                 self._local.nbytes -= flat.array.nbytes
+                self._release(flat.array)
             flat = cache[key] = _Flat(self._empty((max(size, 1),), key[1]))
             self._local.nbytes += flat.array.nbytes
         if len(flat.views) >= _VIEWS_PER_BUFFER:
@@ -99,11 +105,15 @@ class ScratchCache:
         while self._local.nbytes > self.cap_bytes and len(cache) > 1 and not self._holds:
             _, old = cache.popitem(last=False)
             self._local.nbytes -= old.array.nbytes
+            self._release(old.array)
         return view
 
     def clear(self):
         """Forget this thread's buffers."""
-        self._buffers().clear()
+        cache = self._buffers()
+        for flat in cache.values():
+            self._release(flat.array)
+        cache.clear()
         self._local.nbytes = 0
 
 
@@ -113,8 +123,9 @@ class DeviceContext:
     overhead, and the check that a steady state allocates nothing) and scratch memory. The
     CPU's counters stay at zero: it launches nothing and its arrays cost no device memory."""
 
-    def __init__(self, empty, scratch_cap_bytes=SCRATCH_CAP_BYTES):
+    def __init__(self, empty, release, scratch_cap_bytes=SCRATCH_CAP_BYTES):
+        """empty, release: the backend's empty_cached and release (the scratch's buffers)."""
         self.counters = {"launches": 0, "copies": 0, "allocations": 0}
         self.released = 0  # cached arrays let go (Backend.release: graphs see it)
-        self.outside_graphs = 0  # arrays made that no graph reads (Backend.empty_outside_graphs)
-        self.scratch = ScratchCache(empty, scratch_cap_bytes)
+        self.cached = 0  # arrays made for caches (Backend.empty_cached: graphs do not see it)
+        self.scratch = ScratchCache(empty, scratch_cap_bytes, release)

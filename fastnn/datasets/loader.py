@@ -110,10 +110,10 @@ class DataLoader:
         """The loader's array for key (an epoch's data in its order, or a batch), made once.
         No recorded step reads it (the step runner copies each batch into its own
         input buffers), so making it leaves the captured graphs valid (a new fit's loader
-        does not drop them: Backend.empty_outside_graphs)."""
+        does not drop them: Backend.empty_cached)."""
         buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[key] = self._backend.empty_outside_graphs(shape, like.dtype)
+            buf = self._buffers[key] = self._backend.empty_cached(shape, like.dtype)
         return buf
 
     def __iter__(self):

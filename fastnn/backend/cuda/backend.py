@@ -49,7 +49,7 @@ class CUDABackend(Backend):
                                        self._cublas_workspace.device_ctypes_pointer.value)
 
     def _make_context(self):
-        return CUDAContext(self.empty)
+        return CUDAContext(self.empty_cached, self.release)
 
     @property
     def allow_tf32(self):
@@ -107,13 +107,13 @@ class CUDABackend(Backend):
         self.context.counters["allocations"] += 1
         return self.context.cuda.device_array(tuple(shape), dtype=np.dtype(dtype))
 
-    def empty_outside_graphs(self, shape, dtype):
-        self.context.outside_graphs += 1  # an allocation all the same (counters)
+    def empty_cached(self, shape, dtype):
+        self.context.cached += 1  # an allocation all the same (counters)
         return self.empty(shape, dtype)
 
     def array_generation(self):
         ctx = self.context
-        return ctx.counters["allocations"] - ctx.outside_graphs + ctx.released
+        return ctx.counters["allocations"] - ctx.cached + ctx.released
 
     def release(self, a):
         self.context.released += 1

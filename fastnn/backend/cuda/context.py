@@ -48,9 +48,9 @@ def scratch_cap_bytes(cuda):
 
 
 class CUDAContext(DeviceContext):
-    def __init__(self, empty):
+    def __init__(self, empty, release):
         cuda = numba_cuda()
-        super().__init__(empty, scratch_cap_bytes(cuda))
+        super().__init__(empty, release, scratch_cap_bytes(cuda))
         self.cuda = cuda
         self.cupy = find_cupy()
         self.cupy_stream = (self.cupy.cuda.Stream(non_blocking=False)

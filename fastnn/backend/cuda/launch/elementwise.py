@@ -38,7 +38,7 @@ class ElementwiseLaunches:
         return out
 
     def _sum_of(self, kind, a):
-        total = self._sum_totals[np.dtype(a.dtype)]
+        total = self.scratch("reduce_total", (1,), a.dtype)
         self.fill(total, 0)
         blocks = max(1, min(C.REDUCE_BLOCKS, -(-a.size // C.REDUCE_THREADS)))
         self.ctx.launch(K.sum_of_kernel(a.dtype), blocks * C.REDUCE_THREADS, kind, flat(a),
