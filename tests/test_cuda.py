@@ -1109,10 +1109,11 @@ def test_every_built_in_layer_kind_replays(monkeypatch):
     BatchNorm over images, LeakyReLU, average and L2 pooling, a residual block, Tanh, Maxout,
     Sigmoid, DropConnect, Identity, Dropout, a final Softmax fused into the loss) with L1 and L2
     regularizers: the CUDA backend makes every array at the first step, none while the step
-    is recorded and none between steps. A regularizer's penalty, added when the loss is read
-    (here after the second step), sums into a total made with the backend: one made at the
-    first read dropped the graph once. So the second step is recorded and the third replays,
-    to launched training's bits. The stand-in recording of tests/graph_standin.py."""
+    is recorded and none between steps that a graph could hold. A regularizer's penalty,
+    added when the loss is read (here after the second step), sums into a scratch total: its
+    buffer, new at that first read, replaces none a graph holds (Backend.empty_cached), where
+    one made with empty dropped the graph once. So the second step is recorded and the third
+    replays, to launched training's bits. The stand-in recording of tests/graph_standin.py."""
     import warnings
     import fastnn
     from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout,
