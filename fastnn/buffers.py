@@ -15,13 +15,14 @@ class Buffers:
 
     Why more than one: a training run meets a few batch shapes over and over (the full batch,
     an epoch's last partial batch, an evaluation's batch size). With one array per name each
-    change of shape would make new arrays, and on a GPU an allocation drops every captured step
-    graph (fastnn.backend.graphs: a graph writes into the arrays it was recorded with), so
-    every epoch would record its graphs again. Kept per shape, the arrays of every shape a
-    graph was recorded with stay alive and in place. An array is dropped only when the shape
-    changes, and its backend is told (Backend.release): a graph that used it is recorded again,
-    never replayed into freed memory. The byte cap keeps a one-off large batch (a predict over
-    a whole test set) from holding its memory once the run is back at its own batch size."""
+    change of shape would replace an array a captured step graph writes (fastnn.backend.graphs:
+    a graph writes into the arrays it was recorded with), so every epoch would record its
+    graphs again. Kept per shape, the arrays of every shape a graph was recorded with stay
+    alive and in place, and a new shape's array replaces none: it is made with
+    Backend.empty_cached, which drops no graph. An array is dropped only past the caps, and
+    its backend is told (Backend.release): a graph that used it is recorded again, never
+    replayed into freed memory. The byte cap keeps a one-off large batch (a predict over a
+    whole test set) from holding its memory once the run is back at its own batch size."""
 
     # a training batch and its partial last one, validation's last, evaluate's full and last
     # (evaluate takes 256 by default), and one more
@@ -49,7 +50,7 @@ class Buffers:
         buf = self._kept.get(key)
         if buf is None:
             B = backend_of(like) if like is not None else cpu
-            buf = self._kept[key] = B.empty(shape, key[2])
+            buf = self._kept[key] = B.empty_cached(shape, key[2])
         else:
             self._kept.move_to_end(key)
         self._current[name] = buf

@@ -86,11 +86,13 @@ class Trainer:
     def _totals(self, B, dtype, loss):
         """A zeroed 2-element array on backend B that `loss` sums into, the same one every
         epoch (no allocation; one per loss: training's and evaluate's are two, so that an
-        evaluation never zeroes sums a training tally has not read)."""
+        evaluation never zeroes sums a training tally has not read). Kept for the trainer's
+        life, so made as a cache's (Backend.empty_cached: the first evaluation's drops none
+        of training's graphs)."""
         key = (B.name, np.dtype(dtype).str, loss)
         totals = self._totals_arrays.get(key)
         if totals is None:
-            totals = self._totals_arrays[key] = B.empty((2,), dtype)
+            totals = self._totals_arrays[key] = B.empty_cached((2,), dtype)
         return B.fill(totals, 0)
 
     # -- one step ------------------------------------------------------------------------
@@ -215,9 +217,9 @@ class Trainer:
 
     def _batch_on(self, B, role, a):
         """A host batch on backend B. A device gets it copied into the same array every step
-        of its shape: a new array per step would be an allocation, and an allocation drops a
-        captured step graph (the next step would capture again). Where steps replay, that
-        array is the one the graphs read (the step runner's input_buffer): one copy a step."""
+        of its shape (a new array per step would be an allocation every step). Where steps
+        replay, that array is the one the graphs read (the step runner's input_buffer): one
+        copy a step; elsewhere one of the trainer's, kept (Backend.empty_cached)."""
         if not B.device_arrays:
             return B.from_host(a)
         buf = self._step_runner(B).input_buffer(role, a) if self.cuda_graphs else None
@@ -225,7 +227,7 @@ class Trainer:
             key = (B.name, role, a.shape, a.dtype.str)
             buf = self._host_batches.get(key)
             if buf is None:
-                buf = self._host_batches[key] = B.empty(a.shape, a.dtype)
+                buf = self._host_batches[key] = B.empty_cached(a.shape, a.dtype)
         return B.copy_from_host(np.ascontiguousarray(a), buf)
 
     def _run_epoch(self, epochs, validation_data, callbacks, verbose, stream):

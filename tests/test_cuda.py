@@ -1071,9 +1071,10 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
     """The CUDA backend's convolution, pooling, Dropout and Adam paths make every array in a
     batch shape's first step, none while the step is recorded (a recording that makes one
     fails: a replay would write into arrays freed after the capture), and an epoch's partial
-    last batch keeps a recording of its own: from the third epoch every step replays. The
-    stand-in recording of tests/graph_standin.py (the simulator cannot capture); launched
-    training's bits."""
+    last batch keeps a recording of its own (its new arrays are its layers' buffers, made with
+    Backend.empty_cached: the full batch's recording stays): from the second epoch every step
+    is recorded or replays. The stand-in recording of tests/graph_standin.py (the simulator
+    cannot capture); launched training's bits."""
     import warnings
     import fastnn
     from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
@@ -1095,9 +1096,9 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
             assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict()))
-    # epoch 1: both run as written (making their arrays); epoch 2: the 4 runs again (the 2's
-    # arrays came after it), the 2 is recorded; epoch 3: the 4 recorded, the 2 replayed
-    assert [(r.batch, r.replays, r.made) for r in recordings] == [(2, 2, 0), (4, 1, 0)], [
+    # epoch 1: both run as written (making their arrays); epoch 2: both recorded (the 2's
+    # arrays, made after the 4's step, left its graph); epoch 3: both replayed
+    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 2, 0), (2, 2, 0)], [
         (r.batch, r.replays, r.made) for r in recordings]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():
@@ -1345,7 +1346,10 @@ def test_batch_shapes_that_come_back_make_no_arrays():
     """The layers and losses keep their buffers per batch shape (fastnn.buffers): a run whose
     last batch is partial, validated and evaluated at other sizes, makes its arrays in its
     first epoch and none after (with one array per name, each partial batch replaced the full
-    batch's, and an array made drops every captured step graph on a GPU)."""
+    batch's). A new shape's arrays are made for caches that keep them (Backend.empty_cached:
+    layers' and losses' buffers, the step runner's input buffers, an evaluation's sums), so
+    they leave array_generation, and every captured graph, as it was: an evaluation at a new
+    batch size drops none of training's. Arrays a cache lets go of move it."""
     import fastnn
     from fastnn.callbacks import Callback
     from fastnn.layers import Dense, ReLU
@@ -1356,18 +1360,25 @@ def test_batch_shapes_that_come_back_make_no_arrays():
     model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0).to("cuda")
     made = []
 
+    generations = []
+
     class Count(Callback):
         def on_epoch_end(self, epoch, logs):
             made.append(B.counters["allocations"])
+            generations.append(B.array_generation())
     # batches of 4, 4 and 3; validation 4 and 1; evaluate 2, 2 and 1
     fit = dict(batch_size=4, verbose=0, validation_data=(x[:5], y[:5]), callbacks=[Count()])
     model.fit(x, y, epochs=2, **fit)
     for _ in range(2):
         model.evaluate(x[:5], y[:5], batch_size=2)
         made.append(B.counters["allocations"])
+        generations.append(B.array_generation())
     model.fit(x, y, epochs=1, **fit)
-    # the second fit's loader makes its epoch's two arrays, nothing else is made
-    assert made[1] == made[0] and made[3] == made[2] and made[4] == made[3] + 2, made
+    # the evaluation's new shapes make arrays, the second fit's loader its epoch's two;
+    # nothing else is made
+    assert made[1] == made[0] < made[2] == made[3] and made[4] == made[3] + 2, made
+    # and none of them moves the generation captured graphs check
+    assert generations == [generations[0]] * 5, generations
     # arrays a layer lets go of move the generation captured graphs check, as new ones do
     generation, kept = B.array_generation(), len(model[0]._buffers._kept)
     model[0]._buffers.clear()

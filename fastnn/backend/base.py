@@ -69,11 +69,13 @@ class Backend(LayoutOps, PoolOps, ElementwiseOps, ActivationOps, NormOps, LossOp
         raise NotImplementedError
 
     def empty_cached(self, shape, dtype):
-        """A new uninitialised array for a cache that keeps it (the scratch cache, a data
-        loader's): it replaces no array a captured graph may hold, so making it leaves
+        """A new uninitialised array for a cache that keeps it (the scratch cache, a layer's or
+        a loss's buffers, the step runner's input buffers, the trainer's sums and host batches,
+        a data loader's): it replaces no array a captured graph may hold, so making it leaves
         array_generation (and so every graph) as it is, where any other new array may replace
-        one a graph writes. The cache says when it lets go of it (release), unless no recorded
-        step reads it (a loader's: the step runner copies each batch into its own buffers)."""
+        one a graph writes. The cache says when it lets go of it (release), unless it never does
+        (the runner's and the trainer's, kept as long as they are) or no recorded step reads it
+        (a loader's: the step runner copies each batch into its own buffers)."""
         return self.empty(shape, dtype)
 
     def array_generation(self):

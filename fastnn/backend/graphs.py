@@ -54,13 +54,14 @@ class GraphedSteps:
     capture_key: its GEMM math mode), and up to MAX_GRAPHS keys keep theirs side by side (an
     epoch's full batches and its smaller last one; the layers keep their buffers per shape,
     fastnn.buffers). Every capture is dropped once the backend has made any array since it was
-    recorded, or a cache has let go of one (Backend.array_generation: a buffer it uses might
-    have been replaced or freed): that key's next step runs as usual again, and the one after
-    it is captured. So a run with a partial last batch has recorded a graph for each shape by
-    its third epoch and replays every step from then on. A capture that fails (an op that
-    cannot be captured, or a step that makes arrays while recorded: it would make new ones
-    every step, and a replay would write into those freed after the capture) warns once, and
-    every later step runs eagerly (`failed`).
+    recorded, other than one a cache keeps (Backend.empty_cached: the buffers of a new shape,
+    its input buffers), or a cache has let go of one (Backend.array_generation: a buffer it
+    uses might have been replaced or freed): that key's next step runs as usual again, and the
+    one after it is captured. So a run with a partial last batch has recorded a graph for each
+    shape in its second epoch and replays every step from then on. A capture that fails (an
+    op that cannot be captured, or a step that makes arrays while recorded: it would make new
+    ones every step, and a replay would write into those freed after the capture) warns once,
+    and every later step runs eagerly (`failed`).
 
     Layers that draw a random mask each step (step.seeded_layers()) read their seeds from one
     device array while they are recorded (their seed_slot): before each replay this runner
@@ -101,11 +102,12 @@ class GraphedSteps:
     def input_buffer(self, role, a):
         """The graphs' input buffer for arrays like a in their role ("x", "y": an x and a y of
         one shape are two buffers), made once (a recapture reuses it): a host batch copied
-        there is where a replay reads it, with no copy on the device."""
+        there is where a replay reads it, with no copy on the device. Kept for the runner's
+        life, so made as a cache's (Backend.empty_cached: another shape's graphs stay)."""
         key = (role, tuple(a.shape), np.dtype(a.dtype))
         buf = self.staging.get(key)
         if buf is None:
-            buf = self.staging[key] = self.B.empty(a.shape, a.dtype)
+            buf = self.staging[key] = self.B.empty_cached(a.shape, a.dtype)
         return buf
 
     def _run(self, step, xb, yb):
@@ -234,7 +236,9 @@ class _StepInputs:
     def __init__(self, B, n_seeds, count, dtype):
         """dtype None: no update (numbers None)."""
         words = n_seeds + (-(-count * dtype.itemsize // 8) if dtype is not None else 0)
-        self.device, self.host = B.empty((words,), np.uint64), np.zeros(words, np.uint64)
+        # (kept for the runner's life: a cache's array, Backend.empty_cached)
+        self.device = B.empty_cached((words,), np.uint64)
+        self.host = np.zeros(words, np.uint64)
         self.seeds, self.host_seeds = self.device[:n_seeds], self.host[:n_seeds]
         self.numbers = self.host_numbers = None
         if dtype is not None:  # (an update of no numbers still reads its empty slot)
