@@ -1,7 +1,11 @@
-"""A stand-in for CUDA graph capture where none can run (the CPU, Numba's simulator): what the
-tests of fastnn.backend.graphs with random layers replay. A real graph is checked against
-launched steps on a GPU (tests/test_cuda.py::test_graph_replayed_steps_are_the_launched_steps).
+"""Stand-ins for CUDA graph capture where none can run: what the tests of
+fastnn.backend.graphs with random layers replay. Recording (the CPU, or the simulator) reruns
+the recorded step; Tape (the simulator) records the step's launches and replays them without
+its Python, as a real graph does. A real graph is checked against launched steps on a GPU
+(tests/test_cuda.py::test_graph_replayed_steps_are_the_launched_steps).
 """
+import numpy as np
+
 from fastnn.backend.graphs import GraphedSteps
 
 
@@ -65,3 +69,85 @@ def recording_capture(monkeypatch, backend, trainer_of):
     monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
     monkeypatch.setattr(backend, "capture", capture, raising=False)
     return recordings
+
+
+class Tape:
+    """A stand-in for a captured CUDA graph in Numba's simulator (it runs on a GPU too) that
+    keeps a real graph's rule: a replay runs the recorded device work only, none of the step's
+    Python. While the step is recorded every kernel launch (CUDAContext.launch_grid), cuBLAS
+    GEMM and device-to-device copy goes onto the tape, not to the device, with the arrays and
+    the scalars it was given (a graph bakes in their addresses and values); a host transfer or
+    a host array handed to a kernel raises, as an operation a capture does not permit. replay()
+    runs the tape on the backend's stream. So what a step leaves to its Python at replay time
+    (a host counter passed as a kernel's scalar, work done outside the launches) shows as a
+    difference from launched training, which the Recording stand-in, rerunning the step, cannot
+    show."""
+
+    def __init__(self, backend):
+        self.backend, self.ops, self.replays = backend, [], 0
+
+    def launch_grid(self, kernel, grid, block, *args):
+        for a in args:
+            if isinstance(a, np.ndarray):
+                raise RuntimeError(f"a host array {a.shape} handed to a kernel while a graph "
+                                   "is recorded (Numba would copy it over and back)")
+        self.ops.append(("launch", kernel, grid, block, args))
+        self.backend.context.counters["launches"] += 1
+
+    def copy(self, a, out):
+        self.ops.append(("copy", a, out))
+
+    def gemm(self, cublas):
+        """A cuBLAS whose gemm goes onto the tape (the GEMM launch's count is the caller's)."""
+        tape = self
+
+        class TapedCublas:
+            def gemm(self, *args):
+                tape.ops.append(("gemm", cublas, args))
+        return TapedCublas()
+
+    def replay(self):
+        self.replays += 1
+        stream = self.backend.context.stream
+        for op in self.ops:
+            if op[0] == "launch":
+                _, kernel, grid, block, args = op
+                kernel[grid, block, stream](*args)
+            elif op[0] == "gemm":
+                op[1].gemm(*op[2])
+            else:
+                op[2].copy_to_device(op[1], stream=stream)
+
+
+def tape_capture(monkeypatch, backend):
+    """Make the CUDA backend (the simulator's, or a GPU's) capture steps as Tapes: graphs on,
+    capture patched to record as CUDABackend.capture does (capturing set, the scratch held);
+    returns the list the tapes go into."""
+    tapes = []
+    ctx, kernels = backend.context, backend._kernels
+
+    def forbidden(what):
+        def call(*args, **kwargs):
+            raise RuntimeError(f"{what} while a graph is recorded (the stream is capturing)")
+        return call
+
+    def capture(fn):
+        tape = Tape(backend)
+        with monkeypatch.context() as m, ctx.scratch.hold():
+            m.setattr(ctx, "launch_grid", tape.launch_grid)
+            m.setattr(kernels, "copy", tape.copy)
+            if backend._cublas is not None:  # (a GPU: cuBLAS GEMMs are no launch of ours)
+                m.setattr(backend, "_cublas", tape.gemm(backend._cublas))
+            for owner, name in ((kernels, "copy_from_host"), (backend, "to_host"),
+                                (backend, "from_host")):
+                m.setattr(owner, name, forbidden(name))
+            ctx.capturing = True
+            try:
+                fn()
+            finally:
+                ctx.capturing = False
+        tapes.append(tape)
+        return tape
+    monkeypatch.setattr(type(backend), "graphs", True)
+    monkeypatch.setattr(backend, "capture", capture, raising=False)
+    return tapes

@@ -1033,6 +1033,71 @@ def test_graph_replayed_steps_are_the_launched_steps(monkeypatch, name):
     assert runs[0][2] == runs[1][2]
 
 
+def _tiny_random_layers_model(name):
+    """_random_layers_model's kinds at the simulator's sizes (4x4 images, 3 classes), in two
+    models: every layer kind whose steps replay since issue 16 in one, and the MSE loss."""
+    import fastnn
+    from fastnn.layers import (BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU,
+                               Residual)
+    if name == "mse-mlp":
+        return fastnn.Sequential([Flatten(), Dense(16, 6), ReLU(), Dropout(0.2), Dense(6, 3)])
+    assert name == "every-kind"
+    # conv + ReLU + max pool fused (simple-cnn's and deep-cnn's), a residual block with a
+    # convolution's input gradient and BatchNorm over channels, BatchNorm over features,
+    # Dropout
+    return fastnn.Sequential([
+        Conv2D(1, 2, 3, pad=1), ReLU(), MaxPool2D(2),
+        Residual(fastnn.Sequential([Conv2D(2, 2, 3, pad=1), BatchNorm(2), ReLU(),
+                                    Conv2D(2, 2, 3, pad=1)])),
+        ReLU(), Flatten(), Dense(8, 6), BatchNorm(6), ReLU(), Dropout(0.3), Dense(6, 3)])
+
+
+@pytest.mark.parametrize("name", ["every-kind", "mse-mlp"])
+def test_taped_steps_replay_the_launched_ones_without_their_python(monkeypatch, name):
+    """What test_graph_replayed_steps_are_the_launched_steps checks on a GPU, in the simulator:
+    each replay runs only the launches recorded at the capture (tests/graph_standin.py's Tape:
+    none of the step's Python runs, and a host transfer inside the step fails its capture).
+    Dropout's new mask every replay, Adam's step numbers, BatchNorm's running statistics and
+    the evaluations' sums then come from the device inputs the runner copies over before each
+    replay alone, and training equals launched training: the same parameters, statistics and
+    generators bit for bit, the same losses (sums of atomic adds: to rounding)."""
+    import warnings
+    import fastnn
+    from graph_standin import tape_capture
+    x, y = _rand((16, 1, 4, 4), 5), np.random.default_rng(6).integers(0, 3, 16)
+    mse = name == "mse-mlp"
+    targets = np.eye(3, dtype=F32)[y] if mse else y
+    runs = []
+    for graphs in (True, False):
+        fastnn.seed(1)
+        model = _tiny_random_layers_model(name)
+        model.compile("mse" if mse else "cross_entropy", fastnn.optim.Adam(model, lr=0.05),
+                      seed=0).to("cuda")
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            warnings.filterwarnings("error", message="fastnn:")  # a failed capture warns
+            tapes = tape_capture(m, B) if graphs else []
+            history = model.fit(x, targets, epochs=1, batch_size=4, verbose=0)
+            assert model.trainer.replays_steps == graphs
+            fitted = sum(t.replays for t in tapes)
+            # evaluate runs its first batch, captures the second; the next replays both
+            evaluated = [model.evaluate(x[:8], targets[:8], batch_size=4) for _ in range(2)]
+            replays = (fitted, sum(t.replays for t in tapes) - fitted)
+        runs.append(({k: v for k, v in history.history.items() if k != "time"},
+                     model.state_dict(),
+                     [layer.rng.bit_generator.state for layer in model.trainer._seeded_layers],
+                     evaluated, replays, [len(t.ops) for t in tapes]))
+    (history, state, rngs, evaluated, replays, ops), launched = runs
+    # 4 steps: run, captured (its tape replayed at once), replayed twice
+    assert replays == (3, 3) and len(ops) == 2 and min(ops) > 0, (replays, ops)
+    assert rngs == launched[2]
+    for key, value in launched[1].items():  # parameters and BatchNorm's running statistics
+        np.testing.assert_array_equal(state[key], value, err_msg=key)
+    for got, want in ((history, launched[0]), *zip(evaluated, launched[3])):
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
 def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monkeypatch):
     """The simulator cannot capture a graph; a stand-in that reruns the recorded step's device
     work (tests/graph_standin.py) checks the captured path's bookkeeping on the CUDA backend:
