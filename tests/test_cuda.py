@@ -1179,13 +1179,15 @@ def test_every_built_in_layer_kind_replays(monkeypatch):
     added when the loss is read (here after the second step), sums into a scratch total: its
     buffer, new at that first read, replaces none a graph holds (Backend.empty_cached), where
     one made with empty dropped the graph once. So the second step is recorded and the third
-    replays, to launched training's bits. The stand-in recording of tests/graph_standin.py."""
+    replays, to launched training's bits. The stand-in tape of tests/graph_standin.py: a
+    replay runs the recorded launches alone, as a real graph's does, and a step that made an
+    array while recorded fails its capture (the runner's check), which warns."""
     import warnings
     import fastnn
     from fastnn.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout,
                                Flatten, FromChannelsLast, Identity, L2Pool2D, LeakyReLU, Maxout,
                                Residual, Sigmoid, Softmax, Tanh)
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     from fastnn.regularizers import L1, L2
     x, y = _rand((12, 4, 4, 1), 15), np.random.default_rng(7).integers(0, 3, 12)
     runs = []
@@ -1201,14 +1203,13 @@ def test_every_built_in_layer_kind_replays(monkeypatch):
         with monkeypatch.context() as m, warnings.catch_warnings():
             warnings.filterwarnings("error", message="fastnn:")  # a failed recording warns
             if graphs:
-                recordings = recording_capture(m, B, lambda: model.trainer)
+                tapes = tape_capture(m, B)
             history = model.fit(x, y, epochs=1, batch_size=4, verbose=0, sync_every=2)
             assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict()))
     # 3 steps: the first launched, the second recorded (and replayed), the third replayed
-    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 2, 0)], [
-        (r.batch, r.replays, r.made) for r in recordings]
+    assert [t.replays for t in tapes] == [2], [t.replays for t in tapes]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
@@ -1219,11 +1220,13 @@ def test_steps_with_frozen_layers_replay(monkeypatch):
     GEMM + col2im) but no weight or bias gradient, and its backward makes no array per step
     (a bias-gradient buffer made every step would keep the step from ever replaying) and
     launches no bias-gradient kernel; a frozen Dense and BatchNorm likewise. The stand-in
-    recording of tests/graph_standin.py; launched training's bits, the frozen weights
-    untouched."""
+    tape of tests/graph_standin.py (a replay runs the recorded launches alone; a step that
+    made an array while recorded fails its capture, which warns); launched training's bits,
+    the frozen weights untouched."""
+    import warnings
     import fastnn
     from fastnn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     x, y = _rand((8, 1, 4, 4), 14), np.random.default_rng(6).integers(0, 3, 8)
     frozen = (2, 6, 7)  # the second conv, the first Dense, its BatchNorm
     runs = []
@@ -1237,9 +1240,10 @@ def test_steps_with_frozen_layers_replay(monkeypatch):
             layers[i].trainable = False
         start = {f"{i}.{k}": np.array(v) for i in frozen for k, v in layers[i].params.items()}
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
-        with monkeypatch.context() as m:
+        with monkeypatch.context() as m, warnings.catch_warnings():
+            warnings.filterwarnings("error", message="fastnn:")  # a failed capture warns
             if graphs:
-                recordings = recording_capture(m, B, lambda: model.trainer)
+                tapes = tape_capture(m, B)
             history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
             assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
@@ -1247,9 +1251,8 @@ def test_steps_with_frozen_layers_replay(monkeypatch):
         for name, value in start.items():
             i, k = name.split(".")
             np.testing.assert_array_equal(H(layers[int(i)].params[k]), value, err_msg=name)
-    # epoch 1: both steps run as written, the second is recorded; then every step replays
-    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 5, 0)], [
-        (r.batch, r.replays, r.made) for r in recordings]
+    # epoch 1: the first step runs as written, the second is recorded; then every step replays
+    assert [t.replays for t in tapes] == [5], [t.replays for t in tapes]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
