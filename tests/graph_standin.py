@@ -1,7 +1,8 @@
 """Stand-ins for CUDA graph capture where none can run: what the tests of
-fastnn.backend.graphs with random layers replay. Recording (the CPU, or the simulator) reruns
-the recorded step; Tape (the simulator) records the step's launches and replays them without
-its Python, as a real graph does. A real graph is checked against launched steps on a GPU
+fastnn.backend.graphs with random layers replay. Recording (the CPU's) reruns the recorded
+step; Tape (the CUDA backend's: the simulator, or a GPU) records the step's launches and
+replays them without its Python, as a real graph does. A real graph is checked against
+launched steps on a GPU
 (tests/test_cuda.py::test_graph_replayed_steps_are_the_launched_steps).
 """
 import numpy as np
@@ -83,8 +84,9 @@ class Tape:
     difference from launched training, which the Recording stand-in, rerunning the step, cannot
     show."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, batch):
         self.backend, self.ops, self.replays = backend, [], 0
+        self.batch = batch  # the recorded step's batch size
 
     def launch_grid(self, kernel, grid, block, *args):
         for a in args:
@@ -123,8 +125,13 @@ def tape_capture(monkeypatch, backend):
     """Make the CUDA backend (the simulator's, or a GPU's) capture steps as Tapes: graphs on,
     capture patched to record as CUDABackend.capture does (capturing set, the scratch held);
     returns the list the tapes go into."""
-    tapes = []
+    tapes, batches = [], []
     ctx, kernels = backend.context, backend._kernels
+    record = GraphedSteps._capture
+
+    def capture_step(self, step, x_in, *args):
+        batches.append(x_in.shape[0])
+        return record(self, step, x_in, *args)
 
     def forbidden(what):
         def call(*args, **kwargs):
@@ -132,7 +139,7 @@ def tape_capture(monkeypatch, backend):
         return call
 
     def capture(fn):
-        tape = Tape(backend)
+        tape = Tape(backend, batches[-1])
         with monkeypatch.context() as m, ctx.scratch.hold():
             m.setattr(ctx, "launch_grid", tape.launch_grid)
             m.setattr(kernels, "copy", tape.copy)
@@ -149,5 +156,6 @@ def tape_capture(monkeypatch, backend):
         tapes.append(tape)
         return tape
     monkeypatch.setattr(type(backend), "graphs", True)
+    monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
     monkeypatch.setattr(backend, "capture", capture, raising=False)
     return tapes

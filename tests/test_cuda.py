@@ -794,11 +794,11 @@ def test_data_already_on_the_gpu_trains_evaluates_and_predicts_where_it_is():
 def test_tf32_is_opt_in_and_a_change_records_the_step_again(monkeypatch):
     """fastnn.gpu.allow_tf32: off by default, a bool, and part of what a captured step bakes
     in (the backend's capture_key): turning it on between epochs records the step again (the
-    stand-in recording of tests/graph_standin.py; the simulator's GEMM ignores the mode)."""
+    stand-in tape of tests/graph_standin.py; the simulator's GEMM ignores the mode)."""
     import fastnn
     from fastnn.callbacks import Callback
     from fastnn.layers import Dense
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     assert fastnn.gpu.allow_tf32() is False and B.capture_key() == (False,)
     with pytest.raises(TypeError, match="expected True or False, got 1"):
         B.allow_tf32 = 1
@@ -812,13 +812,13 @@ def test_tf32_is_opt_in_and_a_change_records_the_step_again(monkeypatch):
     model = fastnn.Sequential([Dense(6, 3)])
     model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.01), seed=0).to("cuda")
     try:
-        recordings = recording_capture(monkeypatch, B, lambda: model.trainer)
+        tapes = tape_capture(monkeypatch, B)
         model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[TF32OnEpoch2()])
         assert B.capture_key() == (True,)
     finally:
         fastnn.gpu.allow_tf32(False)
     # epoch 1: run, record (+ replay), replay, replay; epoch 2: a new key, so run, record, ...
-    assert [r.replays for r in recordings] == [3, 3]
+    assert [t.replays for t in tapes] == [3, 3]
 
 
 def test_tf32_gemms_on_a_gpu_stay_within_tf32_precision():
@@ -1099,15 +1099,15 @@ def test_taped_steps_replay_the_launched_ones_without_their_python(monkeypatch, 
 
 
 def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monkeypatch):
-    """The simulator cannot capture a graph; a stand-in that reruns the recorded step's device
-    work (tests/graph_standin.py) checks the captured path's bookkeeping on the CUDA backend:
-    Dropout's mask kernel reads its seed, and Adam's update its step's numbers, from the one
-    device array the runner fills before each replay (one copy per step), BatchNorm trains
-    with its running statistics, and the result is launched training's, bit for bit,
+    """The simulator cannot capture a graph; a stand-in tape that replays the recorded step's
+    launches (tests/graph_standin.py) checks the captured path's bookkeeping on the CUDA
+    backend: Dropout's mask kernel reads its seed, and Adam's update its step's numbers, from
+    the one device array the runner fills before each replay (one copy per step), BatchNorm
+    trains with its running statistics, and the result is launched training's, bit for bit,
     generators included."""
     import fastnn
     from fastnn.layers import BatchNorm, Dense, Dropout, ReLU
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     x, y = _rand((24, 6), 9), np.random.default_rng(2).integers(0, 3, 24)
     runs = []
     for graphs in (True, False):
@@ -1117,7 +1117,7 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
         model.compile("cross_entropy", fastnn.optim.Adam(model, lr=0.05), seed=0).to("cuda")
         with monkeypatch.context() as m:
             if graphs:
-                recordings = recording_capture(m, B, lambda: model.trainer)
+                tapes = tape_capture(m, B)
             copies = B.counters["copies"]
             history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
             copies = B.counters["copies"] - copies
@@ -1125,7 +1125,7 @@ def test_recorded_steps_with_dropout_and_batchnorm_replay_the_launched_ones(monk
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), model.trainer._seeded_layers[0].rng.bit_generator.state,
                      copies))
-    assert len(recordings) == 1 and recordings[0].replays == 5  # 6 steps: 1 launched, 5 graphs
+    assert [t.replays for t in tapes] == [5]  # 6 steps: 1 launched, 5 graphs
     assert runs[0][3] == runs[1][3] + 5  # each replay's seeds and its update's numbers, as one
     assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
     for key, value in runs[1][1].items():
@@ -1138,12 +1138,13 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
     fails: a replay would write into arrays freed after the capture), and an epoch's partial
     last batch keeps a recording of its own (its new arrays are its layers' buffers, made with
     Backend.empty_cached: the full batch's recording stays): from the second epoch every step
-    is recorded or replays. The stand-in recording of tests/graph_standin.py (the simulator
-    cannot capture); launched training's bits."""
+    is recorded or replays. The stand-in tape of tests/graph_standin.py (the simulator cannot
+    capture; the runner's own check fails a recording that makes an array, which warns);
+    launched training's bits."""
     import warnings
     import fastnn
     from fastnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     x, y = _rand((6, 1, 4, 4), 13), np.random.default_rng(3).integers(0, 3, 6)
     runs = []
     for graphs in (True, False):
@@ -1156,15 +1157,15 @@ def test_recorded_conv_steps_make_no_arrays_and_keep_a_graph_per_batch_shape(mon
             # intended uint64 overflow, are not ours)
             warnings.filterwarnings("error", message="fastnn:")
             if graphs:
-                recordings = recording_capture(m, B, lambda: model.trainer)
+                tapes = tape_capture(m, B)
             history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)  # 4 and 2
             assert model.trainer.replays_steps == graphs
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict()))
     # epoch 1: both run as written (making their arrays); epoch 2: both recorded (the 2's
     # arrays, made after the 4's step, left its graph); epoch 3: both replayed
-    assert [(r.batch, r.replays, r.made) for r in recordings] == [(4, 2, 0), (2, 2, 0)], [
-        (r.batch, r.replays, r.made) for r in recordings]
+    assert [(t.batch, t.replays) for t in tapes] == [(4, 2), (2, 2)], [
+        (t.batch, t.replays) for t in tapes]
     assert runs[0][0] == runs[1][0]
     for key, value in runs[1][1].items():
         np.testing.assert_array_equal(runs[0][1][key], value, err_msg=key)
@@ -1355,12 +1356,12 @@ def test_device_questions_the_trainer_and_losses_ask_the_backend():
 def test_a_replayed_host_batch_is_copied_once_into_the_graph_input(monkeypatch):
     """An augmented batch made on the host goes straight into the buffer the recorded step
     reads (the runner's input_buffer): one host-to-device copy per array and no device copy
-    after it, and training equals launched training bit for bit (the stand-in recording of
+    after it, and training equals launched training bit for bit (the stand-in tape of
     tests/graph_standin.py: the simulator cannot capture)."""
     import fastnn
     from fastnn.datasets import RandomShift
     from fastnn.layers import Dense, Flatten, ReLU
-    from graph_standin import recording_capture
+    from graph_standin import tape_capture
     x, y = _rand((24, 1, 4, 4), 12), np.arange(24) % 3
     runs = []
     for graphs in (True, False):
@@ -1370,7 +1371,7 @@ def test_a_replayed_host_batch_is_copied_once_into_the_graph_input(monkeypatch):
         device_copies = []
         with monkeypatch.context() as m:
             if graphs:
-                recordings = recording_capture(m, B, lambda: model.trainer)
+                tapes = tape_capture(m, B)
             copy = B.copy
             m.setattr(B, "copy", lambda a, out: device_copies.append(a) or copy(a, out))
             copies = B.counters["copies"]
@@ -1379,7 +1380,7 @@ def test_a_replayed_host_batch_is_copied_once_into_the_graph_input(monkeypatch):
             copies = B.counters["copies"] - copies
         runs.append(({k: v for k, v in history.history.items() if k != "time"},
                      model.state_dict(), copies, len(device_copies)))
-    assert len(recordings) == 1 and recordings[0].replays == 5  # 6 steps: 1 launched
+    assert [t.replays for t in tapes] == [5]  # 6 steps: 1 launched
     # every step: x and y over (2 copies), each replay its update's numbers, each epoch its
     # read of the loss sums; launched steps copy nothing on the device either (the trainer's
     # own buffer is the batch)
