@@ -19,10 +19,11 @@ class Buffers:
     a graph writes into the arrays it was recorded with), so every epoch would record its
     graphs again. Kept per shape, the arrays of every shape a graph was recorded with stay
     alive and in place, and a new shape's array replaces none: it is made with
-    Backend.empty_cached, which drops no graph. An array is dropped only past the caps, and
-    its backend is told (Backend.release): a graph that used it is recorded again, never
-    replayed into freed memory. The byte cap keeps a one-off large batch (a predict over a
-    whole test set) from holding its memory once the run is back at its own batch size."""
+    Backend.empty_cached, which drops no graph. An array is dropped only past the caps or
+    by clear() (Layer.to), and its backend is told (Backend.release): a graph that used it
+    is recorded again, never replayed into freed memory. The byte cap keeps a one-off large
+    batch (a predict over a whole test set) from holding its memory once the run is back at
+    its own batch size."""
 
     # a training batch and its partial last one, validation's last, evaluate's full and last
     # (evaluate takes 256 by default), and one more

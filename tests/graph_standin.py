@@ -82,7 +82,9 @@ class Tape:
     runs the tape on the backend's stream. So what a step leaves to its Python at replay time
     (a host counter passed as a kernel's scalar, work done outside the launches) shows as a
     difference from launched training, which the Recording stand-in, rerunning the step, cannot
-    show."""
+    show. (It keeps the arrays it recorded alive, so an array replaced since the capture is
+    not freed memory here, only stale: the runner's array_generation check is what keeps a
+    real graph from replaying into one.)"""
 
     def __init__(self, backend, batch):
         self.backend, self.ops, self.replays = backend, [], 0
@@ -139,14 +141,15 @@ def tape_capture(monkeypatch, backend):
         return call
 
     def capture(fn):
-        tape = Tape(backend, batches[-1])
+        tape = Tape(backend, batches[-1] if batches else None)
         with monkeypatch.context() as m, ctx.scratch.hold():
             m.setattr(ctx, "launch_grid", tape.launch_grid)
             m.setattr(kernels, "copy", tape.copy)
             if backend._cublas is not None:  # (a GPU: cuBLAS GEMMs are no launch of ours)
                 m.setattr(backend, "_cublas", tape.gemm(backend._cublas))
-            for owner, name in ((kernels, "copy_from_host"), (backend, "to_host"),
-                                (backend, "from_host")):
+            # (the kernel table holds its own to_host, bound at its making)
+            for owner, name in ((kernels, "copy_from_host"), (kernels, "to_host"),
+                                (backend, "to_host"), (backend, "from_host")):
                 m.setattr(owner, name, forbidden(name))
             ctx.capturing = True
             try:
@@ -155,7 +158,7 @@ def tape_capture(monkeypatch, backend):
                 ctx.capturing = False
         tapes.append(tape)
         return tape
-    monkeypatch.setattr(type(backend), "graphs", True)
+    monkeypatch.setattr(backend if "graphs" in vars(backend) else type(backend), "graphs", True)
     monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
     monkeypatch.setattr(backend, "capture", capture, raising=False)
     return tapes

@@ -1052,6 +1052,38 @@ def _tiny_random_layers_model(name):
         ReLU(), Flatten(), Dense(8, 6), BatchNorm(6), ReLU(), Dropout(0.3), Dense(6, 3)])
 
 
+def test_the_tape_stand_in_keeps_a_graphs_rules(monkeypatch):
+    """The tape (tests/graph_standin.py) keeps the rules of a real graph that the replay tests
+    rely on: a capture runs no device work (a fill and a copy recorded are not done), a
+    replay runs the recorded work with the values it was recorded with and none of the Python
+    around it (a host counter baked into a launch stays as it was at the capture), and a host
+    transfer, or a host array handed to a kernel, inside the capture raises."""
+    from graph_standin import tape_capture
+    tapes = tape_capture(monkeypatch, B)
+    a, b = D(np.zeros(4, F32)), D(np.full(4, 7, F32))
+    counter = [1.0]
+
+    def step():
+        B.fill(a, counter[0])  # the counter's value is baked into the launch
+        B.copy(a, b)
+        counter[0] += 1
+    tape = B.capture(step)
+    assert tape is tapes[-1] and counter == [2.0] and len(tape.ops) == 2
+    assert (H(a) == 0).all() and (H(b) == 7).all()  # recorded, not run
+    tape.replay()
+    tape.replay()
+    assert counter == [2.0] and tape.replays == 2  # no Python ran
+    assert (H(a) == 1).all() and (H(b) == 1).all()
+    for transfer in (lambda: B.to_host(a), lambda: B._kernels.to_host(a),
+                     lambda: B.from_host(np.ones(2, F32)),
+                     lambda: B.copy_from_host(np.ones(4, F32), a),
+                     lambda: B._kernels.fill(np.zeros(4, F32), F32(1))):
+        with pytest.raises(RuntimeError, match="while a graph is recorded"):
+            B.capture(transfer)
+        assert not B.context.capturing and B.context.scratch._holds == 0
+    assert (H(a) == 1).all()  # (the patches are undone: reads work again)
+
+
 @pytest.mark.parametrize("name", ["every-kind", "mse-mlp"])
 def test_taped_steps_replay_the_launched_ones_without_their_python(monkeypatch, name):
     """What test_graph_replayed_steps_are_the_launched_steps checks on a GPU, in the simulator:
@@ -1417,8 +1449,9 @@ def test_batch_shapes_that_come_back_make_no_arrays():
     first epoch and none after (with one array per name, each partial batch replaced the full
     batch's). A new shape's arrays are made for caches that keep them (Backend.empty_cached:
     layers' and losses' buffers, the step runner's input buffers, an evaluation's sums), so
-    they leave array_generation, and every captured graph, as it was: an evaluation at a new
-    batch size drops none of training's. Arrays a cache lets go of move it."""
+    they leave array_generation, and every captured graph, as it was: an evaluation at a new,
+    smaller batch size drops none of training's. Arrays a cache lets go of move it: the
+    layers' own, and the scratch buffers a batch larger than any before outgrows."""
     import fastnn
     from fastnn.callbacks import Callback
     from fastnn.layers import Dense, ReLU
@@ -1448,6 +1481,14 @@ def test_batch_shapes_that_come_back_make_no_arrays():
     assert made[1] == made[0] < made[2] == made[3] and made[4] == made[3] + 2, made
     # and none of them moves the generation captured graphs check
     assert generations == [generations[0]] * 5, generations
+    # an evaluation at a batch larger than any before grows the scratch buffers its ops take
+    # (the loss's per-row values): the old ones, which a graph may hold, are let go of, and
+    # every graph is dropped, once
+    generation = B.array_generation()
+    model.evaluate(x, y, batch_size=8)
+    grown = B.array_generation()
+    model.evaluate(x, y, batch_size=8)
+    assert grown > generation and B.array_generation() == grown
     # arrays a layer lets go of move the generation captured graphs check, as new ones do
     generation, kept = B.array_generation(), len(model[0]._buffers._kept)
     model[0]._buffers.clear()
