@@ -50,10 +50,11 @@ def _slot_name(owner):
     return "numbers_slot" if hasattr(owner, "numbers_slot") else "seed_slot"
 
 
-def recording_capture(monkeypatch, backend, trainer_of):
-    """Make `backend` capture steps as Recordings (graphs on, capture patched); returns the
-    list the recordings go into. trainer_of(): the trainer being fitted (its seeded layers)."""
-    recordings, steps = [], []
+def _standin_capture(monkeypatch, backend, make):
+    """Turn `backend`'s graphs on, with backend.capture(fn) returning make(fn, step, batch):
+    the stand-in graph of the step being recorded (None when capture is called directly) and
+    its batch size; returns the list the stand-ins go into."""
+    made, steps = [], []
     record = GraphedSteps._capture
 
     def capture_step(self, step, x_in, *args):
@@ -61,15 +62,21 @@ def recording_capture(monkeypatch, backend, trainer_of):
         return record(self, step, x_in, *args)
 
     def capture(fn):
-        step, batch = steps[-1]
-        recordings.append(Recording(fn, trainer_of()._seeded_layers, step, backend, batch))
-        return recordings[-1]
+        made.append(make(fn, *(steps[-1] if steps else (None, None))))
+        return made[-1]
     # graphs is a property on CUDA (set on the class); an earlier monkeypatch of the instance
     # leaves a plain value in the instance's dict, which would shadow the class's
     monkeypatch.setattr(backend if "graphs" in vars(backend) else type(backend), "graphs", True)
     monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
     monkeypatch.setattr(backend, "capture", capture, raising=False)
-    return recordings
+    return made
+
+
+def recording_capture(monkeypatch, backend, trainer_of):
+    """Make `backend` capture steps as Recordings (graphs on, capture patched); returns the
+    list the recordings go into. trainer_of(): the trainer being fitted (its seeded layers)."""
+    return _standin_capture(monkeypatch, backend, lambda fn, step, batch: Recording(
+        fn, trainer_of()._seeded_layers, step, backend, batch))
 
 
 class Tape:
@@ -101,14 +108,9 @@ class Tape:
     def copy(self, a, out):
         self.ops.append(("copy", a, out))
 
-    def gemm(self, cublas):
-        """A cuBLAS whose gemm goes onto the tape (the GEMM launch's count is the caller's)."""
-        tape = self
-
-        class TapedCublas:
-            def gemm(self, *args):
-                tape.ops.append(("gemm", cublas, args))
-        return TapedCublas()
+    def cublas(self, cublas):
+        """A stand-in for cublas whose gemm goes onto the tape (the caller counts the launch)."""
+        return _TapedCublas(self.ops, cublas)
 
     def replay(self):
         self.replays += 1
@@ -123,30 +125,32 @@ class Tape:
                 op[2].copy_to_device(op[1], stream=stream)
 
 
+class _TapedCublas:
+    def __init__(self, ops, cublas):
+        self.ops, self.cublas = ops, cublas
+
+    def gemm(self, *args):
+        self.ops.append(("gemm", self.cublas, args))
+
+
 def tape_capture(monkeypatch, backend):
     """Make the CUDA backend (the simulator's, or a GPU's) capture steps as Tapes: graphs on,
     capture patched to record as CUDABackend.capture does (capturing set, the scratch held);
     returns the list the tapes go into."""
-    tapes, batches = [], []
     ctx, kernels = backend.context, backend._kernels
-    record = GraphedSteps._capture
-
-    def capture_step(self, step, x_in, *args):
-        batches.append(x_in.shape[0])
-        return record(self, step, x_in, *args)
 
     def forbidden(what):
         def call(*args, **kwargs):
             raise RuntimeError(f"{what} while a graph is recorded (the stream is capturing)")
         return call
 
-    def capture(fn):
-        tape = Tape(backend, batches[-1] if batches else None)
+    def capture(fn, step, batch):
+        tape = Tape(backend, batch)
         with monkeypatch.context() as m, ctx.scratch.hold():
             m.setattr(ctx, "launch_grid", tape.launch_grid)
             m.setattr(kernels, "copy", tape.copy)
             if backend._cublas is not None:  # (a GPU: cuBLAS GEMMs are no launch of ours)
-                m.setattr(backend, "_cublas", tape.gemm(backend._cublas))
+                m.setattr(backend, "_cublas", tape.cublas(backend._cublas))
             # (the kernel table holds its own to_host, bound at its making)
             for owner, name in ((kernels, "copy_from_host"), (kernels, "to_host"),
                                 (backend, "to_host"), (backend, "from_host")):
@@ -156,9 +160,5 @@ def tape_capture(monkeypatch, backend):
                 fn()
             finally:
                 ctx.capturing = False
-        tapes.append(tape)
         return tape
-    monkeypatch.setattr(backend if "graphs" in vars(backend) else type(backend), "graphs", True)
-    monkeypatch.setattr(GraphedSteps, "_capture", capture_step)
-    monkeypatch.setattr(backend, "capture", capture, raising=False)
-    return tapes
+    return _standin_capture(monkeypatch, backend, capture)
